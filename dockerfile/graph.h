@@ -1,0 +1,62 @@
+// The dependency graph across projects: upstream references feed projects,
+// projects produce images, and produced images feed other projects (chains).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "util/result.h"
+
+namespace bw::dockerfile {
+
+struct ProjectInput {
+  std::string name;
+  std::string image;              // normalised tag ref it produces, or empty
+  std::vector<std::string> bases; // normalised tag refs it uses (runtime and buildtime, not unused)
+};
+
+struct GraphNode {
+  std::string id;    // the reference, or the project name
+  std::string kind;  // "upstream" | "project" | "image"
+};
+
+struct GraphEdge {
+  std::string from;
+  std::string to;
+};
+
+class Graph {
+ public:
+  // Error (ErrorKind::invalid) when projects form a cycle; the message names
+  // them: "dependency cycle between projects: a -> b -> a".
+  static Result<Graph> build(const std::vector<ProjectInput>& projects);
+
+  const std::vector<GraphNode>& nodes() const { return m_nodes; }
+  const std::vector<GraphEdge>& edges() const { return m_edges; }
+
+  // Every project a change of `ref` (a normalised tag ref) reaches, directly
+  // or through produced images, dependencies before dependents; ties broken
+  // by name so the order is stable.
+  std::vector<std::string> impact(const std::string& ref) const;
+  // Projects that use `ref` directly.
+  std::vector<std::string> direct_users(const std::string& ref) const;
+  // References that are not produced by any project: what must be polled upstream.
+  std::vector<std::string> upstream_refs() const;
+  // Text, JSON ({"nodes":[...],"edges":[...]}) and Graphviz dot renderings.
+  std::string to_text() const;
+  std::string to_json() const;
+  std::string to_dot() const;
+
+ private:
+  std::vector<GraphNode> m_nodes;
+  std::vector<GraphEdge> m_edges;
+  std::map<std::string, std::set<std::string>> m_users;      // ref -> projects using it
+  std::map<std::string, std::string> m_produced_by;           // image ref -> project
+  std::map<std::string, std::string> m_produces;              // project -> image ref
+  std::map<std::string, size_t> m_topo_rank;                  // project -> position in build order
+};
+
+}  // namespace bw::dockerfile
