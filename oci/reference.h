@@ -20,7 +20,8 @@ struct Reference {
   // registry/repository:tag, plus @digest when pinned. For a digest-only
   // reference (no tag written) the tag is empty: registry/repository@digest.
   std::string str() const;
-  // registry/repository:tag without the digest: what basewatch watches.
+  // registry/repository:tag without the digest: what basewatch watches. For a
+  // digest-only reference (nothing to watch move) this is str().
   std::string tag_ref() const;
   // registry/repository
   std::string name() const;
@@ -30,13 +31,17 @@ struct Reference {
 
 // Parses and normalises: "alpine" -> docker.io/library/alpine:latest;
 // "index.docker.io/x/y" -> docker.io/x/y:latest; "alpine:3.20@sha256:..." keeps
-// both tag and digest. Errors name the cause, e.g.
+// both tag and digest. The registry is lowercased (host names are
+// case-insensitive). Errors are ErrorKind::invalid and name the cause, e.g.
 //   invalid reference "Alpine": repository name must be lowercase
+// The text is taken as is: no trimming. Digests must be sha256 (64 lowercase
+// hex) or sha512 (128); other algorithms are refused.
 Result<Reference> parse_reference(std::string_view text);
 
 // The host to talk to for a registry ("docker.io" -> "registry-1.docker.io").
 std::string api_host(std::string_view registry);
 
+// "sha256:<64 lowercase hex>" or "sha512:<128 lowercase hex>".
 bool is_valid_digest(std::string_view digest);
 
 }  // namespace bw::oci
