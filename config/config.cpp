@@ -1,0 +1,482 @@
+#include "config/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <sstream>
+
+#include "util/files.h"
+#include "util/strings.h"
+
+namespace bw::config {
+
+namespace fs = std::filesystem;
+
+std::string Mark::str() const { return file + ":" + std::to_string(line) + ":" + std::to_string(column); }
+
+const RegistryConfig* Config::registry(const std::string& host) const {
+  auto it = registries.find(host);
+  return it == registries.end() ? nullptr : &it->second;
+}
+
+std::string default_path(const std::string& given) {
+  if (!given.empty()) return given;
+  if (const char* env = std::getenv("BASEWATCH_CONFIG"); env && *env) return env;
+  return "/etc/basewatch/config.yaml";
+}
+
+namespace {
+
+// Walks the YAML tree, converting values and recording the first error with
+// its place. Conversion never throws out of here.
+class Reader {
+ public:
+  explicit Reader(std::string file) : m_file(std::move(file)) {
+    m_dir = fs::path(m_file).parent_path().string();
+  }
+
+  Mark mark(const YAML::Node& n) const {
+    auto m = n.Mark();
+    return Mark{m_file, m.line + 1, m.column + 1};
+  }
+
+  void fail(const YAML::Node& n, const std::string& message) {
+    if (!m_error.empty()) return;  // the first error is the one to fix first
+    m_error = mark(n).str() + ": " + message;
+  }
+  bool failed() const { return !m_error.empty(); }
+  const std::string& error() const { return m_error; }
+
+  // Checks that `n` is a mapping with only `known` keys.
+  bool mapping(const YAML::Node& n, const std::string& where, std::initializer_list<const char*> known) {
+    if (!n.IsMap()) {
+      fail(n, where + ": expected a mapping");
+      return false;
+    }
+    for (const auto& kv : n) {
+      std::string key = kv.first.Scalar();
+      bool ok = false;
+      for (const char* k : known) ok = ok || key == k;
+      if (!ok) {
+        std::string list;
+        for (const char* k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+        fail(kv.first, (where.empty() ? "" : where + ": ") + "unknown key \"" + key + "\" (expected one of: " + list + ")");
+        return false;
+      }
+    }
+    return true;
+  }
+
+  std::string key_path(const std::string& where, const std::string& key) const {
+    return where.empty() ? key : where + "." + key;
+  }
+
+  bool scalar(const YAML::Node& n, const std::string& key, std::string& out) {
+    if (!n.IsScalar()) {
+      fail(n, key + ": expected a string");
+      return false;
+    }
+    out = n.Scalar();
+    return true;
+  }
+
+  void string(const YAML::Node& parent, const char* key, const std::string& where, std::string& out) {
+    if (auto n = parent[key]) scalar(n, key_path(where, key), out);
+  }
+
+  void boolean(const YAML::Node& parent, const char* key, const std::string& where, bool& out) {
+    auto n = parent[key];
+    if (!n) return;
+    std::string s;
+    if (!scalar(n, key_path(where, key), s)) return;
+    std::string l = to_lower(s);
+    if (l == "true" || l == "yes" || l == "on") out = true;
+    else if (l == "false" || l == "no" || l == "off") out = false;
+    else fail(n, key_path(where, key) + ": expected true or false, got \"" + s + "\"");
+  }
+
+  void integer(const YAML::Node& parent, const char* key, const std::string& where, int& out, int min, int max) {
+    auto n = parent[key];
+    if (!n) return;
+    std::string s;
+    if (!scalar(n, key_path(where, key), s)) return;
+    char* end = nullptr;
+    long v = std::strtol(s.c_str(), &end, 10);
+    if (s.empty() || *end != '\0') {
+      fail(n, key_path(where, key) + ": expected a whole number, got \"" + s + "\"");
+    } else if (v < min || v > max) {
+      fail(n, key_path(where, key) + ": must be between " + std::to_string(min) + " and " + std::to_string(max));
+    } else {
+      out = static_cast<int>(v);
+    }
+  }
+
+  void duration(const YAML::Node& parent, const char* key, const std::string& where, Millis& out) {
+    auto n = parent[key];
+    if (!n) return;
+    std::string s;
+    if (!scalar(n, key_path(where, key), s)) return;
+    auto d = parse_duration(s);
+    if (!d) fail(n, key_path(where, key) + ": " + d.error().message);
+    else out = *d;
+  }
+
+  void opt_duration(const YAML::Node& parent, const char* key, const std::string& where, std::optional<Millis>& out) {
+    if (!parent[key]) return;
+    Millis d{0};
+    duration(parent, key, where, d);
+    out = d;
+  }
+
+  void string_list(const YAML::Node& parent, const char* key, const std::string& where, std::vector<std::string>& out) {
+    auto n = parent[key];
+    if (!n) return;
+    if (!n.IsSequence()) {
+      fail(n, key_path(where, key) + ": expected a list");
+      return;
+    }
+    out.clear();
+    for (const auto& item : n) {
+      std::string s;
+      if (!scalar(item, key_path(where, key) + " item", s)) return;
+      out.push_back(s);
+    }
+  }
+
+  void string_map(const YAML::Node& parent, const char* key, const std::string& where,
+                  std::map<std::string, std::string>& out) {
+    auto n = parent[key];
+    if (!n) return;
+    if (!n.IsMap()) {
+      fail(n, key_path(where, key) + ": expected a mapping");
+      return;
+    }
+    for (const auto& kv : n) {
+      std::string v;
+      if (!scalar(kv.second, key_path(where, key) + "." + kv.first.Scalar(), v)) return;
+      out[kv.first.Scalar()] = v;
+    }
+  }
+
+  // A path relative to the config file's folder; $CREDENTIALS_DIRECTORY (as
+  // systemd's LoadCredential= sets it) is expanded at the start.
+  std::string resolve_path(const std::string& p) const {
+    std::string path = p;
+    for (const char* var : {"$CREDENTIALS_DIRECTORY", "${CREDENTIALS_DIRECTORY}"}) {
+      if (path.rfind(var, 0) == 0) {
+        const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+        path = std::string(dir ? dir : "") + path.substr(std::string(var).size());
+      }
+    }
+    if (path.empty() || fs::path(path).is_absolute()) return path;
+    return (fs::path(m_dir.empty() ? "." : m_dir) / path).lexically_normal().string();
+  }
+
+  // `<key>_file`: reads the secret; errors name the key's place.
+  void secret_file(const YAML::Node& parent, const char* key, const std::string& where, std::string& out) {
+    auto n = parent[key];
+    if (!n) return;
+    std::string p;
+    if (!scalar(n, key_path(where, key), p)) return;
+    auto content = read_secret_file(resolve_path(p));
+    if (!content) fail(n, key_path(where, key) + ": cannot read secret: " + content.error().message);
+    else out = *content;
+  }
+
+ private:
+  std::string m_file;
+  std::string m_dir;
+  std::string m_error;
+};
+
+bool valid_platform_text(const std::string& p) {
+  auto parts = split(p, '/');
+  if (parts.size() < 2 || parts.size() > 3) return false;
+  for (auto& s : parts) if (s.empty()) return false;
+  return true;
+}
+
+void read_platforms(Reader& r, const YAML::Node& parent, const std::string& where, std::vector<std::string>& out) {
+  r.string_list(parent, "platforms", where, out);
+  if (auto n = parent["platforms"]; n && n.IsSequence()) {
+    size_t i = 0;
+    for (const auto& item : n) {
+      if (i < out.size() && !valid_platform_text(out[i])) {
+        r.fail(item, r.key_path(where, "platforms") + ": invalid platform \"" + out[i] + "\" (expected os/arch[/variant])");
+      }
+      ++i;
+    }
+  }
+}
+
+}  // namespace
+
+Result<Config> parse(const std::string& text, const std::string& file) {
+  Config c;
+  c.file = file;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return make_error(ErrorKind::invalid, file + ":" + std::to_string(e.mark.line + 1) + ":" +
+                                              std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  Reader r(file);
+  try {
+    if (!root || root.IsNull()) {
+      return make_error(ErrorKind::invalid, file + ":1:1: the config is empty (at least projects: or watch: is needed)");
+    }
+    if (!r.mapping(root, "", {"database", "listen", "api", "log", "poll", "defaults", "registries", "watch",
+                              "projects", "triggers", "retry", "inbound"}))
+      return make_error(ErrorKind::invalid, r.error());
+
+    r.string(root, "database", "", c.database);
+    if (!c.database.empty()) c.database = r.resolve_path(c.database);
+    r.string(root, "listen", "", c.listen);
+    if (auto api = root["api"]; api && r.mapping(api, "api", {"token_file"})) r.secret_file(api, "token_file", "api", c.api_token);
+    if (auto log = root["log"]; log && r.mapping(log, "log", {"level", "format"})) {
+      r.string(log, "level", "log", c.log_level);
+      r.string(log, "format", "log", c.log_format);
+      static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error"};
+      if (!levels.count(c.log_level)) r.fail(log["level"], "log.level: expected one of trace, debug, info, warn, error, got \"" + c.log_level + "\"");
+      if (c.log_format != "text" && c.log_format != "json") r.fail(log["format"], "log.format: expected text or json, got \"" + c.log_format + "\"");
+    }
+    if (auto poll = root["poll"]; poll && r.mapping(poll, "poll", {"interval", "jitter", "concurrency", "settle"})) {
+      r.duration(poll, "interval", "poll", c.poll_interval);
+      if (poll["interval"] && c.poll_interval.count() < 1000) r.fail(poll["interval"], "poll.interval: must be at least 1s");
+      if (auto j = poll["jitter"]) {
+        std::string s;
+        if (r.scalar(j, "poll.jitter", s)) {
+          std::string t = s;
+          bool pct = !t.empty() && t.back() == '%';
+          if (pct) t.pop_back();
+          char* end = nullptr;
+          double v = std::strtod(t.c_str(), &end);
+          if (t.empty() || *end != '\0' || v < 0 || (pct ? v > 100 : v > 1)) {
+            r.fail(j, "poll.jitter: expected a percentage such as 10% (0% to 100%), got \"" + s + "\"");
+          } else {
+            c.poll_jitter = pct ? v / 100.0 : v;
+          }
+        }
+      }
+      r.integer(poll, "concurrency", "poll", c.poll_concurrency, 1, 256);
+      r.duration(poll, "settle", "poll", c.poll_settle);
+    }
+    if (auto d = root["defaults"]; d && r.mapping(d, "defaults", {"platforms"})) read_platforms(r, d, "defaults", c.default_platforms);
+
+    if (auto regs = root["registries"]) {
+      if (!regs.IsMap()) r.fail(regs, "registries: expected a mapping of registry host to settings");
+      else for (const auto& kv : regs) {
+        RegistryConfig rc;
+        rc.host = kv.first.Scalar();
+        std::string where = "registries." + rc.host;
+        if (!r.mapping(kv.second, where, {"username", "password_file", "docker_config", "insecure", "ca_file",
+                                          "requests_per_minute", "concurrency"})) break;
+        r.string(kv.second, "username", where, rc.username);
+        r.secret_file(kv.second, "password_file", where, rc.password);
+        r.string(kv.second, "docker_config", where, rc.docker_config);
+        if (!rc.docker_config.empty()) rc.docker_config = r.resolve_path(rc.docker_config);
+        r.boolean(kv.second, "insecure", where, rc.insecure);
+        r.string(kv.second, "ca_file", where, rc.ca_file);
+        if (!rc.ca_file.empty()) rc.ca_file = r.resolve_path(rc.ca_file);
+        r.integer(kv.second, "requests_per_minute", where, rc.requests_per_minute, 0, 1'000'000);
+        r.integer(kv.second, "concurrency", where, rc.concurrency, 0, 256);
+        if (!rc.password.empty() && rc.username.empty()) r.fail(kv.second, where + ": password_file needs username");
+        c.registries[rc.host] = rc;
+      }
+    }
+
+    if (auto triggers = root["triggers"]) {
+      if (!triggers.IsMap()) r.fail(triggers, "triggers: expected a mapping of trigger name to settings");
+      else for (const auto& kv : triggers) {
+        TriggerConfig t;
+        t.name = kv.first.Scalar();
+        t.mark = r.mark(kv.first);
+        std::string where = "triggers." + t.name;
+        const YAML::Node& n = kv.second;
+        if (!n.IsMap()) { r.fail(n, where + ": expected a mapping"); break; }
+        r.string(n, "type", where, t.type);
+        if (t.type == "webhook") {
+          if (!r.mapping(n, where, {"type", "url", "secret_file", "headers", "timeout"})) break;
+        } else if (t.type == "command") {
+          if (!r.mapping(n, where, {"type", "command", "workdir", "timeout"})) break;
+          t.timeout = Millis(30 * 60'000);
+        } else if (t.type == "github") {
+          if (!r.mapping(n, where, {"type", "repository", "event_type", "workflow", "ref", "token_file", "api_url", "timeout"})) break;
+        } else if (t.type == "gitlab") {
+          if (!r.mapping(n, where, {"type", "url", "project", "ref", "token_file", "timeout"})) break;
+        } else {
+          r.fail(n["type"] ? n["type"] : n, where + ".type: expected one of webhook, command, github, gitlab" +
+                                                (t.type.empty() ? std::string(" (missing)") : ", got \"" + t.type + "\""));
+          break;
+        }
+        r.string(n, "url", where, t.url);
+        r.secret_file(n, "secret_file", where, t.secret);
+        r.string_map(n, "headers", where, t.headers);
+        r.duration(n, "timeout", where, t.timeout);
+        r.string_list(n, "command", where, t.command);
+        r.string(n, "workdir", where, t.workdir);
+        r.string(n, "repository", where, t.repository);
+        r.string(n, "event_type", where, t.event_type);
+        r.string(n, "workflow", where, t.workflow);
+        r.string(n, "ref", where, t.ref);
+        r.string(n, "project", where, t.project);
+        r.string(n, "api_url", where, t.api_url);
+        r.secret_file(n, "token_file", where, t.token);
+        auto need = [&](const char* key, const std::string& v) {
+          if (v.empty()) r.fail(kv.first, where + ": " + key + " is required for type " + t.type);
+        };
+        if (t.type == "webhook") {
+          need("url", t.url);
+          if (!t.url.empty() && t.url.rfind("http://", 0) != 0 && t.url.rfind("https://", 0) != 0)
+            r.fail(n["url"], where + ".url: expected an http:// or https:// URL");
+        } else if (t.type == "command") {
+          if (t.command.empty()) r.fail(kv.first, where + ": command is required for type command (a list: [program, args...])");
+        } else if (t.type == "github") {
+          need("repository", t.repository);
+          need("token_file", t.token);
+          if (t.workflow.empty() && t.event_type.empty()) t.event_type = "base-image-updated";
+          if (!t.workflow.empty() && t.ref.empty()) r.fail(kv.first, where + ": ref is required with workflow");
+        } else if (t.type == "gitlab") {
+          need("url", t.url);
+          need("project", t.project);
+          need("ref", t.ref);
+          need("token_file", t.token);
+        }
+        c.triggers[t.name] = t;
+      }
+    }
+
+    auto check_trigger_names = [&](const YAML::Node& n, const std::string& where, const std::vector<std::string>& names) {
+      for (const auto& name : names) {
+        if (!c.triggers.count(name)) r.fail(n["triggers"], where + ".triggers: unknown trigger \"" + name + "\"");
+      }
+    };
+
+    if (auto watch = root["watch"]) {
+      if (!watch.IsSequence()) r.fail(watch, "watch: expected a list");
+      else for (size_t i = 0; i < watch.size(); ++i) {
+        const YAML::Node n = watch[i];
+        std::string where = "watch[" + std::to_string(i) + "]";
+        if (!r.mapping(n, where, {"ref", "platforms", "interval", "triggers"})) break;
+        WatchConfig w;
+        w.mark = r.mark(n);
+        r.string(n, "ref", where, w.ref);
+        if (w.ref.empty()) r.fail(n, where + ": ref is required");
+        read_platforms(r, n, where, w.platforms);
+        r.opt_duration(n, "interval", where, w.interval);
+        r.string_list(n, "triggers", where, w.triggers);
+        check_trigger_names(n, where, w.triggers);
+        c.watch.push_back(w);
+      }
+    }
+
+    if (auto projects = root["projects"]) {
+      std::set<std::string> names;
+      if (!projects.IsSequence()) r.fail(projects, "projects: expected a list");
+      else for (size_t i = 0; i < projects.size(); ++i) {
+        const YAML::Node n = projects[i];
+        std::string where = "projects[" + std::to_string(i) + "]";
+        if (!r.mapping(n, where, {"name", "dockerfile", "dockerfiles", "context", "build_args", "target", "platforms",
+                                  "image", "triggers", "quiet"})) break;
+        ProjectConfig p;
+        p.mark = r.mark(n);
+        r.string(n, "name", where, p.name);
+        r.string(n, "dockerfile", where, p.dockerfile);
+        r.string(n, "dockerfiles", where, p.dockerfiles);
+        r.string(n, "context", where, p.context);
+        r.string_map(n, "build_args", where, p.build_args);
+        r.string(n, "target", where, p.target);
+        read_platforms(r, n, where, p.platforms);
+        r.string(n, "image", where, p.image);
+        r.string_list(n, "triggers", where, p.triggers);
+        r.opt_duration(n, "quiet", where, p.quiet);
+        check_trigger_names(n, where, p.triggers);
+        if (p.dockerfile.empty() == p.dockerfiles.empty()) {
+          r.fail(n, where + ": exactly one of dockerfile or dockerfiles is required");
+        }
+        if (!p.dockerfile.empty()) p.dockerfile = r.resolve_path(p.dockerfile);
+        if (!p.dockerfiles.empty()) p.dockerfiles = r.resolve_path(p.dockerfiles);
+        if (!p.context.empty()) p.context = r.resolve_path(p.context);
+        if (p.name.empty() && !p.dockerfile.empty()) p.name = fs::path(p.dockerfile).parent_path().filename().string();
+        if (p.name.empty() && p.dockerfiles.empty()) r.fail(n, where + ": name is required");
+        if (!p.name.empty() && !names.insert(p.name).second) r.fail(n["name"] ? n["name"] : n, where + ".name: duplicate project name \"" + p.name + "\"");
+        c.projects.push_back(p);
+      }
+    }
+
+    if (auto retry = root["retry"]; retry && r.mapping(retry, "retry", {"max_attempts", "initial", "max"})) {
+      r.integer(retry, "max_attempts", "retry", c.retry_max_attempts, 1, 1000);
+      r.duration(retry, "initial", "retry", c.retry_initial);
+      r.duration(retry, "max", "retry", c.retry_max);
+    }
+
+    if (auto inbound = root["inbound"]) {
+      static const std::set<std::string> formats{"distribution", "dockerhub", "acr", "harbor", "ghcr", "quay", "generic"};
+      std::set<std::string> paths;
+      if (!inbound.IsSequence()) r.fail(inbound, "inbound: expected a list");
+      else for (size_t i = 0; i < inbound.size(); ++i) {
+        const YAML::Node n = inbound[i];
+        std::string where = "inbound[" + std::to_string(i) + "]";
+        if (!r.mapping(n, where, {"name", "path", "format", "secret_file"})) break;
+        InboundConfig in;
+        in.mark = r.mark(n);
+        r.string(n, "name", where, in.name);
+        r.string(n, "path", where, in.path);
+        r.string(n, "format", where, in.format);
+        r.secret_file(n, "secret_file", where, in.secret);
+        if (in.path.empty() || in.path[0] != '/') r.fail(n["path"] ? n["path"] : n, where + ".path: expected a path starting with /");
+        else if (in.path.rfind("/v1/", 0) == 0 || in.path == "/metrics" || in.path == "/healthz" || in.path == "/readyz")
+          r.fail(n["path"], where + ".path: \"" + in.path + "\" is taken by the API");
+        else if (!paths.insert(in.path).second) r.fail(n["path"], where + ".path: duplicate path \"" + in.path + "\"");
+        if (!formats.count(in.format)) r.fail(n["format"] ? n["format"] : n, where + ".format: expected one of distribution, dockerhub, acr, harbor, ghcr, quay, generic");
+        if (in.name.empty()) in.name = in.format;
+        c.inbound.push_back(in);
+      }
+    }
+
+    if (!r.failed() && c.projects.empty() && c.watch.empty()) {
+      r.fail(root, "nothing to watch: add projects: (Dockerfiles) or watch: (references)");
+    }
+  } catch (const YAML::Exception& e) {
+    // yaml-cpp throws on odd node shapes (e.g. a sequence used as a map key).
+    if (!r.failed()) {
+      return make_error(ErrorKind::invalid, file + ":" + std::to_string(e.mark.line + 1) + ":" +
+                                                std::to_string(e.mark.column + 1) + ": " + e.msg);
+    }
+  }
+  if (r.failed()) return make_error(ErrorKind::invalid, r.error());
+
+  if (c.database.empty()) {
+    const char* state = std::getenv("STATE_DIRECTORY");
+    // systemd may pass several folders separated by ':'; the first is ours.
+    std::string dir = state && *state ? split(state, ':')[0] : ".";
+    c.database = (fs::path(dir) / "basewatch.db").string();
+  }
+  return c;
+}
+
+Result<Config> load(const std::string& path) {
+  auto text = read_file(path);
+  if (!text) return make_error(ErrorKind::invalid, path + ": cannot read config: " + text.error().message.substr(path.size() + 2));
+  return parse(*text, path);
+}
+
+std::string describe(const Config& c) {
+  std::ostringstream out;
+  out << "config " << c.file << ": database=" << c.database << " listen=" << c.listen
+      << " api.token=" << (c.api_token.empty() ? "(none)" : "(set)") << " poll.interval=" << format_duration(c.poll_interval)
+      << " poll.jitter=" << static_cast<int>(c.poll_jitter * 100) << "% poll.concurrency=" << c.poll_concurrency
+      << " poll.settle=" << format_duration(c.poll_settle) << " defaults.platforms=" << join(c.default_platforms, ",")
+      << " registries=" << c.registries.size() << " watch=" << c.watch.size() << " projects=" << c.projects.size()
+      << " triggers=" << c.triggers.size() << " inbound=" << c.inbound.size();
+  for (const auto& [host, r] : c.registries) {
+    out << " registry[" << host << "]={user=" << (r.username.empty() ? "(none)" : r.username)
+        << " password=" << (r.password.empty() ? "(none)" : "(set)") << " insecure=" << (r.insecure ? "true" : "false") << "}";
+  }
+  return out.str();
+}
+
+}  // namespace bw::config

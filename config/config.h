@@ -1,0 +1,124 @@
+// The config file (YAML) as a typed struct. Every key of docs/product.md is
+// here; unknown keys, wrong types, bad durations and unreadable secret files
+// are errors that name file:line:column and the key.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "util/result.h"
+#include "util/time.h"
+
+namespace bw::config {
+
+// Where a value came from, for error messages about values that are only
+// found wrong later (an unreachable Dockerfile, an unknown trigger name).
+struct Mark {
+  std::string file;
+  int line = 0;    // 1-based
+  int column = 0;  // 1-based
+  std::string str() const;  // "file:line:column"
+};
+
+struct RegistryConfig {
+  std::string host;  // key as it appears in references: "docker.io", "127.0.0.1:5000"
+  std::string username;
+  std::string password;  // from password_file; never logged
+  std::string docker_config;
+  bool insecure = false;
+  std::string ca_file;
+  int requests_per_minute = 0;  // 0: no client-side budget
+  int concurrency = 0;          // 0: only the global poll.concurrency applies
+};
+
+struct WatchConfig {
+  std::string ref;
+  std::vector<std::string> platforms;  // empty: defaults.platforms
+  std::optional<Millis> interval;
+  std::vector<std::string> triggers;
+  Mark mark;
+};
+
+struct ProjectConfig {
+  std::string name;
+  std::string dockerfile;   // one file, or
+  std::string dockerfiles;  // a glob (one project per file)
+  std::string context;
+  std::map<std::string, std::string> build_args;
+  std::string target;
+  std::vector<std::string> platforms;  // empty: defaults.platforms
+  std::string image;
+  std::vector<std::string> triggers;
+  std::optional<Millis> quiet;  // per-project debounce window
+  Mark mark;
+};
+
+struct TriggerConfig {
+  std::string name;
+  std::string type;  // webhook | command | github | gitlab
+  // webhook
+  std::string url;
+  std::string secret;  // from secret_file
+  std::map<std::string, std::string> headers;
+  Millis timeout{10'000};
+  // command
+  std::vector<std::string> command;
+  std::string workdir;
+  // github
+  std::string repository, event_type, workflow, ref;
+  std::string token;  // from token_file
+  std::string api_url = "https://api.github.com";
+  // gitlab: url, project, ref, token
+  std::string project;
+  Mark mark;
+};
+
+struct InboundConfig {
+  std::string name;
+  std::string path;
+  std::string format;  // distribution | dockerhub | acr | harbor | ghcr | quay | generic
+  std::string secret;  // from secret_file
+  size_t max_body = 1 << 20;
+  Mark mark;
+};
+
+struct Config {
+  std::string file;  // the config file's path
+  std::string database;
+  std::string listen = "127.0.0.1:8780";
+  std::string api_token;  // from api.token_file
+  std::string log_level = "info";
+  std::string log_format = "text";
+  Millis poll_interval{15 * 60'000};
+  double poll_jitter = 0.10;  // fraction of the interval
+  int poll_concurrency = 8;
+  Millis poll_settle{2 * 60'000};
+  std::vector<std::string> default_platforms{"linux/amd64"};
+  std::map<std::string, RegistryConfig> registries;
+  std::vector<WatchConfig> watch;
+  std::vector<ProjectConfig> projects;
+  std::map<std::string, TriggerConfig> triggers;
+  int retry_max_attempts = 10;
+  Millis retry_initial{5000};
+  Millis retry_max{3'600'000};
+  std::vector<InboundConfig> inbound;
+
+  const RegistryConfig* registry(const std::string& host) const;
+};
+
+// Parses YAML text; `file` names the place in errors and anchors relative
+// paths (Dockerfiles, *_file secrets). Errors (ErrorKind::invalid) read
+//   config.yaml:4:3: poll: unknown key "intervall" (expected one of: interval, jitter, concurrency, settle)
+Result<Config> parse(const std::string& text, const std::string& file);
+Result<Config> load(const std::string& path);
+
+// The config file to use: the -c value, else $BASEWATCH_CONFIG, else
+// /etc/basewatch/config.yaml.
+std::string default_path(const std::string& given);
+
+// A one-line-per-key summary with secrets shown as "(set)".
+std::string describe(const Config& config);
+
+}  // namespace bw::config

@@ -1,0 +1,107 @@
+// The OCI distribution client: resolves a tag to its digest with HEAD, reads
+// per-platform digests from an index with one GET when the tag moved, and
+// handles auth (anonymous and Basic-backed Bearer tokens, Basic), per-registry
+// budgets and rate-limit answers.
+//
+// Economy (docs/registry-protocol.md): HEAD only while a digest is
+// unchanged; GET only to read a changed index or when a registry omits
+// Docker-Content-Digest, never on docker.io after a failed HEAD or a 429.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "net/http.h"
+#include "oci/platform.h"
+#include "oci/reference.h"
+#include "util/result.h"
+#include "util/time.h"
+
+namespace bw::registry {
+
+struct RegistrySettings {
+  std::string host;  // as in references: "docker.io", "127.0.0.1:5000"
+  bool insecure = false;
+  std::string ca_file;
+  std::string username;
+  std::string password;
+  int requests_per_minute = 0;  // 0: none
+  int concurrency = 0;          // 0: none beyond the caller's
+};
+
+// What a resolve found. `platforms` maps each wanted platform (its
+// normalised text, e.g. "linux/arm64") to its manifest digest; a platform the
+// image does not have is absent.
+struct Resolved {
+  std::string digest;
+  std::string media_type;
+  std::map<std::string, std::string> platforms;
+  bool index = false;
+  int requests = 0;  // HTTP requests this resolve made (HEAD, GET, token)
+};
+
+// What the caller already knows of the reference, to skip the GET of an
+// index whose digest did not move.
+struct Known {
+  std::string digest;
+  std::map<std::string, std::string> platforms;
+};
+
+// Per-registry state shown in /v1/status.
+struct RegistryStatus {
+  std::string host;
+  int64_t requests = 0;
+  std::optional<int64_t> ratelimit_limit;
+  std::optional<int64_t> ratelimit_remaining;
+  std::optional<int64_t> ratelimit_window_seconds;
+  int64_t paused_until = 0;  // unix ms; Retry-After or backoff
+  std::string last_error;
+  int64_t last_error_at = 0;
+};
+
+class Client {
+ public:
+  Client(net::HttpClient& http, const ClockSource& clock, std::vector<RegistrySettings> settings);
+  ~Client();
+
+  // Resolves `ref` (its tag, or its digest when there is no tag) for the
+  // wanted platforms. Thread-safe; blocks for the registry's concurrency
+  // slot and per-minute budget.
+  Result<Resolved> resolve(const oci::Reference& ref, const std::vector<oci::Platform>& platforms,
+                           const Known* known = nullptr);
+
+  // Fetches a manifest by digest or tag with GET (counts as a pull on Docker
+  // Hub). Returns the body and its media type.
+  Result<std::pair<std::string, std::string>> get_manifest(const oci::Reference& ref, const std::string& tag_or_digest);
+
+  // The moment a request to `host` may go out again (Retry-After / budget).
+  TimePoint available_at(const std::string& host);
+  std::vector<RegistryStatus> status() const;
+  // Token requests made so far (for tests that prove caching).
+  int64_t token_requests() const;
+
+ private:
+  struct Host;
+  struct TokenCache;
+  Host& host(const std::string& name);
+  Result<net::Response> request(Host& h, const oci::Reference& ref, net::Request req, int& count);
+  Result<std::string> fetch_token(Host& h, const std::map<std::string, std::string>& params, const std::string& scope,
+                                  int& count);
+  std::string base_url(const Host& h) const;
+
+  net::HttpClient& m_http;
+  const ClockSource& m_clock;
+  mutable std::mutex m_mutex;
+  std::map<std::string, std::unique_ptr<Host>> m_hosts;
+  std::map<std::string, RegistrySettings> m_settings;
+  std::unique_ptr<TokenCache> m_tokens;
+  std::atomic<int64_t> m_token_requests{0};
+};
+
+}  // namespace bw::registry

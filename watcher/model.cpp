@@ -1,0 +1,201 @@
+#include "watcher/model.h"
+
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "util/crypto.h"
+#include "util/files.h"
+#include "util/strings.h"
+
+namespace bw::watcher {
+
+namespace fs = std::filesystem;
+
+const Project* Model::project(const std::string& name) const {
+  for (const auto& p : projects) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+namespace {
+
+void glob_walk(const fs::path& dir, const std::vector<std::string>& segs, size_t i, std::vector<std::string>& out) {
+  std::error_code ec;
+  if (i == segs.size()) {
+    if (fs::is_regular_file(dir, ec)) out.push_back(dir.string());
+    return;
+  }
+  const std::string& seg = segs[i];
+  if (seg == "**") {
+    glob_walk(dir, segs, i + 1, out);  // zero folders
+    for (fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end; it != end;
+         it.increment(ec)) {
+      if (ec) break;
+      if (it->is_directory(ec) && !it->is_symlink(ec)) glob_walk(it->path(), segs, i + 1, out);
+    }
+    return;
+  }
+  if (seg.find_first_of("*?[") == std::string::npos) {
+    fs::path next = dir / seg;
+    if (fs::exists(next, ec)) glob_walk(next, segs, i + 1, out);
+    return;
+  }
+  for (fs::directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec), end; it != end; it.increment(ec)) {
+    if (ec) break;
+    std::string name = it->path().filename().string();
+    if (fnmatch(seg.c_str(), name.c_str(), FNM_PERIOD) == 0) glob_walk(it->path(), segs, i + 1, out);
+  }
+}
+
+std::vector<oci::Platform> parse_platforms(const std::vector<std::string>& texts) {
+  std::vector<oci::Platform> out;
+  for (const auto& t : texts) {
+    if (auto p = oci::parse_platform(t)) out.push_back(*p);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> expand_glob(const std::string& pattern) {
+  std::vector<std::string> out;
+  fs::path p(pattern);
+  std::vector<std::string> segs;
+  for (const auto& part : p.relative_path()) segs.push_back(part.string());
+  glob_walk(p.is_absolute() ? p.root_path() : fs::path("."), segs, 0, out);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+std::string scan_platform(const config::Config& cfg, const std::vector<std::string>& platforms) {
+  if (!platforms.empty()) return platforms.front();
+  if (!cfg.default_platforms.empty()) return cfg.default_platforms.front();
+  return "linux/amd64";
+}
+
+Result<Model> build_model(const config::Config& cfg) {
+  Model m;
+  auto add_project = [&](const config::ProjectConfig& pc, const std::string& name, const std::string& file) {
+    Project p;
+    p.name = name;
+    p.dockerfile = file;
+    p.context = pc.context.empty() ? fs::path(file).parent_path().string() : pc.context;
+    p.platforms = pc.platforms.empty() ? cfg.default_platforms : pc.platforms;
+    p.triggers = pc.triggers;
+    p.quiet = pc.quiet.value_or(Millis(0));
+    if (!pc.image.empty()) {
+      auto img = oci::parse_reference(pc.image);
+      if (img) p.image = img->tag_ref();
+      else p.error = pc.mark.str() + ": image: " + img.error().message;
+    }
+    auto text = read_file(file);
+    if (!text) {
+      p.error = file + ": " + text.error().message.substr(std::min(text.error().message.size(), file.size() + 2));
+    } else {
+      p.content_hash = sha256_hex(*text);
+      dockerfile::ScanOptions opts;
+      opts.build_args = pc.build_args;
+      opts.target = pc.target;
+      opts.platform = scan_platform(cfg, p.platforms);
+      auto scanned = dockerfile::scan(*text, file, opts);
+      if (scanned.error) {
+        p.error = *scanned.error;
+      } else {
+        for (const auto& use : scanned.images) {
+          if (use.kind == "unused") continue;
+          BaseUse b;
+          b.ref = use.ref.tag_ref();
+          b.pinned = use.pinned.value_or("");
+          b.kind = use.kind;
+          b.via = use.via;
+          b.line = use.line;
+          b.stage = use.stage;
+          if (use.ref.tag.empty()) continue;  // digest-only: nothing can move
+          p.bases.push_back(std::move(b));
+        }
+      }
+    }
+    if (!p.error.empty()) m.errors.push_back(p.error);
+    m.projects.push_back(std::move(p));
+  };
+
+  for (const auto& pc : cfg.projects) {
+    if (!pc.dockerfile.empty()) {
+      add_project(pc, pc.name, pc.dockerfile);
+      continue;
+    }
+    auto files = expand_glob(pc.dockerfiles);
+    if (files.empty()) m.errors.push_back(pc.mark.str() + ": dockerfiles: no file matches " + pc.dockerfiles);
+    for (const auto& f : files) {
+      // One project per file, named from its folder (prefixed with the
+      // entry's name when it has one): "services/web/Dockerfile" -> "web".
+      std::string folder = fs::path(f).parent_path().filename().string();
+      std::string stem = fs::path(f).filename().string();
+      std::string name = folder;
+      if (stem != "Dockerfile") name += "/" + stem;
+      if (!pc.name.empty()) name = pc.name + "/" + name;
+      add_project(pc, name, f);
+    }
+  }
+
+  std::vector<dockerfile::ProjectInput> inputs;
+  for (const auto& p : m.projects) {
+    dockerfile::ProjectInput in{p.name, p.image, {}};
+    for (const auto& b : p.bases) in.bases.push_back(b.ref);
+    std::sort(in.bases.begin(), in.bases.end());
+    in.bases.erase(std::unique(in.bases.begin(), in.bases.end()), in.bases.end());
+    inputs.push_back(std::move(in));
+  }
+  BW_TRY(auto graph, dockerfile::Graph::build(inputs));
+  m.graph = std::make_shared<dockerfile::Graph>(std::move(graph));
+
+  std::set<std::string> produced;
+  for (const auto& p : m.projects) {
+    if (!p.image.empty()) produced.insert(p.image);
+  }
+  auto item_for = [&](const oci::Reference& ref) -> WatchItem& {
+    auto& item = m.items[ref.tag_ref()];
+    if (item.ref.repository.empty()) {
+      item.ref = ref;
+      item.ref.digest.clear();
+      item.interval = cfg.poll_interval;
+      item.produced = produced.count(item.ref.tag_ref()) > 0;
+    }
+    return item;
+  };
+  auto add_platforms = [](WatchItem& item, const std::vector<oci::Platform>& ps) {
+    for (const auto& p : ps) {
+      if (std::find(item.platforms.begin(), item.platforms.end(), p) == item.platforms.end()) item.platforms.push_back(p);
+    }
+  };
+  for (const auto& p : m.projects) {
+    for (const auto& b : p.bases) {
+      auto ref = oci::parse_reference(b.ref);
+      if (!ref) continue;
+      auto& item = item_for(*ref);
+      item.projects.insert(p.name);
+      add_platforms(item, parse_platforms(p.platforms));
+    }
+  }
+  for (const auto& w : cfg.watch) {
+    auto ref = oci::parse_reference(w.ref);
+    if (!ref) {
+      m.errors.push_back(w.mark.str() + ": watch ref: " + ref.error().message);
+      continue;
+    }
+    auto& item = item_for(*ref);
+    add_platforms(item, parse_platforms(w.platforms.empty() ? cfg.default_platforms : w.platforms));
+    if (w.interval) item.interval = std::min(item.interval, *w.interval);
+    for (const auto& t : w.triggers) item.triggers.push_back(t);
+  }
+  for (auto& [key, item] : m.items) {
+    std::sort(item.platforms.begin(), item.platforms.end(), [](const oci::Platform& a, const oci::Platform& b) { return a.str() < b.str(); });
+  }
+  return m;
+}
+
+}  // namespace bw::watcher

@@ -1,0 +1,353 @@
+#include "watcher/watcher.h"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <random>
+#include <thread>
+
+#include "util/ids.h"
+
+namespace bw::watcher {
+
+using json = nlohmann::json;
+
+namespace {
+
+constexpr Millis k_first_backoff{30'000};
+
+json project_json(const Project* p) {
+  if (!p) return nullptr;
+  json j = {{"name", p->name}, {"dockerfile", p->dockerfile}};
+  j["image"] = p->image.empty() ? json(nullptr) : json(p->image);
+  return j;
+}
+
+// Appends `more` to `plan`, keeping the first occurrence of each project.
+void merge_plan(std::vector<std::string>& plan, const std::vector<std::string>& more) {
+  for (const auto& p : more) {
+    if (std::find(plan.begin(), plan.end(), p) == plan.end()) plan.push_back(p);
+  }
+}
+
+}  // namespace
+
+std::string make_payload(const std::string& delivery_id, TimePoint created_at, const Project* project,
+                         const std::string& changes_json, const std::vector<std::string>& plan) {
+  json j;
+  j["type"] = "base.updated";
+  j["delivery_id"] = delivery_id;
+  j["created_at"] = format_rfc3339(created_at);
+  j["project"] = project_json(project);
+  j["changes"] = json::parse(changes_json);
+  j["plan"] = plan;
+  return j.dump();
+}
+
+Watcher::Watcher(const config::Config& cfg, std::shared_ptr<const Model> model, db::Store& store,
+                 registry::Client& client, const ClockSource& clock)
+    : m_cfg(cfg), m_model(std::move(model)), m_store(store), m_client(client), m_clock(clock) {
+  if (auto refs = m_store.list_refs()) {
+    for (const auto& r : *refs) m_next_check[r.ref] = r.next_check;
+  }
+}
+
+void Watcher::reload(const config::Config& cfg, std::shared_ptr<const Model> model) {
+  std::lock_guard lock(m_mutex);
+  m_cfg = cfg;
+  m_model = std::move(model);
+}
+
+std::shared_ptr<const Model> Watcher::model() const {
+  std::lock_guard lock(m_mutex);
+  return m_model;
+}
+
+void Watcher::request_check(const std::string& ref, const std::string& source) {
+  std::lock_guard lock(m_mutex);
+  if (ref.empty()) {
+    m_request_all = true;
+    m_request_all_source = source;
+  } else {
+    m_requested[ref] = source;
+  }
+}
+
+TimePoint Watcher::next_due(TimePoint now) {
+  std::lock_guard lock(m_mutex);
+  if (m_request_all || !m_requested.empty()) return now;
+  TimePoint next = now + std::chrono::hours(24);
+  for (const auto& [key, item] : m_model->items) {
+    auto it = m_next_check.find(key);
+    TimePoint due = it == m_next_check.end() ? now : from_unix_ms(it->second);
+    due = std::max(due, m_client.available_at(item.ref.registry));
+    next = std::min(next, due);
+  }
+  return next;
+}
+
+Millis Watcher::jittered(Millis interval) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  double j = m_cfg.poll_jitter;
+  if (j <= 0) return interval;
+  std::uniform_real_distribution<double> dist(-j, j);
+  return Millis(static_cast<int64_t>(static_cast<double>(interval.count()) * (1.0 + dist(rng))));
+}
+
+Millis Watcher::backoff(int failures, Millis interval) {
+  // 30s, 1m, 2m, ... capped at the poll interval: a failed check is retried
+  // well before the next scheduled one (missed updates are users.md item 9).
+  int64_t ms = k_first_backoff.count();
+  for (int i = 1; i < failures && ms < interval.count(); ++i) ms *= 2;
+  return jittered(Millis(std::min(ms, interval.count())));
+}
+
+PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run) {
+  std::vector<Due> due;
+  std::shared_ptr<const Model> model;
+  {
+    std::lock_guard lock(m_mutex);
+    model = m_model;
+    for (const auto& [key, item] : model->items) {
+      std::string source = "poll";
+      bool is_due = all;
+      if (m_request_all) {
+        is_due = true;
+        source = m_request_all_source;
+      }
+      if (auto r = m_requested.find(key); r != m_requested.end()) {
+        is_due = true;
+        source = r->second;
+      }
+      auto nc = m_next_check.find(key);
+      if (nc == m_next_check.end() || nc->second <= to_unix_ms(now)) is_due = true;
+      // A registry paused by Retry-After is left alone until it may be asked again.
+      if (is_due && m_client.available_at(item.ref.registry) > now && !all) continue;
+      if (is_due) due.push_back(Due{item, source});
+    }
+    m_request_all = false;
+    for (const auto& d : due) m_requested.erase(d.item.ref.tag_ref());
+  }
+  PollStats stats;
+  if (due.empty()) return stats;
+
+  std::vector<std::optional<db::RefState>> known(due.size());
+  for (size_t i = 0; i < due.size(); ++i) {
+    if (auto r = m_store.get_ref(due[i].item.ref.tag_ref()); r) known[i] = *r;
+  }
+  std::vector<std::optional<Result<registry::Resolved>>> results(due.size());
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < due.size();) {
+      registry::Known k;
+      const registry::Known* kp = nullptr;
+      if (known[i] && !known[i]->digest.empty()) {
+        k.digest = known[i]->digest;
+        k.platforms = known[i]->platforms;
+        kp = &k;
+      }
+      results[i] = m_client.resolve(due[i].item.ref, due[i].item.platforms, kp);
+    }
+  };
+  size_t n_threads = std::min<size_t>(due.size(), static_cast<size_t>(std::max(1, m_cfg.poll_concurrency)));
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < n_threads; ++t) threads.emplace_back(worker);
+  worker();
+  for (auto& t : threads) t.join();
+
+  for (size_t i = 0; i < due.size(); ++i) {
+    auto report = apply(due[i].item, *results[i], due[i].source, now, dry_run);
+    ++stats.checked;
+    if (results[i]->ok()) stats.requests += results[i]->value().requests;
+    if (report.outcome == "error") ++stats.errors;
+    if (report.outcome == "changed") ++stats.changed;
+    stats.reports.push_back(std::move(report));
+  }
+  m_last_poll = to_unix_ms(now);
+  if (!dry_run) m_store.set_meta("last_poll", std::to_string(to_unix_ms(now)));
+  return stats;
+}
+
+CheckReport Watcher::apply(const WatchItem& item, const Result<registry::Resolved>& result, const std::string& source,
+                           TimePoint now, bool dry_run) {
+  CheckReport rep;
+  rep.ref = item.ref.tag_ref();
+  rep.source = source;
+  int64_t now_ms = to_unix_ms(now);
+  std::optional<db::RefState> old;
+  if (auto r = m_store.get_ref(rep.ref); r) old = *r;
+
+  if (!result.ok()) {
+    rep.outcome = "error";
+    rep.error = result.error().message;
+    int failures = (old ? old->failures : 0) + 1;
+    int64_t next = now_ms + backoff(failures, item.interval).count();
+    if (result.error().kind == ErrorKind::rate_limited) next = std::max(next, to_unix_ms(m_client.available_at(item.ref.registry)));
+    if (!dry_run) {
+      m_store.set_ref_error(rep.ref, to_string(result.error().kind), rep.error, now_ms, next);
+      std::lock_guard lock(m_mutex);
+      m_next_check[rep.ref] = next;
+    }
+    spdlog::warn("check {}: {}", rep.ref, rep.error);
+    return rep;
+  }
+  const registry::Resolved& r = result.value();
+  db::RefState state;
+  state.ref = rep.ref;
+  state.digest = r.digest;
+  state.media_type = r.media_type;
+  state.platforms = r.platforms;
+  state.last_checked = now_ms;
+  state.last_changed = old ? old->last_changed : 0;
+  state.next_check = now_ms + jittered(item.interval).count();
+  rep.new_digest = r.digest;
+
+  auto commit_state = [&]() -> Status {
+    if (dry_run) return ok_status();
+    {
+      std::lock_guard lock(m_mutex);
+      m_next_check[rep.ref] = state.next_check;
+    }
+    return m_store.put_ref(state);
+  };
+
+  if (!old || old->digest.empty()) {
+    rep.outcome = "baseline";
+    spdlog::info("baseline {} at {}", rep.ref, r.digest);
+    commit_state();
+    return rep;
+  }
+  rep.old_digest = old->digest;
+  for (const auto& p : item.platforms) {
+    std::string key = p.str();
+    auto o = old->platforms.find(key);
+    auto n = r.platforms.find(key);
+    // A platform that appears or disappears is recorded, not fired: only a
+    // moved digest of a platform we build for is a change.
+    if (o != old->platforms.end() && n != r.platforms.end() && o->second != n->second) {
+      rep.platforms[key] = {o->second, n->second};
+    }
+  }
+  // Keep digests of platforms we knew but did not ask for this time.
+  for (const auto& [k, v] : old->platforms) state.platforms.emplace(k, v);
+
+  if (old->digest == r.digest && rep.platforms.empty()) {
+    rep.outcome = "unchanged";
+    commit_state();
+    return rep;
+  }
+  state.last_changed = now_ms;
+  std::shared_ptr<const Model> model = this->model();
+  db::Event ev;
+  ev.ref = rep.ref;
+  ev.old_digest = old->digest;
+  ev.new_digest = r.digest;
+  ev.platforms = rep.platforms;
+  ev.source = source;
+  ev.detected_at = now_ms;
+
+  if (rep.platforms.empty()) {
+    rep.outcome = "recorded";
+    ev.outcome = "recorded";
+    spdlog::info("{} moved {} -> {} but no watched platform changed: recorded, not fired", rep.ref, old->digest, r.digest);
+    if (!dry_run) {
+      m_store.transaction([&]() -> Status {
+        BW_TRY(auto a, commit_state());
+        (void)a;
+        BW_TRY(auto id, m_store.add_event(ev));
+        (void)id;
+        return ok_status();
+      });
+    }
+    return rep;
+  }
+
+  json change = {{"ref", rep.ref}, {"old_digest", old->digest}, {"new_digest", r.digest}, {"detected_at", format_rfc3339(now)},
+                 {"source", source}};
+  change["platforms"] = json::object();
+  for (const auto& [p, od] : rep.platforms) change["platforms"][p] = {{"old", od.first}, {"new", od.second}};
+  std::vector<std::string> plan = model->graph ? model->graph->impact(rep.ref) : std::vector<std::string>{};
+
+  // Who fires: direct users with an unpinned use, and watch: triggers.
+  struct Target {
+    std::string trigger;
+    const Project* project;
+  };
+  std::vector<Target> targets;
+  bool stale_pin = false;
+  for (const auto& name : item.projects) {
+    const Project* p = model->project(name);
+    if (!p) continue;
+    bool unpinned = false;
+    for (const auto& b : p->bases) {
+      if (b.ref == rep.ref && b.pinned.empty()) unpinned = true;
+    }
+    if (!unpinned) {
+      stale_pin = true;  // the build stays on its pinned digest: report, do not rebuild
+      continue;
+    }
+    for (const auto& t : p->triggers) targets.push_back(Target{t, p});
+  }
+  for (const auto& t : item.triggers) targets.push_back(Target{t, nullptr});
+  ev.outcome = targets.empty() ? (stale_pin ? "stale-pin" : "unwatched") : "fired";
+  rep.outcome = "changed";
+
+  auto write = [&]() -> Status {
+    BW_TRY(auto a, commit_state());
+    (void)a;
+    for (const auto& t : targets) {
+      std::string project = t.project ? t.project->name : "";
+      Millis delay = std::max(m_cfg.poll_settle, t.project ? t.project->quiet : Millis(0));
+      BW_TRY(auto settling, m_store.find_settling(t.trigger, project, now_ms));
+      if (settling) {
+        // Join the batch that is still settling: one delivery, several changes.
+        json body = json::parse(settling->payload, nullptr, false);
+        if (!body.is_object()) return make_error(ErrorKind::internal, "stored payload of " + settling->id + " is not JSON");
+        json changes = json::array();
+        for (auto& c : body["changes"]) {
+          if (c.value("ref", "") != rep.ref) changes.push_back(c);
+          else change["old_digest"] = c.value("old_digest", old->digest);  // first old, latest new
+        }
+        changes.push_back(change);
+        std::vector<std::string> merged = body["plan"].get<std::vector<std::string>>();
+        merge_plan(merged, plan);
+        std::string payload = make_payload(settling->id, from_unix_ms(settling->created_at), t.project, changes.dump(), merged);
+        BW_TRY(auto b, m_store.update_settling(settling->id, payload, settling->next_attempt_at));
+        (void)b;
+        rep.deliveries.push_back(settling->id);
+        continue;
+      }
+      db::Delivery d;
+      d.id = new_delivery_id(now);
+      d.trigger = t.trigger;
+      d.project = project;
+      d.created_at = now_ms;
+      d.next_attempt_at = now_ms + delay.count();
+      d.payload = make_payload(d.id, now, t.project, json::array({change}).dump(), plan);
+      BW_TRY(auto c, m_store.add_delivery(d));
+      (void)c;
+      rep.deliveries.push_back(d.id);
+    }
+    ev.deliveries = rep.deliveries;
+    BW_TRY(auto id, m_store.add_event(ev));
+    (void)id;
+    return ok_status();
+  };
+  if (!dry_run) {
+    auto st = m_store.transaction(write);
+    if (!st) {
+      // Nothing was written: the next poll sees the same change again.
+      rep.outcome = "error";
+      rep.error = st.error().message;
+      rep.deliveries.clear();
+      spdlog::error("recording change of {} failed: {}", rep.ref, rep.error);
+      return rep;
+    }
+  }
+  spdlog::info("{} changed {} -> {} ({} platform(s)); {} delivery(ies) queued{}", rep.ref, old->digest, r.digest,
+               rep.platforms.size(), rep.deliveries.size(), stale_pin ? "; a pinned base is now stale" : "");
+  return rep;
+}
+
+}  // namespace bw::watcher

@@ -1,0 +1,97 @@
+// The scheduler and change detection. poll_once(now) is the step function:
+// it resolves every due reference (bounded concurrency, one request per
+// repo:tag however many projects use it), then applies the results one by
+// one as the single writer: a baseline for first sight, an event for a moved
+// digest, and, when a watched platform's digest moved, the deliveries it
+// causes, all in one transaction.
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "db/store.h"
+#include "registry/client.h"
+#include "util/time.h"
+#include "watcher/model.h"
+
+namespace bw::watcher {
+
+// What one check of one reference found; what `basewatch check` prints.
+struct CheckReport {
+  std::string ref;
+  std::string outcome;  // baseline | unchanged | changed | recorded | stale-pin | error
+  std::string old_digest, new_digest;
+  std::map<std::string, std::pair<std::string, std::string>> platforms;  // moved watched platforms
+  std::vector<std::string> deliveries;
+  std::string error;
+  std::string source;  // poll | webhook | manual
+};
+
+struct PollStats {
+  int checked = 0;
+  int changed = 0;
+  int errors = 0;
+  int requests = 0;
+  std::vector<CheckReport> reports;
+};
+
+class Watcher {
+ public:
+  Watcher(const config::Config& cfg, std::shared_ptr<const Model> model, db::Store& store, registry::Client& client,
+          const ClockSource& clock);
+
+  // Swaps in a new config and model (SIGHUP, Dockerfile edits); state in the
+  // store is kept.
+  void reload(const config::Config& cfg, std::shared_ptr<const Model> model);
+  std::shared_ptr<const Model> model() const;
+
+  // Resolves the due references and applies the results. With `all`, every
+  // reference is due (basewatch check). `dry_run` records nothing and queues
+  // nothing.
+  PollStats poll_once(TimePoint now, bool all = false, bool dry_run = false);
+
+  // Makes `ref` (a tag ref; "" = all) due now; `source` marks the changes it
+  // finds ("webhook" for inbound notifications). Thread-safe.
+  void request_check(const std::string& ref, const std::string& source);
+  // When the next reference falls due (for the serve loop's sleep).
+  TimePoint next_due(TimePoint now);
+
+  TimePoint last_poll() const { return from_unix_ms(m_last_poll.load()); }
+
+ private:
+  struct Due {
+    WatchItem item;
+    std::string source;
+  };
+  CheckReport apply(const WatchItem& item, const Result<registry::Resolved>& result, const std::string& source,
+                    TimePoint now, bool dry_run);
+  Millis jittered(Millis interval);
+  Millis backoff(int failures, Millis interval);
+
+  config::Config m_cfg;
+  std::shared_ptr<const Model> m_model;
+  db::Store& m_store;
+  registry::Client& m_client;
+  const ClockSource& m_clock;
+  mutable std::mutex m_mutex;
+  std::map<std::string, std::string> m_requested;  // ref -> source
+  bool m_request_all = false;
+  std::string m_request_all_source;
+  std::map<std::string, int64_t> m_next_check;  // in-memory mirror of refs.next_check
+  std::atomic<int64_t> m_last_poll{0};
+};
+
+// The delivery body of docs/product.md for one project (or a watch entry
+// when project is null) and its batch of changes.
+std::string make_payload(const std::string& delivery_id, TimePoint created_at, const Project* project,
+                         const std::string& changes_json, const std::vector<std::string>& plan);
+
+}  // namespace bw::watcher
