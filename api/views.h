@@ -1,0 +1,23 @@
+// JSON views of the state, shared by the HTTP API and the CLI commands that
+// read the database directly (deliveries, status --json).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "db/store.h"
+#include "registry/client.h"
+#include "watcher/model.h"
+
+namespace bw::api {
+
+nlohmann::json delivery_json(const db::Delivery& d, bool with_payload);
+nlohmann::json event_json(const db::Event& e);
+nlohmann::json images_json(const std::vector<db::RefState>& refs, const watcher::Model& model);
+nlohmann::json registry_status_json(const std::vector<registry::RegistryStatus>& status);
+std::string iso_or_null_text(int64_t unix_ms);
+
+}  // namespace bw::api

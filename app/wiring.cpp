@@ -1,0 +1,51 @@
+#include "app/wiring.h"
+
+namespace bw::app {
+
+std::vector<registry::RegistrySettings> registry_settings(const config::Config& cfg) {
+  std::vector<registry::RegistrySettings> out;
+  for (const auto& [host, r] : cfg.registries) {
+    registry::RegistrySettings s;
+    s.host = host;
+    s.insecure = r.insecure;
+    s.ca_file = r.ca_file;
+    s.username = r.username;
+    s.password = r.password;
+    s.requests_per_minute = r.requests_per_minute;
+    s.concurrency = r.concurrency;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::map<std::string, std::unique_ptr<triggers::Trigger>> make_triggers(const config::Config& cfg, net::HttpClient& http) {
+  std::map<std::string, std::unique_ptr<triggers::Trigger>> out;
+  triggers::Seams seams;
+  seams.http = &http;
+  for (const auto& [name, t] : cfg.triggers) out[name] = triggers::make_trigger(t, seams);
+  return out;
+}
+
+triggers::RetryPolicy retry_policy(const config::Config& cfg) {
+  triggers::RetryPolicy p;
+  p.max_attempts = cfg.retry_max_attempts;
+  p.initial = cfg.retry_initial;
+  p.max = cfg.retry_max;
+  return p;
+}
+
+Result<std::unique_ptr<Runtime>> make_runtime(const config::Config& cfg) {
+  auto rt = std::make_unique<Runtime>();
+  rt->cfg = cfg;
+  BW_TRY(auto model, watcher::build_model(cfg));
+  BW_TRY(rt->store, db::Store::open(cfg.database));
+  rt->http = std::make_unique<net::HttplibClient>();
+  rt->registry = std::make_unique<registry::Client>(*rt->http, rt->clock, registry_settings(cfg));
+  rt->watcher = std::make_unique<watcher::Watcher>(cfg, std::make_shared<const watcher::Model>(std::move(model)), *rt->store,
+                                                   *rt->registry, rt->clock);
+  rt->dispatcher = std::make_unique<triggers::Dispatcher>(*rt->store, rt->clock, 4);
+  rt->dispatcher->set_triggers(make_triggers(cfg, *rt->http), retry_policy(cfg));
+  return rt;
+}
+
+}  // namespace bw::app

@@ -1,0 +1,38 @@
+// Building the running parts from a config: shared by serve and check.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "db/store.h"
+#include "net/http.h"
+#include "registry/client.h"
+#include "triggers/dispatcher.h"
+#include "util/time.h"
+#include "watcher/model.h"
+#include "watcher/watcher.h"
+
+namespace bw::app {
+
+std::vector<registry::RegistrySettings> registry_settings(const config::Config& cfg);
+std::map<std::string, std::unique_ptr<triggers::Trigger>> make_triggers(const config::Config& cfg, net::HttpClient& http);
+triggers::RetryPolicy retry_policy(const config::Config& cfg);
+
+struct Runtime {
+  config::Config cfg;
+  RealClock clock;
+  std::unique_ptr<db::Store> store;
+  std::unique_ptr<net::HttplibClient> http;
+  std::unique_ptr<registry::Client> registry;
+  std::unique_ptr<watcher::Watcher> watcher;
+  std::unique_ptr<triggers::Dispatcher> dispatcher;
+};
+
+// Errors: ErrorKind::invalid for config-level problems (a dependency cycle),
+// others (the database) are operational.
+Result<std::unique_ptr<Runtime>> make_runtime(const config::Config& cfg);
+
+}  // namespace bw::app
