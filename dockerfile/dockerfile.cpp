@@ -1,0 +1,694 @@
+#include "dockerfile/dockerfile.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <deque>
+#include <set>
+
+#include "dockerfile/lexer.h"
+#include "dockerfile/shell.h"
+#include "oci/platform.h"
+#include "util/files.h"
+#include "util/strings.h"
+
+namespace bw::dockerfile {
+namespace {
+
+// Real Dockerfiles are kilobytes; this only stops runaway input.
+constexpr size_t k_max_file_size = 4 * 1024 * 1024;
+constexpr std::string_view k_scratch = "scratch";
+constexpr std::string_view k_syntax_arg = "BUILDKIT_SYNTAX";
+const char* const k_no_expansion = "'from' doesn't support variable expansion, define alias stage instead";
+
+const std::set<std::string, std::less<>> k_instructions = {
+    "add",   "arg",        "cmd",   "copy", "entrypoint", "env",  "expose", "from",   "healthcheck",
+    "label", "maintainer", "onbuild", "run", "shell",     "stopsignal", "user", "volume", "workdir"};
+
+bool is_separator(char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r'; }
+
+std::vector<std::string> split_fields(std::string_view s) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < s.size()) {
+    while (i < s.size() && is_separator(s[i])) ++i;
+    size_t start = i;
+    while (i < s.size() && !is_separator(s[i])) ++i;
+    if (i > start) out.emplace_back(s.substr(start, i - start));
+  }
+  return out;
+}
+
+// Go's %q for the ASCII a Dockerfile holds.
+std::string go_quote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+bool valid_stage_name(std::string_view name) {
+  if (name.empty() || name.front() < 'a' || name.front() > 'z') return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+  });
+}
+
+// strconv.Atoi: optional sign, decimal digits, fits in 64 bits.
+std::optional<long long> parse_index(std::string_view s) {
+  if (s.empty()) return std::nullopt;
+  bool negative = s.front() == '-';
+  if (s.front() == '+' || s.front() == '-') s.remove_prefix(1);
+  if (s.empty() || s.size() > 18) return std::nullopt;
+  long long v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  return negative ? -v : v;
+}
+
+// BuildKit's BFlags: "--name=value" words checked against the flags an
+// instruction defines. With `strict`, a flag it does not define is an error;
+// otherwise only the defined ones are checked, since new BuildKit versions
+// add flags that do not change which images a build pulls.
+struct FlagSpec {
+  std::string name;
+  enum Type { boolean, string, strings } type;
+};
+
+Result<std::map<std::string, std::vector<std::string>>> parse_flags(const std::vector<std::string>& flags,
+                                                                    const std::vector<FlagSpec>& spec, bool strict) {
+  std::map<std::string, std::vector<std::string>> values;
+  std::set<std::string> used;
+  for (const auto& flag : flags) {
+    if (flag.rfind("--", 0) != 0) return make_error(ErrorKind::invalid, "Arg should start with -- : " + flag);
+    if (flag == "--") break;
+    std::string name = flag.substr(2);
+    std::string value;
+    bool has_value = false;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+      has_value = true;
+    }
+    auto it = std::find_if(spec.begin(), spec.end(), [&](const FlagSpec& f) { return f.name == name; });
+    if (it == spec.end()) {
+      if (strict) return make_error(ErrorKind::invalid, "Unknown flag: " + name);
+      continue;
+    }
+    if (!used.insert(name).second && it->type != FlagSpec::strings) {
+      return make_error(ErrorKind::invalid, "Duplicate flag specified: " + name);
+    }
+    if (it->type == FlagSpec::boolean) {
+      if (has_value && value.empty()) return make_error(ErrorKind::invalid, "Missing a value on flag: " + name);
+      auto lower = to_lower(value);
+      if (!lower.empty() && lower != "true" && lower != "false") {
+        return make_error(ErrorKind::invalid, "Expecting boolean value for flag " + name + ", not: " + value);
+      }
+    } else if (!has_value) {
+      return make_error(ErrorKind::invalid, "Missing a value on flag: " + name);
+    }
+    values[name].push_back(value);
+  }
+  return values;
+}
+
+// One record of Go's encoding/csv: comma-separated fields, a field may be
+// quoted with "" standing for a quote inside it.
+Result<std::vector<std::string>> parse_csv_record(std::string_view s) {
+  auto fail = [](const std::string& cause) { return make_error(ErrorKind::invalid, "failed to parse csv mounts: " + cause); };
+  if (s.empty()) return fail("EOF");
+  std::vector<std::string> fields;
+  size_t i = 0;
+  while (true) {
+    std::string field;
+    if (i < s.size() && s[i] == '"') {
+      ++i;
+      while (true) {
+        if (i >= s.size()) return fail("extraneous or missing \" in quoted-field");
+        if (s[i] == '"') {
+          if (i + 1 < s.size() && s[i + 1] == '"') {
+            field += '"';
+            i += 2;
+            continue;
+          }
+          ++i;
+          break;
+        }
+        field += s[i++];
+      }
+      if (i < s.size() && s[i] != ',') return fail("extraneous or missing \" in quoted-field");
+    } else {
+      while (i < s.size() && s[i] != ',') {
+        if (s[i] == '"') return fail("bare \" in non-quoted-field");
+        field += s[i++];
+      }
+    }
+    fields.push_back(std::move(field));
+    if (i >= s.size()) break;
+    ++i;  // ','
+  }
+  return fields;
+}
+
+struct Mount {
+  std::string type = "bind";
+  std::string from;
+};
+
+// The parts of RUN --mount that matter here: its type and `from`. BuildKit
+// resolves `from` before expanding variables, so a '$' in it is an error.
+Result<Mount> parse_mount(std::string_view value) {
+  BW_TRY(auto fields, parse_csv_record(value));
+  Mount m;
+  for (const auto& field : fields) {
+    auto eq = field.find('=');
+    auto key = to_lower(std::string_view(field).substr(0, eq));
+    if (eq == std::string::npos) {
+      if (key == "readonly" || key == "ro" || key == "readwrite" || key == "rw" || key == "required") continue;
+      return make_error(ErrorKind::invalid, "invalid field '" + field + "' must be a key=value pair");
+    }
+    auto v = field.substr(eq + 1);
+    if (key == "type") {
+      m.type = to_lower(v);
+    } else if (key == "from") {
+      auto dollar = v.find('$');
+      if (dollar != std::string::npos && dollar + 1 < v.size()) return make_error(ErrorKind::invalid, k_no_expansion);
+      m.from = v;
+    }
+  }
+  return m;
+}
+
+// An image (or stage) named outside FROM.
+struct Use {
+  std::string via;      // "copy" | "mount" | "onbuild"
+  std::string written;  // as in the file
+  int line = 0;
+  long stage = -1;      // the stage it names, when it names one
+  std::optional<oci::Reference> ref;  // the external image, when it is one
+};
+
+struct Stage {
+  size_t index = 0;
+  std::string name;  // lowercased; empty when unnamed
+  std::string base_written;
+  std::optional<std::string> platform;
+  int line = 0;
+  std::vector<Use> uses;
+  std::set<std::string> args;  // ARG names declared in the stage
+  std::string base_expanded;
+  std::set<std::string> base_unset;
+  long base_stage = -1;
+  std::optional<oci::Reference> base_ref;
+
+  std::string label() const { return name.empty() ? std::to_string(index) : name; }
+  // The name BuildKit uses in messages.
+  std::string buildkit_name() const { return name.empty() ? "stage-" + std::to_string(index) : name; }
+};
+
+struct GlobalArg {
+  std::string name;
+  std::optional<std::string> value;  // the default as written, quotes included
+  int line = 0;
+};
+
+class Scanner {
+ public:
+  Scanner(std::string_view text, const std::string& path, const ScanOptions& options)
+      : m_text(text), m_path(path), m_options(options) {}
+
+  Result<std::vector<ImageUse>> run() {
+    if (m_text.empty()) return fail(0, "the Dockerfile cannot be empty");
+    if (m_text.size() > k_max_file_size) {
+      return fail(0, "file is larger than " + std::to_string(k_max_file_size / (1024 * 1024)) + " MiB");
+    }
+    BW_TRY(auto syntax, syntax_image());
+    BW_TRY(auto file, parse_lines(m_text, m_path));
+    m_escape = file.escape;
+    if (file.instructions.empty()) return fail(0, "file with no instructions");
+    for (const auto& ins : file.instructions) {
+      if (auto st = read_instruction(ins); !st) return st.error();
+    }
+    if (m_stages.empty()) return fail(0, "dockerfile contains no stages to build");
+
+    if (auto st = expand_bases(); !st) return st.error();
+    BW_TRY(size_t target, find_target());
+    if (auto st = resolve_uses(); !st) return st.error();
+    if (auto st = check_cycles(); !st) return st.error();
+    if (auto st = parse_references(); !st) return st.error();
+    return classify(target, std::move(syntax));
+  }
+
+ private:
+  Error fail(int line, std::string_view message) const {
+    return make_error(ErrorKind::invalid, located(m_path, line, message));
+  }
+
+  // The frontend image BuildKit pulls first: the BUILDKIT_SYNTAX build arg,
+  // else the `# syntax=` directive.
+  Result<std::optional<ImageUse>> syntax_image() {
+    ImageUse use;
+    if (auto it = m_options.build_args.find(std::string(k_syntax_arg)); it != m_options.build_args.end()) {
+      auto value = std::string(trim(it->second));
+      use.written = value.substr(0, value.find(' '));
+      use.line = 0;
+    } else {
+      auto directive = detect_syntax(m_text);
+      if (directive.image.empty()) return std::optional<ImageUse>();
+      use.written = directive.image;
+      use.line = directive.line;
+    }
+    auto ref = oci::parse_reference(use.written);
+    if (!ref) return fail(use.line, ref.error().message);
+    use.ref = *ref;
+    use.kind = "buildtime";
+    use.via = "syntax";
+    if (ref->pinned()) use.pinned = ref->digest;
+    return std::optional<ImageUse>(std::move(use));
+  }
+
+  Status read_instruction(const Instruction& ins) {
+    if (!k_instructions.count(ins.command)) return fail(ins.line, "unknown instruction: " + ins.keyword);
+    if (ins.command == "from") return read_from(ins);
+    if (ins.command == "arg") {
+      BW_TRY(auto args, read_arg(ins));
+      if (m_stages.empty()) {
+        for (auto& a : args) m_globals.push_back(std::move(a));
+      } else {
+        for (auto& a : args) {
+          m_stage_args.insert(a.name);
+          m_stages.back().args.insert(a.name);
+        }
+      }
+      return ok_status();
+    }
+    std::vector<Use> uses;
+    if (ins.command == "copy" || ins.command == "add") {
+      size_t n = ins.json ? ins.json_args.size() : split_fields(ins.args).size();
+      if (n < 2) {
+        return fail(ins.line, to_upper_ascii(ins.command) +
+                                  " requires at least two arguments, but only one was provided. Destination could "
+                                  "not be determined");
+      }
+      if (ins.command == "copy") {
+        auto flags = parse_flags(ins.flags, {{"from", FlagSpec::string}}, false);
+        if (!flags) return fail(ins.line, flags.error().message);
+        if (auto it = flags->find("from"); it != flags->end() && !it->second.front().empty()) {
+          uses.push_back(Use{"copy", it->second.front(), ins.line, -1, std::nullopt});
+        }
+      }
+    } else if (ins.command == "run") {
+      auto flags = parse_flags(ins.flags, {{"mount", FlagSpec::strings}}, false);
+      if (!flags) return fail(ins.line, flags.error().message);
+      for (const auto& value : (*flags)["mount"]) {
+        auto mount = parse_mount(value);
+        if (!mount) return fail(ins.line, mount.error().message);
+        if (!mount->from.empty() && mount->type != "tmpfs") {
+          uses.push_back(Use{"mount", mount->from, ins.line, -1, std::nullopt});
+        }
+      }
+    } else if (ins.command == "onbuild") {
+      BW_TRY(auto triggered, read_onbuild(ins));
+      uses = std::move(triggered);
+    }
+    if (m_stages.empty()) return fail(ins.line, "no build stage in current context");
+    for (auto& u : uses) m_stages.back().uses.push_back(std::move(u));
+    return ok_status();
+  }
+
+  static std::string to_upper_ascii(std::string s) {
+    for (auto& c : s) {
+      if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    }
+    return s;
+  }
+
+  // FROM [--platform=<p>] <image> [AS <name>]
+  Status read_from(const Instruction& ins) {
+    auto args = split_fields(ins.args);
+    std::string name;
+    if (args.size() == 3 && equals_icase(args[1], "as")) {
+      name = to_lower(args[2]);
+      if (!valid_stage_name(name)) {
+        return fail(ins.line, "invalid name for build stage: " + go_quote(args[2]) +
+                                  ", name can't start with a number or contain symbols");
+      }
+    } else if (args.size() != 1) {
+      return fail(ins.line, "FROM requires either one or three arguments");
+    }
+    auto flags = parse_flags(ins.flags, {{"platform", FlagSpec::string}}, true);
+    if (!flags) return fail(ins.line, flags.error().message);
+    if (name == "scratch" || name == "context") {
+      return fail(ins.line, "'" + name + "' is reserved and should not be used as a stage name");
+    }
+    if (!name.empty()) {
+      for (const auto& s : m_stages) {
+        if (s.name == name) return fail(ins.line, "Duplicate stage name '" + name + "', stage names should be unique");
+      }
+    }
+    Stage stage;
+    stage.index = m_stages.size();
+    stage.name = name;
+    stage.base_written = args[0];
+    stage.line = ins.line;
+    if (auto it = flags->find("platform"); it != flags->end()) stage.platform = it->second.front();
+    m_stages.push_back(std::move(stage));
+    return ok_status();
+  }
+
+  // ARG name[=default] ...
+  Result<std::vector<GlobalArg>> read_arg(const Instruction& ins) {
+    auto words = split_words(ins.args, m_escape);
+    if (words.empty()) return fail(ins.line, "ARG requires at least one argument");
+    std::vector<GlobalArg> out;
+    for (const auto& w : words) {
+      GlobalArg a;
+      a.line = ins.line;
+      if (auto eq = w.find('='); eq != std::string::npos) {
+        if (eq == 0) return fail(ins.line, "ARG names can not be blank");
+        a.name = w.substr(0, eq);
+        a.value = w.substr(eq + 1);
+      } else {
+        a.name = w;
+      }
+      out.push_back(std::move(a));
+    }
+    return out;
+  }
+
+  // ONBUILD <instruction>: its COPY --from and RUN --mount from= run in the
+  // builds that use this image, so problems inside the trigger are theirs.
+  Result<std::vector<Use>> read_onbuild(const Instruction& ins) {
+    if (ins.trigger.empty()) return fail(ins.line, "ONBUILD requires at least one argument");
+    auto flags = parse_flags(ins.flags, {}, true);
+    if (!flags) return fail(ins.line, flags.error().message);
+    const auto& trig = ins.trigger.front();
+    auto upper = to_upper_ascii(trig.command);
+    if (upper == "ONBUILD") return fail(ins.line, "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed");
+    if (upper == "MAINTAINER" || upper == "FROM") return fail(ins.line, upper + " isn't allowed as an ONBUILD trigger");
+    std::vector<Use> uses;
+    if (trig.command == "copy") {
+      auto f = parse_flags(trig.flags, {{"from", FlagSpec::string}}, false);
+      if (f) {
+        if (auto it = f->find("from"); it != f->end() && !it->second.front().empty()) {
+          uses.push_back(Use{"onbuild", it->second.front(), ins.line, -1, std::nullopt});
+        }
+      }
+    } else if (trig.command == "run") {
+      auto f = parse_flags(trig.flags, {{"mount", FlagSpec::strings}}, false);
+      if (f) {
+        for (const auto& value : (*f)["mount"]) {
+          auto mount = parse_mount(value);
+          if (mount && !mount->from.empty() && mount->type != "tmpfs") {
+            uses.push_back(Use{"onbuild", mount->from, ins.line, -1, std::nullopt});
+          }
+        }
+      }
+    }
+    return uses;
+  }
+
+  // The variables FROM sees: the platform ARGs, then the ARGs declared before
+  // the first FROM, each taking its build arg when one is given.
+  Result<Env> from_env() {
+    auto platform = oci::parse_platform(m_options.platform);
+    if (!platform) return fail(0, platform.error().message);
+    Env env;
+    const auto& p = *platform;
+    for (const char* prefix : {"TARGET", "BUILD"}) {
+      std::string pre = prefix;
+      env[pre + "PLATFORM"] = p.str();
+      env[pre + "OS"] = p.os;
+      env[pre + "ARCH"] = p.architecture;
+      env[pre + "VARIANT"] = p.variant;
+    }
+    for (auto& [key, value] : env) {
+      if (auto it = m_options.build_args.find(key); it != m_options.build_args.end()) value = it->second;
+    }
+    LexOptions lex;
+    lex.escape = m_escape;
+    for (const auto& a : m_globals) {
+      if (auto it = m_options.build_args.find(a.name); it != m_options.build_args.end()) {
+        env[a.name] = it->second;
+      } else if (a.value) {
+        auto expanded = process_word(*a.value, env, lex);
+        if (!expanded) {
+          return fail(a.line, "failed to process " + go_quote(*a.value) + ": " + expanded.error().message);
+        }
+        env[a.name] = expanded->text;
+      }
+    }
+    return env;
+  }
+
+  // "; VERSION is not set" style hints for a FROM whose expansion failed.
+  std::string unset_hint(const std::set<std::string>& unset) const {
+    std::string hint;
+    for (const auto& name : unset) {
+      hint += m_stage_args.count(name)
+                  ? "; ARG " + name + " is declared inside a stage, FROM only sees ARGs declared before the first FROM"
+                  : "; " + name + " is not set";
+    }
+    return hint;
+  }
+
+  Status expand_bases() {
+    BW_TRY(auto env, from_env());
+    LexOptions lex;
+    lex.escape = m_escape;
+    std::map<std::string, size_t> earlier;  // stage name -> index, stages before the current one
+    for (auto& stage : m_stages) {
+      auto expanded = process_word(stage.base_written, env, lex);
+      if (!expanded) {
+        return fail(stage.line,
+                    "failed to process " + go_quote(stage.base_written) + ": " + expanded.error().message);
+      }
+      stage.base_expanded = expanded->text;
+      stage.base_unset = expanded->unset;
+      if (stage.base_expanded.empty()) {
+        std::set<std::string> hidden;
+        for (const auto& n : expanded->unset) {
+          if (m_stage_args.count(n)) hidden.insert(n);
+        }
+        return fail(stage.line, "base name (" + stage.base_written + ") should not be blank" + unset_hint(hidden));
+      }
+      if (stage.platform) {
+        auto p = process_word(*stage.platform, env, lex);
+        if (!p) {
+          return fail(stage.line, "failed to process arguments for platform " + *stage.platform + ": failed to process " +
+                                      go_quote(*stage.platform) + ": " + p.error().message);
+        }
+      }
+      if (auto it = earlier.find(to_lower(stage.base_expanded)); it != earlier.end()) {
+        stage.base_stage = static_cast<long>(it->second);
+      }
+      if (!stage.name.empty()) earlier.emplace(stage.name, stage.index);
+    }
+    return ok_status();
+  }
+
+  std::optional<size_t> stage_by_name(std::string_view name) const {
+    auto lower = to_lower(name);
+    for (const auto& s : m_stages) {
+      if (!s.name.empty() && s.name == lower) return s.index;
+    }
+    return std::nullopt;
+  }
+
+  Result<size_t> find_target() const {
+    if (m_options.target.empty()) return m_stages.size() - 1;
+    if (auto i = stage_by_name(m_options.target)) return *i;
+    return fail(0, "target stage " + go_quote(m_options.target) + " could not be found");
+  }
+
+  // COPY --from / mount from=: a stage name (any stage), a stage index, or
+  // an image. Inside ONBUILD a stage name or number means a stage of the
+  // build that runs the trigger, which is not known here.
+  Status resolve_uses() {
+    for (auto& stage : m_stages) {
+      for (auto& use : stage.uses) {
+        auto by_name = stage_by_name(use.written);
+        auto index = by_name ? std::nullopt : parse_index(use.written);
+        if (use.via == "onbuild") {
+          if (by_name || index) use.stage = -2;
+          continue;
+        }
+        if (by_name) {
+          use.stage = static_cast<long>(*by_name);
+        } else if (index) {
+          if (*index < 0 || *index >= static_cast<long long>(m_stages.size())) {
+            return fail(use.line, "invalid stage index " + std::to_string(*index));
+          }
+          use.stage = static_cast<long>(*index);
+        }
+      }
+    }
+    return ok_status();
+  }
+
+  // Stages that need each other through COPY --from or mounts (and FROM)
+  // can never build. Iterative DFS, so deep chains cannot overflow the stack.
+  Status check_cycles() const {
+    const size_t n = m_stages.size();
+    std::vector<std::vector<std::pair<size_t, int>>> edges(n);  // (to, line)
+    for (const auto& s : m_stages) {
+      if (s.base_stage >= 0) edges[s.index].emplace_back(static_cast<size_t>(s.base_stage), s.line);
+      for (const auto& u : s.uses) {
+        if (u.stage >= 0) edges[s.index].emplace_back(static_cast<size_t>(u.stage), u.line);
+      }
+    }
+    enum : char { white, grey, black };
+    std::vector<char> color(n, white);
+    for (size_t root = 0; root < n; ++root) {
+      if (color[root] != white) continue;
+      std::vector<std::pair<size_t, size_t>> stack{{root, 0}};
+      color[root] = grey;
+      while (!stack.empty()) {
+        auto& [node, next] = stack.back();
+        if (next == edges[node].size()) {
+          color[node] = black;
+          stack.pop_back();
+          continue;
+        }
+        auto [to, line] = edges[node][next++];
+        if (color[to] == grey) {
+          return fail(line, "circular dependency detected on stage: " + m_stages[root].buildkit_name());
+        }
+        if (color[to] == white) {
+          color[to] = grey;
+          stack.emplace_back(to, 0);
+        }
+      }
+    }
+    return ok_status();
+  }
+
+  // Every image reference is checked, in stages the target reaches or not,
+  // as BuildKit does.
+  Status parse_references() {
+    for (auto& stage : m_stages) {
+      if (stage.base_stage < 0 && stage.base_expanded != k_scratch) {
+        auto ref = oci::parse_reference(stage.base_expanded);
+        if (!ref) {
+          std::string message = ref.error().message;
+          if (stage.base_expanded != stage.base_written) message += " (expanded from " + go_quote(stage.base_written) + ")";
+          return fail(stage.line, message + unset_hint(stage.base_unset));
+        }
+        stage.base_ref = *ref;
+      }
+      for (auto& use : stage.uses) {
+        if (use.stage != -1 || use.written == k_scratch) continue;
+        auto ref = oci::parse_reference(use.written);
+        if (!ref) {
+          std::string message = ref.error().message;
+          if (use.written.find('$') != std::string::npos) message += "; " + std::string(k_no_expansion);
+          return fail(use.line, message);
+        }
+        use.ref = *ref;
+      }
+    }
+    return ok_status();
+  }
+
+  Result<std::vector<ImageUse>> classify(size_t target, std::optional<ImageUse> syntax) const {
+    const size_t n = m_stages.size();
+    std::vector<char> reached(n, 0), runtime(n, 0);
+    std::deque<size_t> queue{target};
+    reached[target] = 1;
+    while (!queue.empty()) {
+      const auto& s = m_stages[queue.front()];
+      queue.pop_front();
+      auto visit = [&](long i) {
+        if (i >= 0 && !reached[static_cast<size_t>(i)]) {
+          reached[static_cast<size_t>(i)] = 1;
+          queue.push_back(static_cast<size_t>(i));
+        }
+      };
+      visit(s.base_stage);
+      for (const auto& u : s.uses) {
+        if (u.via != "onbuild") visit(u.stage);
+      }
+    }
+    for (long i = static_cast<long>(target); i >= 0; i = m_stages[static_cast<size_t>(i)].base_stage) {
+      runtime[static_cast<size_t>(i)] = 1;
+    }
+
+    std::vector<ImageUse> out;
+    if (syntax) out.push_back(std::move(*syntax));
+    for (const auto& stage : m_stages) {
+      const char* used_kind = reached[stage.index] ? "buildtime" : "unused";
+      if (stage.base_ref) {
+        ImageUse use;
+        use.ref = *stage.base_ref;
+        use.written = stage.base_written;
+        use.line = stage.line;
+        use.stage = stage.label();
+        use.kind = runtime[stage.index] ? "runtime" : used_kind;
+        use.via = "from";
+        use.platform = stage.platform;
+        if (use.ref.pinned()) use.pinned = use.ref.digest;
+        out.push_back(std::move(use));
+      }
+      for (const auto& u : stage.uses) {
+        if (!u.ref) continue;
+        ImageUse use;
+        use.ref = *u.ref;
+        use.written = u.written;
+        use.line = u.line;
+        use.stage = stage.label();
+        use.kind = used_kind;
+        use.via = u.via;
+        if (use.ref.pinned()) use.pinned = use.ref.digest;
+        out.push_back(std::move(use));
+      }
+    }
+    return out;
+  }
+
+  std::string_view m_text;
+  const std::string& m_path;
+  const ScanOptions& m_options;
+  char m_escape = '\\';
+  std::vector<GlobalArg> m_globals;
+  std::vector<Stage> m_stages;
+  std::set<std::string> m_stage_args;
+};
+
+}  // namespace
+
+ScanResult scan(std::string_view text, const std::string& path, const ScanOptions& options) {
+  ScanResult result;
+  auto images = Scanner(text, path, options).run();
+  if (images) {
+    result.images = std::move(*images);
+  } else {
+    result.error = images.error().message;
+  }
+  return result;
+}
+
+ScanResult scan_file(const std::string& path, const ScanOptions& options) {
+  auto text = read_file(path);
+  if (!text) {
+    ScanResult result;
+    result.error = text.error().message;
+    return result;
+  }
+  return scan(*text, path, options);
+}
+
+}  // namespace bw::dockerfile

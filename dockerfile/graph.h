@@ -57,6 +57,8 @@ class Graph {
   std::map<std::string, std::string> m_produced_by;           // image ref -> project
   std::map<std::string, std::string> m_produces;              // project -> image ref
   std::map<std::string, size_t> m_topo_rank;                  // project -> position in build order
+  std::map<std::string, std::set<std::string>> m_bases;      // project -> refs it uses
+  std::vector<std::string> m_order;                           // every project, in build order
 };
 
 }  // namespace bw::dockerfile
