@@ -26,6 +26,26 @@ std::optional<int64_t> parse_count(std::string_view s) {
   return value;
 }
 
+// Whether `s` has the exact IMF-fixdate shape "Sun, 06 Nov 1994 08:49:37 GMT"
+// with a year the clock can hold. bw::parse_http_date uses strptime, which
+// also takes "Nov26" (year 26), and a year outside about 1678-2261 overflows
+// the nanosecond system_clock (found by fuzz_oci); so check before calling.
+bool is_imf_fixdate(std::string_view s) {
+  // '#' stands for a digit, '@' for a letter; anything else must be as is.
+  constexpr std::string_view k_shape = "@@@, ## @@@ #### ##:##:## GMT";
+  if (s.size() != k_shape.size()) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    bool ok = k_shape[i] == '#'   ? (c >= '0' && c <= '9')
+              : k_shape[i] == '@' ? ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+                                  : c == k_shape[i];
+    if (!ok) return false;
+  }
+  int year = 0;
+  for (char c : s.substr(12, 4)) year = year * 10 + (c - '0');
+  return year >= 1970 && year <= 2200;
+}
+
 }  // namespace
 
 std::optional<RateLimit> parse_ratelimit(std::string_view header_value) {
@@ -56,8 +76,7 @@ std::optional<TimePoint> parse_retry_after(std::string_view header_value, TimePo
     if (now > TimePoint::max() - delay) return TimePoint::max();
     return now + delay;
   }
-  // strptime stops at a NUL byte, so refuse one rather than read half a value.
-  if (value.find('\0') != std::string_view::npos) return std::nullopt;
+  if (!is_imf_fixdate(value)) return std::nullopt;
   auto when = parse_http_date(value);
   if (!when) return std::nullopt;
   return *when < now ? now : *when;

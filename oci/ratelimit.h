@@ -30,7 +30,8 @@ std::optional<RateLimit> parse_ratelimit(std::string_view header_value);
 
 // Retry-After as delta-seconds ("120") or an HTTP date (IMF-fixdate, "Sun, 06
 // Nov 1994 08:49:37 GMT"): the time at which requests may resume. A date in
-// the past gives `now`. Huge delays are capped at k_max_retry_after so the
+// the past gives `now`. Only IMF-fixdate with a year in 1970-2200 is read (not
+// the obsolete RFC 850 and asctime forms). Huge delays are capped at k_max_retry_after so the
 // arithmetic cannot overflow (the caller applies its own policy). nullopt when
 // the value is neither form.
 std::optional<TimePoint> parse_retry_after(std::string_view header_value, TimePoint now);

@@ -64,6 +64,13 @@ TEST_CASE("ratelimit: Retry-After") {
   CHECK_FALSE(parse_retry_after("soon", now).has_value());
   CHECK_FALSE(parse_retry_after("2026-11-28T12:05:00Z", now).has_value());
   CHECK_FALSE(parse_retry_after(std::string("Sat, 28 Nov 2026 12:05:00 GMT\0junk", 34), now).has_value());
+  // Found by fuzz_oci: strptime reads "Nov26" as year 26, which overflowed the clock.
+  CHECK_FALSE(parse_retry_after("Sat, 14 Nov26 12:05:00 GMT", now).has_value());
+  CHECK_FALSE(parse_retry_after("Mon, 01 Jan 0001 00:00:00 GMT", now).has_value());
+  CHECK_FALSE(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now).has_value());
+  CHECK_FALSE(parse_retry_after("Sat, 28 Nov 2026 12:05:00 UTC", now).has_value());
+  CHECK_FALSE(parse_retry_after("Saturday, 28-Nov-26 12:05:00 GMT", now).has_value());  // RFC 850: not read
+  CHECK(parse_retry_after("Thu, 01 Jan 2099 00:00:00 GMT", now) == *bw::parse_http_date("Thu, 01 Jan 2099 00:00:00 GMT"));
 }
 
 TEST_CASE("ratelimit: distribution error bodies") {
