@@ -463,20 +463,24 @@ Process::Process(std::vector<std::string> argv, std::map<std::string, std::strin
 }
 
 Process::~Process() {
-  if (m_pid <= 0) return;
-  if (running()) {
+  // A child reaped earlier is left alone: its pid (the group id) may since
+  // belong to somebody else.
+  if (m_pid <= 0 || m_status) return;
+  auto exited_unreaped = [this] {
+    siginfo_t info{};
+    return waitid(P_PID, static_cast<id_t>(m_pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == m_pid;
+  };
+  if (!exited_unreaped()) {
     ::kill(-m_pid, SIGTERM);
-    if (!wait(std::chrono::seconds(5))) {
-      ::kill(-m_pid, SIGKILL);
-      int status = 0;
-      while (waitpid(m_pid, &status, 0) < 0 && errno == EINTR) {
-      }
-      m_status = decode_status(status);
-    }
+    if (!wait_until(exited_unreaped, std::chrono::seconds(5))) ::kill(-m_pid, SIGKILL);
   }
-  // Leftovers of the group (grandchildren) go too. The group id cannot have
-  // been reused: we reaped the leader just now.
+  // The leader is not reaped yet, so its pid still names our group: kill what
+  // is left of it (grandchildren), then reap.
   ::kill(-m_pid, SIGKILL);
+  int status = 0;
+  while (waitpid(m_pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  m_status = decode_status(status);
 }
 
 bool Process::running() {

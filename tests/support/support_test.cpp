@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <httplib.h>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -23,6 +24,23 @@ namespace {
 bool no_registry_left(const std::string& config_path) {
   RunResult r = run({"pgrep", "-f", "docker-registry serve " + config_path});
   return r.status == 1;
+}
+
+// The process is gone or a zombie (its parent, init, may not have reaped it yet).
+bool gone(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  auto paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
+}
+
+// The decoded JSON header of a JWT.
+json jwt_header(const std::string& token) {
+  std::string part = token.substr(0, token.find('.'));
+  part += std::string((4 - part.size() % 4) % 4, '=');
+  RunResult r = run({"sh", "-c", "tr '_-' '/+' | base64 -d"}, {}, part);
+  return json::parse(r.output);
 }
 
 std::string bearer_challenge_realm(const std::string& challenge) {
@@ -117,9 +135,24 @@ TEST_CASE("Process logs, signals, waits and cleans up its group", "[support]") {
     pid = p.pid();
     REQUIRE(wait_until([&] { return std::filesystem::exists(marker) && std::filesystem::file_size(marker) > 0; }, 5s));
   }
-  CHECK(::kill(pid, 0) == -1);
+  CHECK(gone(pid));
   RunResult left = run({"pgrep", "-f", "sleep 31"});
   CHECK(left.output.empty());
+
+  // The leader dies on SIGTERM at once, a grandchild ignores it: the group
+  // still goes, without the 5 s grace period.
+  std::string marker2 = dir.path() + "/grandchild-marker-2";
+  pid_t grandchild = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  {
+    Process p({"sh", "-c", "(trap '' TERM; exec sleep 32) & echo $! > " + marker2 + "; wait"}, {}, log);
+    REQUIRE(wait_until([&] { return std::filesystem::exists(marker2) && std::filesystem::file_size(marker2) > 0; }, 5s));
+    grandchild = std::stoi(run({"cat", marker2}).output);
+    CHECK(::kill(grandchild, 0) == 0);
+  }
+  CHECK(std::chrono::steady_clock::now() - t0 < 4s);
+  CHECK(wait_until([&] { return gone(grandchild); }, 2s));
+  CHECK(run({"pgrep", "-f", "sleep 32"}).output.empty());
 
   CHECK_THROWS_AS(Process({"/nonexistent/program"}, {}, log), std::runtime_error);
 }
@@ -420,6 +453,15 @@ TEST_CASE("TokenIssuer against a registry in token mode", "[support][registry][t
   CHECK(answer["token"] == answer["access_token"]);
   CHECK(answer.contains("issued_at"));
   std::string token = answer["token"];
+  json header = jwt_header(token);
+  CHECK(header["alg"] == "RS256");
+  if (mode == TokenIssuerOptions::KeyRef::x5c) {
+    CHECK(header["x5c"].size() == 1);
+    CHECK_FALSE(header.contains("kid"));
+  } else {
+    CHECK(header["kid"] == issuer.key_id());
+    CHECK_FALSE(header.contains("x5c"));
+  }
 
   HeadResult with_token = registry.head_manifest("library/redis", "7", "Bearer " + token);
   INFO(registry.log().substr(registry.log().size() > 3000 ? registry.log().size() - 3000 : 0));
@@ -471,9 +513,7 @@ TEST_CASE("TokenIssuer with required credentials", "[support][token]") {
   auto dot1 = token.find('.');
   auto dot2 = token.find('.', dot1 + 1);
   REQUIRE(dot2 != std::string::npos);
-  RunResult header = run({"sh", "-c", "tr '_-' '/+' | base64 -d 2>/dev/null"}, {},
-                         token.substr(0, dot1) + std::string((4 - dot1 % 4) % 4, '='));
-  json h = json::parse(header.output);
+  json h = jwt_header(token);
   CHECK(h["alg"] == "RS256");
   CHECK(h["typ"] == "JWT");
   CHECK(h["x5c"].size() == 1);
