@@ -31,6 +31,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
+#include <tuple>
 
 #include "util/crypto.h"
 
@@ -282,7 +283,11 @@ pid_t spawn(const std::vector<std::string>& argv, const std::map<std::string, st
       if (fds[i] >= 0) dup2(fds[i], i);
     }
     // Nothing else of the parent's (listening sockets, pipes) leaks into the child.
-    close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {  // kernels before 5.11
+      for (int fd = 3; fd < 4096; ++fd) {
+        if (fd != report[1]) close(fd);
+      }
+    }
     execvpe(cargv.get()[0], cargv.get(), cenv.get());
     int e = errno;
     ssize_t ignored = write(report[1], &e, sizeof e);
@@ -859,6 +864,7 @@ std::string LocalRegistry::put_manifest(const std::string& repo, const std::stri
   if (!returned.empty() && returned != digest) {
     throw std::runtime_error("registry computed digest " + returned + " but the manifest bytes hash to " + digest);
   }
+  m_manifests[repo + "@" + digest] = {media_type, bytes.size()};
   return digest;
 }
 
@@ -903,10 +909,15 @@ std::string LocalRegistry::push_index(const std::string& repo, const std::string
   ordered_json manifests = ordered_json::array();
   for (const auto& [platform, digest] : platform_digests) {
     std::string media_type;
-    const std::string body = get_manifest(repo, digest, &media_type);
+    size_t size = 0;
+    if (auto known = m_manifests.find(repo + "@" + digest); known != m_manifests.end()) {
+      std::tie(media_type, size) = known->second;
+    } else {
+      size = get_manifest(repo, digest, &media_type).size();  // pushed by someone else
+    }
     manifests.push_back({{"mediaType", media_type},
                          {"digest", digest},
-                         {"size", body.size()},
+                         {"size", size},
                          {"platform", platform_json(parse_platform(platform))}});
   }
   if (!attestation_salt.empty()) {

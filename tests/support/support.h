@@ -114,6 +114,11 @@ struct HeadResult {
 // A real CNCF distribution registry (`docker-registry serve`) on a free
 // loopback port with its own storage under a temp dir. start() waits until
 // GET /v2/ answers.
+// Pushes authenticate by themselves: Basic as the first htpasswd user (in map
+// order), or in token mode a token from the realm (with token_user/password).
+// The harness itself GETs nothing for pushes of its own manifests, so a
+// notification endpoint sees only push events from them (plus a pull per
+// HEAD/GET that a test makes). Not thread-safe: use one from one thread.
 class LocalRegistry {
  public:
   explicit LocalRegistry(RegistryOptions options = {});
@@ -183,6 +188,9 @@ class LocalRegistry {
   int m_port = 0;
   std::string m_auth_header;  // Basic header for pushes when htpasswd is set
   std::map<std::string, std::string> m_tokens;  // repo -> "Bearer ..." (token mode)
+  // "repo@digest" -> (media type, size) of manifests pushed here, so push_index
+  // need not GET them (a GET is a pull event in the registry's notifications).
+  std::map<std::string, std::pair<std::string, size_t>> m_manifests;
   std::string m_config_path;
   std::chrono::milliseconds m_startup_time{0};
 };

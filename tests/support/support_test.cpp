@@ -421,6 +421,38 @@ TEST_CASE("Registry notifications reach a Receiver", "[support][registry][receiv
   }
 }
 
+TEST_CASE("The harness's own pushes make no pull events; a HEAD makes one", "[support][registry][receiver]") {
+  Receiver receiver;
+  RegistryOptions options;
+  options.notify_url = receiver.url("/events");
+  LocalRegistry registry(options);
+  auto events = [&](const std::string& action) {
+    std::vector<json> out;
+    for (const auto& r : receiver.requests()) {
+      const json body = json::parse(r.body);
+      for (const auto& event : body["events"]) {
+        if (event["action"] == action) out.push_back(event);
+      }
+    }
+    return out;
+  };
+  auto tag_pushed = [&](const std::string& tag) {
+    for (const auto& event : events("push")) {
+      if (event["target"].value("tag", "") == tag) return true;
+    }
+    return false;
+  };
+  std::string amd64 = registry.push_platform_manifest("library/busybox", "bb amd64", "linux/amd64");
+  std::string arm = registry.push_platform_manifest("library/busybox", "bb arm", "linux/arm/v7");
+  std::string index = registry.push_index("library/busybox", "1.36", {{"linux/amd64", amd64}, {"linux/arm/v7", arm}}, "s");
+  REQUIRE(wait_until([&] { return tag_pushed("1.36"); }, 10s));
+  CHECK(events("pull").empty());
+  CHECK(registry.head_digest("library/busybox", "1.36") == index);
+  REQUIRE(wait_until([&] { return events("pull").size() == 1; }, 10s));
+  CHECK(events("pull")[0]["request"]["method"] == "HEAD");
+  CHECK(events("pull")[0]["target"]["digest"] == index);
+}
+
 TEST_CASE("TokenIssuer against a registry in token mode", "[support][registry][token]") {
   auto mode = GENERATE(TokenIssuerOptions::KeyRef::x5c, TokenIssuerOptions::KeyRef::kid);
   INFO("key ref " << (mode == TokenIssuerOptions::KeyRef::x5c ? "x5c" : "kid"));
