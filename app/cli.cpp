@@ -457,7 +457,7 @@ int run_cli(int argc, char** argv) {
   std::vector<std::string> build_args, scan_paths;
   std::string target, platform;
   auto* scan = app.add_subcommand("scan", "List the external images Dockerfiles depend on");
-  scan->add_option("--build-arg", build_args, "K=V build argument (repeatable)");
+  scan->add_option("--build-arg", build_args, "K=V build argument (repeatable)")->allow_extra_args(false);
   scan->add_option("--target", target, "Target stage (default: the last)");
   scan->add_option("--platform", platform, "OS/ARCH[/VARIANT] for TARGETPLATFORM and friends (default linux/amd64)");
   scan->add_flag("--json", as_json, "One JSON document on stdout");
@@ -477,7 +477,7 @@ int run_cli(int argc, char** argv) {
   std::vector<std::string> platforms;
   auto* digest = app.add_subcommand("digest", "Resolve a reference: the tag's digest and the per-platform digests");
   digest->add_option("-c,--config", config_path, "Config file (for registry credentials and settings)");
-  digest->add_option("--platform", platforms, "OS/ARCH[/VARIANT] (repeatable)");
+  digest->add_option("--platform", platforms, "OS/ARCH[/VARIANT] (repeatable)")->allow_extra_args(false);
   digest->add_option("REF", ref, "Image reference")->required();
 
   std::string url, token_file;

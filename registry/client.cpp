@@ -190,7 +190,7 @@ Result<net::Response> Client::request(Host& h, const oci::Reference& ref, net::R
   } release{h};
 
   req.tls = net::TlsOptions{true, h.settings.ca_file};
-  std::string default_scope = "repository:" + ref.repository + ":pull";
+  std::string default_scope = oci::repository_scope(ref.repository);
   std::string challenged_with;
   for (int attempt = 0; attempt < 2; ++attempt) {
     net::Request r = req;
@@ -214,12 +214,12 @@ Result<net::Response> Client::request(Host& h, const oci::Reference& ref, net::R
     }
     if (!res) return make_error(res.error().kind, ref.str() + ": " + res.error().message);
     // Rate-limit headers ride on every answer, HEAD included.
-    if (auto limit = oci::parse_ratelimit_header(res->header("ratelimit-limit"))) {
+    if (auto limit = oci::parse_ratelimit(res->header("ratelimit-limit"))) {
       std::lock_guard lock(h.mutex);
       h.status.ratelimit_limit = limit->count;
       h.status.ratelimit_window_seconds = limit->window_seconds;
     }
-    if (auto remaining = oci::parse_ratelimit_header(res->header("ratelimit-remaining"))) {
+    if (auto remaining = oci::parse_ratelimit(res->header("ratelimit-remaining"))) {
       std::lock_guard lock(h.mutex);
       h.status.ratelimit_remaining = remaining->count;
     }

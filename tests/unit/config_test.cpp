@@ -1,0 +1,125 @@
+#include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "config/config.h"
+
+using namespace bw;
+
+namespace {
+
+std::string parse_error(const std::string& yaml) {
+  auto c = config::parse(yaml, "/etc/bw/config.yaml");
+  REQUIRE_FALSE(c.ok());
+  return c.error().message;
+}
+
+const char* k_minimal =
+    "projects:\n"
+    "  - name: web\n"
+    "    dockerfile: /srv/web/Dockerfile\n"
+    "    triggers: [ci]\n"
+    "triggers:\n"
+    "  ci: {type: webhook, url: 'https://ci.example.com/hook'}\n";
+
+}  // namespace
+
+TEST_CASE("a minimal config gets the documented defaults", "[unit][config]") {
+  ::unsetenv("STATE_DIRECTORY");
+  auto c = config::parse(k_minimal, "/etc/bw/config.yaml");
+  REQUIRE(c.ok());
+  CHECK(c->database == "./basewatch.db");
+  CHECK(c->listen == "127.0.0.1:8780");
+  CHECK(c->poll_interval == Millis(15 * 60'000));
+  CHECK(c->poll_jitter == Approx(0.10));
+  CHECK(c->poll_concurrency == 8);
+  CHECK(c->poll_settle == Millis(120'000));
+  CHECK(c->default_platforms == std::vector<std::string>{"linux/amd64"});
+  CHECK(c->retry_max_attempts == 10);
+  REQUIRE(c->projects.size() == 1);
+  CHECK(c->projects[0].dockerfile == "/srv/web/Dockerfile");
+  CHECK(c->triggers.at("ci").timeout == Millis(10'000));
+}
+
+TEST_CASE("database defaults to $STATE_DIRECTORY", "[unit][config]") {
+  ::setenv("STATE_DIRECTORY", "/var/lib/basewatch:/var/lib/other", 1);
+  auto c = config::parse(k_minimal, "/etc/bw/config.yaml");
+  ::unsetenv("STATE_DIRECTORY");
+  REQUIRE(c.ok());
+  CHECK(c->database == "/var/lib/basewatch/basewatch.db");
+}
+
+TEST_CASE("relative paths are relative to the config file", "[unit][config]") {
+  auto c = config::parse("database: state/bw.db\nprojects: [{name: a, dockerfile: ../web/Dockerfile}]\n", "/etc/bw/config.yaml");
+  REQUIRE(c.ok());
+  CHECK(c->database == "/etc/bw/state/bw.db");
+  CHECK(c->projects[0].dockerfile == "/etc/web/Dockerfile");
+}
+
+TEST_CASE("config errors name file:line:column and the key, to the letter", "[unit][config]") {
+  CHECK(parse_error("poll:\n  intervall: 5m\nprojects: [{name: a, dockerfile: /D}]\n") ==
+        "/etc/bw/config.yaml:2:3: poll: unknown key \"intervall\" (expected one of: interval, jitter, concurrency, settle)");
+  CHECK(parse_error("databse: x.db\n") ==
+        "/etc/bw/config.yaml:1:1: unknown key \"databse\" (expected one of: database, listen, api, log, poll, defaults, "
+        "registries, watch, projects, triggers, retry, inbound)");
+  CHECK(parse_error("poll: {interval: 5 minutes}\nprojects: [{name: a, dockerfile: /D}]\n") ==
+        "/etc/bw/config.yaml:1:18: poll.interval: invalid duration \"5 minutes\": unknown unit \"minutes\" (use ms, s, m, h or d)");
+  CHECK(parse_error("poll: {concurrency: many}\nprojects: [{name: a, dockerfile: /D}]\n") ==
+        "/etc/bw/config.yaml:1:21: poll.concurrency: expected a whole number, got \"many\"");
+  CHECK(parse_error("poll: {concurrency: 0}\nprojects: [{name: a, dockerfile: /D}]\n") ==
+        "/etc/bw/config.yaml:1:21: poll.concurrency: must be between 1 and 256");
+  CHECK(parse_error("poll: {jitter: 150%}\nprojects: [{name: a, dockerfile: /D}]\n") ==
+        "/etc/bw/config.yaml:1:16: poll.jitter: expected a percentage such as 10% (0% to 100%), got \"150%\"");
+  CHECK(parse_error("projects:\n  - name: a\n") ==
+        "/etc/bw/config.yaml:2:5: projects[0]: exactly one of dockerfile or dockerfiles is required");
+  CHECK(parse_error("projects:\n  - name: a\n    dockerfile: /D\n    triggers: [nope]\n") ==
+        "/etc/bw/config.yaml:4:15: projects[0].triggers: unknown trigger \"nope\"");
+  CHECK(parse_error("projects: [{name: a, dockerfile: /D}]\ntriggers:\n  ci: {type: telegram}\n") ==
+        "/etc/bw/config.yaml:3:17: triggers.ci.type: expected one of webhook, command, github, gitlab, got \"telegram\"");
+  CHECK(parse_error("projects: [{name: a, dockerfile: /D}]\ntriggers:\n  ci: {type: webhook, url: ftp://x}\n") ==
+        "/etc/bw/config.yaml:3:29: triggers.ci.url: expected an http:// or https:// URL");
+  CHECK(parse_error("projects: [{name: a, dockerfile: /D}]\ntriggers:\n  ci: {type: webhook, url: 'http://x', secret_file: /nonexistent/s}\n") ==
+        "/etc/bw/config.yaml:3:52: triggers.ci.secret_file: cannot read secret: /nonexistent/s: No such file or directory");
+  CHECK(parse_error("registries:\n  docker.io: {insecure: maybe}\nprojects: [{name: a, dockerfile: /D}]\n") ==
+        "/etc/bw/config.yaml:2:25: registries.docker.io.insecure: expected true or false, got \"maybe\"");
+  CHECK(parse_error("defaults: {platforms: [linux]}\nprojects: [{name: a, dockerfile: /D}]\n") ==
+        "/etc/bw/config.yaml:1:24: defaults.platforms: invalid platform \"linux\" (expected os/arch[/variant])");
+  CHECK(parse_error("projects: [{name: a, dockerfile: /D}, {name: a, dockerfile: /E}]\n") ==
+        "/etc/bw/config.yaml:1:46: projects[1].name: duplicate project name \"a\"");
+  CHECK(parse_error("log: {level: loud}\nprojects: [{name: a, dockerfile: /D}]\n") ==
+        "/etc/bw/config.yaml:1:14: log.level: expected one of trace, debug, info, warn, error, got \"loud\"");
+  CHECK(parse_error("projects: [unclosed\n") == "/etc/bw/config.yaml:2:1: end of sequence flow not found");
+  CHECK(parse_error("") == "/etc/bw/config.yaml:1:1: the config is empty (at least projects: or watch: is needed)");
+  CHECK(parse_error("listen: 127.0.0.1:1\n") ==
+        "/etc/bw/config.yaml:1:1: nothing to watch: add projects: (Dockerfiles) or watch: (references)");
+  CHECK(parse_error("inbound:\n  - {path: /v1/x, format: distribution}\nprojects: [{name: a, dockerfile: /D}]\n") ==
+        "/etc/bw/config.yaml:2:11: inbound[0].path: \"/v1/x\" is taken by the API");
+}
+
+TEST_CASE("secrets come from *_file with one trailing newline stripped, and are never described", "[unit][config]") {
+  auto dir = std::filesystem::temp_directory_path() / ("bwcfg-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "secret") << "hunter2\n";
+  std::ofstream(dir / "pw") << "registry-pw\r\n";
+  std::string yaml = std::string(k_minimal) +
+                     "  gh: {type: github, repository: org/web, token_file: secret}\n"
+                     "registries:\n  ghcr.io: {username: bot, password_file: pw}\n";
+  auto c = config::parse(yaml, (dir / "config.yaml").string());
+  std::filesystem::remove_all(dir);
+  REQUIRE(c.ok());
+  CHECK(c->triggers.at("gh").token == "hunter2");
+  CHECK(c->triggers.at("gh").event_type == "base-image-updated");
+  CHECK(c->registries.at("ghcr.io").password == "registry-pw");
+  std::string d = config::describe(*c);
+  CHECK(d.find("hunter2") == std::string::npos);
+  CHECK(d.find("registry-pw") == std::string::npos);
+  CHECK(d.find("password=(set)") != std::string::npos);
+}
+
+TEST_CASE("a missing config file is an error naming it", "[unit][config]") {
+  auto c = config::load("/nonexistent/basewatch.yaml");
+  REQUIRE_FALSE(c.ok());
+  CHECK(c.error().message == "/nonexistent/basewatch.yaml: cannot read config: No such file or directory");
+}

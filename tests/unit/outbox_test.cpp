@@ -1,0 +1,169 @@
+#include <catch2/catch.hpp>
+
+#include <sqlite3.h>
+
+#include <filesystem>
+
+#include "db/store.h"
+#include "triggers/dispatcher.h"
+#include "util/crypto.h"
+
+using namespace bw;
+
+namespace {
+
+db::Delivery make_delivery(const std::string& id, int64_t at) {
+  db::Delivery d;
+  d.id = id;
+  d.trigger = "ci";
+  d.project = "web";
+  d.payload = R"({"type":"base.updated","delivery_id":")" + id + R"("})";
+  d.created_at = at;
+  d.next_attempt_at = at;
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("the store migrates a new database to the current schema and refuses a newer one", "[unit][db]") {
+  auto path = std::filesystem::temp_directory_path() / ("bwdb-" + std::to_string(::getpid()) + ".db");
+  std::filesystem::remove(path);
+  {
+    auto s = db::Store::open(path.string());
+    REQUIRE(s.ok());
+    CHECK((*s)->schema_version() == db::k_schema_version);
+    REQUIRE((*s)->add_delivery(make_delivery("d_1", 1000)).ok());
+  }
+  {
+    auto s = db::Store::open(path.string());  // reopen: data kept, no migration rerun
+    REQUIRE(s.ok());
+    CHECK((*s)->get_delivery("d_1").value()->state == db::DeliveryState::pending);
+    (*s)->transaction([&]() -> Status { return ok_status(); });
+  }
+  {
+    // A future basewatch wrote it.
+    sqlite3* raw = nullptr;
+    REQUIRE(sqlite3_open(path.string().c_str(), &raw) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(raw, "PRAGMA user_version=99", nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(raw);
+    auto s = db::Store::open(path.string());
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().message == "database: schema version 99 is newer than this basewatch understands (1); "
+                               "use a newer basewatch or another database");
+  }
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("a failed transaction leaves nothing behind", "[unit][db]") {
+  auto s = std::move(db::Store::open(":memory:").value());
+  auto st = s->transaction([&]() -> Status {
+    BW_TRY(auto a, s->add_delivery(make_delivery("d_1", 1000)));
+    (void)a;
+    return make_error(ErrorKind::internal, "boom");
+  });
+  CHECK_FALSE(st.ok());
+  CHECK_FALSE(s->get_delivery("d_1").value());
+}
+
+TEST_CASE("retry delays grow exponentially, capped, with bounded jitter", "[unit][triggers]") {
+  triggers::RetryPolicy p;
+  p.initial = Millis(5000);
+  p.max = Millis(60'000);
+  p.jitter = 0.2;
+  CHECK(triggers::retry_delay(p, 1, 0.5) == Millis(5000));
+  CHECK(triggers::retry_delay(p, 2, 0.5) == Millis(10'000));
+  CHECK(triggers::retry_delay(p, 3, 0.5) == Millis(20'000));
+  CHECK(triggers::retry_delay(p, 5, 0.5) == Millis(60'000));
+  CHECK(triggers::retry_delay(p, 50, 0.5) == Millis(60'000));
+  CHECK(triggers::retry_delay(p, 1, 0.0) == Millis(4000));
+  CHECK(triggers::retry_delay(p, 1, 1.0) == Millis(6000));
+}
+
+TEST_CASE("the dispatcher retries under one id until a 2xx, then never again", "[unit][triggers]") {
+  auto store = std::move(db::Store::open(":memory:").value());
+  FakeClock clock;
+  int answers = 0;
+  net::FakeHttpClient http([&](const net::Request&) -> Result<net::Response> {
+    ++answers;
+    if (answers == 1) return make_error(ErrorKind::network, "connection refused");
+    net::Response r;
+    r.status = answers == 2 ? 503 : 204;
+    return r;
+  });
+  config::TriggerConfig t;
+  t.name = "ci";
+  t.type = "webhook";
+  t.url = "https://ci.example.com/hook";
+  t.secret = "k";
+  triggers::Dispatcher dispatcher(*store, clock, 2);
+  std::map<std::string, std::unique_ptr<triggers::Trigger>> ts;
+  ts["ci"] = std::make_unique<triggers::WebhookTrigger>(t, http);
+  triggers::RetryPolicy policy;
+  policy.initial = Millis(1000);
+  policy.jitter = 0;
+  dispatcher.set_triggers(std::move(ts), policy);
+  REQUIRE(store->add_delivery(make_delivery("d_abc", to_unix_ms(clock.now()))).ok());
+
+  CHECK(dispatcher.dispatch_once(clock.now()).failed == 1);
+  CHECK(dispatcher.dispatch_once(clock.now()).attempted == 0);  // backing off
+  clock.advance(Millis(1000));
+  CHECK(dispatcher.dispatch_once(clock.now()).failed == 1);
+  clock.advance(Millis(1999));
+  CHECK(dispatcher.dispatch_once(clock.now()).attempted == 0);
+  clock.advance(Millis(1));
+  CHECK(dispatcher.dispatch_once(clock.now()).delivered == 1);
+  clock.advance(Millis(3'600'000));
+  CHECK(dispatcher.dispatch_once(clock.now()).attempted == 0);
+
+  auto d = store->get_delivery("d_abc").value();
+  CHECK(d->state == db::DeliveryState::delivered);
+  CHECK(d->attempts == 3);
+  auto attempts = store->list_attempts("d_abc").value();
+  REQUIRE(attempts.size() == 3);
+  CHECK(attempts[0].error == "connection refused");
+  CHECK(attempts[1].status == 503);
+  CHECK(attempts[2].status == 204);
+  for (const auto& r : http.requests()) {
+    std::map<std::string, std::string> h(r.headers.begin(), r.headers.end());
+    CHECK(h["X-Basewatch-Delivery"] == "d_abc");
+    CHECK(h["X-Basewatch-Signature-256"] == "sha256=" + hmac_sha256_hex("k", r.body));
+    CHECK(r.body == d->payload);
+  }
+}
+
+TEST_CASE("a delivery is dead after max_attempts and can be queued again by id", "[unit][triggers]") {
+  auto store = std::move(db::Store::open(":memory:").value());
+  FakeClock clock;
+  net::FakeHttpClient http([&](const net::Request&) -> Result<net::Response> {
+    net::Response r;
+    r.status = 500;
+    r.body = "down";
+    return r;
+  });
+  config::TriggerConfig t;
+  t.type = "webhook";
+  t.url = "https://ci.example.com/hook";
+  triggers::Dispatcher dispatcher(*store, clock);
+  std::map<std::string, std::unique_ptr<triggers::Trigger>> ts;
+  ts["ci"] = std::make_unique<triggers::WebhookTrigger>(t, http);
+  triggers::RetryPolicy policy;
+  policy.max_attempts = 3;
+  policy.initial = Millis(10);
+  policy.jitter = 0;
+  dispatcher.set_triggers(std::move(ts), policy);
+  REQUIRE(store->add_delivery(make_delivery("d_x", to_unix_ms(clock.now()))).ok());
+  for (int i = 0; i < 5; ++i) {
+    dispatcher.dispatch_once(clock.now());
+    clock.advance(Millis(1000));
+  }
+  auto d = store->get_delivery("d_x").value();
+  CHECK(d->state == db::DeliveryState::dead);
+  CHECK(d->attempts == 3);
+  CHECK(d->last_error == "HTTP 500: down");
+  CHECK(store->delivery_counts().value().at("dead") == 1);
+
+  REQUIRE(store->requeue("d_x", to_unix_ms(clock.now())).ok());
+  CHECK(store->get_delivery("d_x").value()->state == db::DeliveryState::failed);
+  CHECK(dispatcher.dispatch_once(clock.now()).attempted == 1);
+  CHECK(store->requeue("d_nope", 0).error().kind == ErrorKind::not_found);
+}

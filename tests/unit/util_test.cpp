@@ -1,0 +1,57 @@
+#include <catch2/catch.hpp>
+
+#include "util/crypto.h"
+#include "util/files.h"
+#include "util/ids.h"
+#include "util/time.h"
+
+using namespace bw;
+
+TEST_CASE("durations parse as users write them", "[unit][util]") {
+  CHECK(parse_duration("500ms")->count() == 500);
+  CHECK(parse_duration("30s")->count() == 30'000);
+  CHECK(parse_duration("15m")->count() == 900'000);
+  CHECK(parse_duration("6h")->count() == 21'600'000);
+  CHECK(parse_duration("1d")->count() == 86'400'000);
+  CHECK(parse_duration("1h30m")->count() == 5'400'000);
+  CHECK(parse_duration("0")->count() == 0);
+  CHECK(parse_duration("15").error().message == "invalid duration \"15\": missing unit (ms, s, m, h or d)");
+  CHECK(parse_duration("15x").error().message == "invalid duration \"15x\": unknown unit \"x\" (use ms, s, m, h or d)");
+  CHECK(parse_duration("").error().message == "invalid duration \"\": empty");
+  CHECK(parse_duration("m5").error().message == "invalid duration \"m5\": expected a number, e.g. 30s, 15m, 6h, 1d");
+  CHECK(format_duration(Millis(5'400'000)) == "1h30m");
+  CHECK(format_duration(Millis(1500)) == "1s500ms");
+}
+
+TEST_CASE("HMAC-SHA256 matches RFC 4231 test case 2", "[unit][util]") {
+  CHECK(hmac_sha256_hex("Jefe", "what do ya want for nothing?") ==
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  CHECK(sha256_digest("") == "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  CHECK(base64_encode("user:pass") == "dXNlcjpwYXNz");
+  CHECK(constant_time_equals("abc", "abc"));
+  CHECK_FALSE(constant_time_equals("abc", "abd"));
+  CHECK_FALSE(constant_time_equals("abc", "abcd"));
+}
+
+TEST_CASE("RFC 3339 and HTTP dates round-trip", "[unit][util]") {
+  auto t = parse_rfc3339("2026-11-28T12:00:00Z");
+  REQUIRE(t);
+  CHECK(format_rfc3339(*t) == "2026-11-28T12:00:00Z");
+  CHECK(format_rfc3339(*parse_rfc3339("2026-11-28T13:30:00+01:30")) == "2026-11-28T12:00:00Z");
+  CHECK(to_unix_ms(*parse_rfc3339("1970-01-01T00:00:01.250Z")) == 1250);
+  CHECK_FALSE(parse_rfc3339("2026-11-28 garbage"));
+  CHECK_FALSE(parse_rfc3339("2026-13-28T00:00:00Z"));
+  auto h = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT");
+  REQUIRE(h);
+  CHECK(format_rfc3339(*h) == "1994-11-06T08:49:37Z");
+}
+
+TEST_CASE("delivery ids sort by creation time and never repeat", "[unit][util]") {
+  auto t0 = from_unix_ms(1'700'000'000'000);
+  std::string a = new_delivery_id(t0);
+  std::string b = new_delivery_id(t0 + Millis(1));
+  CHECK(a.size() == 28);
+  CHECK(a.rfind("d_", 0) == 0);
+  CHECK(a < b);
+  CHECK(new_delivery_id(t0) != new_delivery_id(t0));
+}
