@@ -355,10 +355,8 @@ class Scanner {
     if (name == "scratch" || name == "context") {
       return fail(ins.line, "'" + name + "' is reserved and should not be used as a stage name");
     }
-    if (!name.empty()) {
-      for (const auto& s : m_stages) {
-        if (s.name == name) return fail(ins.line, "Duplicate stage name '" + name + "', stage names should be unique");
-      }
+    if (!name.empty() && !m_stage_index.emplace(name, m_stages.size()).second) {
+      return fail(ins.line, "Duplicate stage name '" + name + "', stage names should be unique");
     }
     Stage stage;
     stage.index = m_stages.size();
@@ -502,11 +500,9 @@ class Scanner {
   }
 
   std::optional<size_t> stage_by_name(std::string_view name) const {
-    auto lower = to_lower(name);
-    for (const auto& s : m_stages) {
-      if (!s.name.empty() && s.name == lower) return s.index;
-    }
-    return std::nullopt;
+    auto it = m_stage_index.find(to_lower(name));
+    if (it == m_stage_index.end()) return std::nullopt;
+    return it->second;
   }
 
   Result<size_t> find_target() const {
@@ -665,6 +661,7 @@ class Scanner {
   char m_escape = '\\';
   std::vector<GlobalArg> m_globals;
   std::vector<Stage> m_stages;
+  std::map<std::string, size_t> m_stage_index;  // stage name -> index
   std::set<std::string> m_stage_args;
 };
 
