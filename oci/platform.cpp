@@ -82,6 +82,7 @@ Platform normalize(Platform p) {
   } else if (arch == "aarch64" || arch == "arm64") {
     arch = "arm64";
     if (variant == "v8" || variant == "8" || variant == "v8.0") variant.clear();
+    if (variant == "9" || variant == "9.0" || variant == "v9.0") variant = "v9";
   } else if (arch == "armhf") {
     arch = "arm";
     variant = "v7";
@@ -96,6 +97,7 @@ Platform normalize(Platform p) {
     }
   } else if (arch == "i386") {
     arch = "386";
+    variant.clear();
   }
   return p;
 }

@@ -26,7 +26,8 @@ struct Platform {
 // Normalises: x86_64/x86-64 -> amd64; aarch64 -> arm64; arm64 with variant
 // v8 or 8 -> arm64 (no variant); armhf -> arm/v7; armel -> arm/v6; bare arm ->
 // arm/v7; i386 -> 386; lowercases os and architecture. Also, as containerd
-// does: arm variants "5"/"6"/"7"/"8" -> "v5".., amd64/v1 -> amd64, arm64/v8.0 -> arm64.
+// does: arm variants "5"/"6"/"7"/"8" -> "v5".., amd64/v1 -> amd64, arm64/v8.0 ->
+// arm64, arm64 "9"/"9.0"/"v9.0" -> "v9", i386 drops its variant.
 Platform normalize(Platform p);
 // "linux/arm64/v8" -> normalised platform. Error (ErrorKind::invalid,
 // `invalid platform "X": <cause>`) on empty text, fewer than 2 or more than 3
