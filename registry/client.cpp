@@ -222,6 +222,7 @@ Result<net::Response> Client::request(Host& h, const oci::Reference& ref, net::R
     if (auto remaining = oci::parse_ratelimit(res->header("ratelimit-remaining"))) {
       std::lock_guard lock(h.mutex);
       h.status.ratelimit_remaining = remaining->count;
+      if (remaining->window_seconds) h.status.ratelimit_window_seconds = remaining->window_seconds;
     }
     if (res->status == 429) {
       auto until = oci::parse_retry_after(res->header("retry-after"), m_clock.now()).value_or(m_clock.now() + k_default_429_pause);

@@ -25,6 +25,7 @@ Result<Millis> parse_duration(std::string_view text) {
       if (n > 1'000'000'000) return bad("too large");
       ++i;
     }
+    while (i < s.size() && s[i] == ' ') ++i;  // "5 m" reads as "5m"
     size_t u = i;
     while (i < s.size() && std::isalpha(static_cast<unsigned char>(s[i]))) ++i;
     std::string_view unit = s.substr(u, i - u);
@@ -124,6 +125,8 @@ std::optional<TimePoint> parse_rfc3339(std::string_view s) {
     return std::nullopt;
   }
   if (i != s.size()) return std::nullopt;
+  // system_clock counts nanoseconds in 64 bits: keep well inside its range.
+  if (tm.tm_year < 70 || tm.tm_year > 300) return std::nullopt;
   if (tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
       tm.tm_sec > 60)
     return std::nullopt;
@@ -133,9 +136,11 @@ std::optional<TimePoint> parse_rfc3339(std::string_view s) {
 
 std::optional<TimePoint> parse_http_date(std::string_view text) {
   std::string s(trim(text));
+  if (s.find('\0') != std::string::npos) return std::nullopt;
   std::tm tm{};
   const char* end = strptime(s.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
   if (!end || *end != '\0') return std::nullopt;
+  if (tm.tm_year < 70 || tm.tm_year > 300) return std::nullopt;
   return Clock::from_time_t(timegm(&tm));
 }
 

@@ -77,11 +77,11 @@ TEST_CASE("config errors name file:line:column and the key, to the letter", "[un
   CHECK(parse_error("projects:\n  - name: a\n    dockerfile: /D\n    triggers: [nope]\n") ==
         "/etc/bw/config.yaml:4:15: projects[0].triggers: unknown trigger \"nope\"");
   CHECK(parse_error("projects: [{name: a, dockerfile: /D}]\ntriggers:\n  ci: {type: telegram}\n") ==
-        "/etc/bw/config.yaml:3:17: triggers.ci.type: expected one of webhook, command, github, gitlab, got \"telegram\"");
+        "/etc/bw/config.yaml:3:14: triggers.ci.type: expected one of webhook, command, github, gitlab, got \"telegram\"");
   CHECK(parse_error("projects: [{name: a, dockerfile: /D}]\ntriggers:\n  ci: {type: webhook, url: ftp://x}\n") ==
-        "/etc/bw/config.yaml:3:29: triggers.ci.url: expected an http:// or https:// URL");
+        "/etc/bw/config.yaml:3:28: triggers.ci.url: expected an http:// or https:// URL");
   CHECK(parse_error("projects: [{name: a, dockerfile: /D}]\ntriggers:\n  ci: {type: webhook, url: 'http://x', secret_file: /nonexistent/s}\n") ==
-        "/etc/bw/config.yaml:3:52: triggers.ci.secret_file: cannot read secret: /nonexistent/s: No such file or directory");
+        "/etc/bw/config.yaml:3:53: triggers.ci.secret_file: cannot read secret: /nonexistent/s: No such file or directory");
   CHECK(parse_error("registries:\n  docker.io: {insecure: maybe}\nprojects: [{name: a, dockerfile: /D}]\n") ==
         "/etc/bw/config.yaml:2:25: registries.docker.io.insecure: expected true or false, got \"maybe\"");
   CHECK(parse_error("defaults: {platforms: [linux]}\nprojects: [{name: a, dockerfile: /D}]\n") ==
@@ -95,7 +95,7 @@ TEST_CASE("config errors name file:line:column and the key, to the letter", "[un
   CHECK(parse_error("listen: 127.0.0.1:1\n") ==
         "/etc/bw/config.yaml:1:1: nothing to watch: add projects: (Dockerfiles) or watch: (references)");
   CHECK(parse_error("inbound:\n  - {path: /v1/x, format: distribution}\nprojects: [{name: a, dockerfile: /D}]\n") ==
-        "/etc/bw/config.yaml:2:11: inbound[0].path: \"/v1/x\" is taken by the API");
+        "/etc/bw/config.yaml:2:12: inbound[0].path: \"/v1/x\" is taken by the API");
 }
 
 TEST_CASE("secrets come from *_file with one trailing newline stripped, and are never described", "[unit][config]") {

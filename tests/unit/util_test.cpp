@@ -15,6 +15,7 @@ TEST_CASE("durations parse as users write them", "[unit][util]") {
   CHECK(parse_duration("1d")->count() == 86'400'000);
   CHECK(parse_duration("1h30m")->count() == 5'400'000);
   CHECK(parse_duration("0")->count() == 0);
+  CHECK(parse_duration("5 m")->count() == 300'000);
   CHECK(parse_duration("15").error().message == "invalid duration \"15\": missing unit (ms, s, m, h or d)");
   CHECK(parse_duration("15x").error().message == "invalid duration \"15x\": unknown unit \"x\" (use ms, s, m, h or d)");
   CHECK(parse_duration("").error().message == "invalid duration \"\": empty");
@@ -44,6 +45,11 @@ TEST_CASE("RFC 3339 and HTTP dates round-trip", "[unit][util]") {
   auto h = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT");
   REQUIRE(h);
   CHECK(format_rfc3339(*h) == "1994-11-06T08:49:37Z");
+  // Years the clock cannot hold are refused, not overflowed (found by fuzz_oci).
+  CHECK_FALSE(parse_http_date("Sat, 14 Nov 0026 12:05:00 GMT"));
+  CHECK_FALSE(parse_rfc3339("0001-01-01T00:00:00Z"));
+  CHECK_FALSE(parse_rfc3339("9999-01-01T00:00:00Z"));
+  CHECK_FALSE(parse_http_date(std::string("Sun, 06 Nov 1994 08:49:37 GMT\0x", 32)));
 }
 
 TEST_CASE("delivery ids sort by creation time and never repeat", "[unit][util]") {
