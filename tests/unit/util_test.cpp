@@ -61,3 +61,26 @@ TEST_CASE("delivery ids sort by creation time and never repeat", "[unit][util]")
   CHECK(a < b);
   CHECK(new_delivery_id(t0) != new_delivery_id(t0));
 }
+
+#include "util/metrics.h"
+
+TEST_CASE("metrics render in the Prometheus text format", "[unit][util]") {
+  Metrics m;
+  m.counter_add("basewatch_x_total", "Things.", {{"registry", "docker.io"}, {"outcome", "ok"}});
+  m.counter_add("basewatch_x_total", "Things.", {{"registry", "docker.io"}, {"outcome", "ok"}}, 2);
+  m.gauge_set("basewatch_g", "A gauge.", {}, 7);
+  m.histogram_observe("basewatch_h_seconds", "Durations.", {{"k", "v\"q"}}, 0.3, {0.1, 0.5, 1});
+  m.histogram_observe("basewatch_h_seconds", "Durations.", {{"k", "v\"q"}}, 2, {0.1, 0.5, 1});
+  CHECK(m.counter_value("basewatch_x_total", {{"registry", "docker.io"}, {"outcome", "ok"}}) == 3);
+  CHECK(m.render() ==
+        "# HELP basewatch_g A gauge.\n# TYPE basewatch_g gauge\nbasewatch_g 7\n"
+        "# HELP basewatch_h_seconds Durations.\n# TYPE basewatch_h_seconds histogram\n"
+        "basewatch_h_seconds_bucket{k=\"v\\\"q\",le=\"0.1\"} 0\n"
+        "basewatch_h_seconds_bucket{k=\"v\\\"q\",le=\"0.5\"} 1\n"
+        "basewatch_h_seconds_bucket{k=\"v\\\"q\",le=\"1\"} 1\n"
+        "basewatch_h_seconds_bucket{k=\"v\\\"q\",le=\"+Inf\"} 2\n"
+        "basewatch_h_seconds_sum{k=\"v\\\"q\"} 2.3\n"
+        "basewatch_h_seconds_count{k=\"v\\\"q\"} 2\n"
+        "# HELP basewatch_x_total Things.\n# TYPE basewatch_x_total counter\n"
+        "basewatch_x_total{registry=\"docker.io\",outcome=\"ok\"} 3\n");
+}
