@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <deque>
+#include <limits>
 #include <set>
 
 #include "dockerfile/lexer.h"
@@ -66,18 +67,21 @@ bool valid_stage_name(std::string_view name) {
   });
 }
 
-// strconv.Atoi: optional sign, decimal digits, fits in 64 bits.
+// strconv.Atoi: optional sign, decimal digits, within 64 bits; anything
+// else (including an out-of-range number) is not an index but a name.
 std::optional<long long> parse_index(std::string_view s) {
+  bool negative = !s.empty() && s.front() == '-';
+  if (!s.empty() && (s.front() == '+' || s.front() == '-')) s.remove_prefix(1);
   if (s.empty()) return std::nullopt;
-  bool negative = s.front() == '-';
-  if (s.front() == '+' || s.front() == '-') s.remove_prefix(1);
-  if (s.empty() || s.size() > 18) return std::nullopt;
-  long long v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return std::nullopt;
-    v = v * 10 + (c - '0');
-  }
-  return negative ? -v : v;
+  if (s.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+  auto first = s.find_first_not_of('0');
+  s = first == std::string_view::npos ? std::string_view("0") : s.substr(first);
+  const std::string_view limit = negative ? "9223372036854775808" : "9223372036854775807";
+  if (s.size() > limit.size() || (s.size() == limit.size() && s > limit)) return std::nullopt;
+  unsigned long long v = 0;
+  for (char c : s) v = v * 10 + static_cast<unsigned long long>(c - '0');
+  if (negative) return v == 9223372036854775808ULL ? std::numeric_limits<long long>::min() : -static_cast<long long>(v);
+  return static_cast<long long>(v);
 }
 
 // BuildKit's BFlags: "--name=value" words checked against the flags an

@@ -21,6 +21,8 @@ struct ScanOptions {
   std::string platform = "linux/amd64";  // TARGETPLATFORM (and BUILDPLATFORM)
 };
 
+// One image a build pulls. The `# syntax=` frontend has an empty stage, and
+// line 0 when it comes from the BUILDKIT_SYNTAX build arg.
 struct ImageUse {
   oci::Reference ref;     // normalised
   std::string written;    // as it stands in the file, before expansion
@@ -34,7 +36,9 @@ struct ImageUse {
 
 struct ScanResult {
   std::vector<ImageUse> images;
-  // "path:line: message" when the file cannot be used; images is then empty.
+  // "path:line: message" when the file cannot be used, or "path: message"
+  // when no line is to blame (empty file, missing target, bad platform);
+  // images is then empty.
   std::optional<std::string> error;
 };
 

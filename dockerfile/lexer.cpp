@@ -421,12 +421,22 @@ Result<ParsedFile> parse_lines(std::string_view text, const std::string& path) {
 
 SyntaxDirective detect_syntax(std::string_view text) {
   if (text.substr(0, k_bom.size()) == k_bom) text.remove_prefix(k_bom.size());
-  auto lines = split_lines(text);
-  size_t i = 0;
-  if (!lines.empty() && lines[0].substr(0, 2) == "#!") i = 1;
+  // Only the top of the file matters: read line by line, stop early.
+  size_t pos = 0;
+  int line_no = 0;
+  auto next_line = [&](std::string_view& line) {
+    if (pos >= text.size()) return false;
+    auto nl = text.find('\n', pos);
+    line = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+    pos = nl == std::string_view::npos ? text.size() : nl + 1;
+    ++line_no;
+    return true;
+  };
+  std::string_view line;
+  if (!next_line(line)) return {};
+  if (line.substr(0, 2) == "#!" && !next_line(line)) return {};
   std::set<std::string> seen;
-  for (; i < lines.size(); ++i) {
-    auto line = lines[i];
+  do {
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty() || line.front() != '#') break;
     // DetectSyntax trims after the '#' with Go's unicode.IsSpace, which
@@ -436,11 +446,8 @@ SyntaxDirective detect_syntax(std::string_view text) {
     if (!DirectiveReader::match(token, key, value)) break;
     if (key != "syntax" && key != "escape" && key != "check") break;
     if (!seen.insert(key).second) break;
-    if (key == "syntax") {
-      auto space = value.find(' ');
-      return SyntaxDirective{value.substr(0, space), static_cast<int>(i) + 1};
-    }
-  }
+    if (key == "syntax") return SyntaxDirective{value.substr(0, value.find(' ')), line_no};
+  } while (next_line(line));
   return {};
 }
 
