@@ -1,5 +1,9 @@
 #include "app/wiring.h"
 
+#include <filesystem>
+
+#include "triggers/process.h"
+
 namespace bw::app {
 
 std::vector<registry::RegistrySettings> registry_settings(const config::Config& cfg) {
@@ -11,6 +15,7 @@ std::vector<registry::RegistrySettings> registry_settings(const config::Config& 
     s.ca_file = r.ca_file;
     s.username = r.username;
     s.password = r.password;
+    s.docker_config = r.docker_config;
     s.requests_per_minute = r.requests_per_minute;
     s.concurrency = r.concurrency;
     out.push_back(std::move(s));
@@ -20,8 +25,17 @@ std::vector<registry::RegistrySettings> registry_settings(const config::Config& 
 
 std::map<std::string, std::unique_ptr<triggers::Trigger>> make_triggers(const config::Config& cfg, net::HttpClient& http) {
   std::map<std::string, std::unique_ptr<triggers::Trigger>> out;
+  // Stateless, so one for the whole process (make_triggers runs again on reload).
+  static triggers::RealProcessRunner runner;
   triggers::Seams seams;
   seams.http = &http;
+  seams.runner = &runner;
+  seams.build_logs = cfg.builds_logs;
+  for (const auto& p : cfg.projects) {
+    if (p.dockerfile.empty()) continue;  // globbed projects: the Dockerfile's folder, from the payload
+    seams.project_contexts[p.name] =
+        p.context.empty() ? std::filesystem::path(p.dockerfile).parent_path().string() : p.context;
+  }
   for (const auto& [name, t] : cfg.triggers) out[name] = triggers::make_trigger(t, seams);
   return out;
 }
@@ -43,7 +57,7 @@ Result<std::unique_ptr<Runtime>> make_runtime(const config::Config& cfg) {
   rt->registry = std::make_unique<registry::Client>(*rt->http, rt->clock, registry_settings(cfg));
   rt->watcher = std::make_unique<watcher::Watcher>(cfg, std::make_shared<const watcher::Model>(std::move(model)), *rt->store,
                                                    *rt->registry, rt->clock);
-  rt->dispatcher = std::make_unique<triggers::Dispatcher>(*rt->store, rt->clock, 4);
+  rt->dispatcher = std::make_unique<triggers::Dispatcher>(*rt->store, rt->clock, 4, cfg.builds_concurrency);
   rt->dispatcher->set_triggers(make_triggers(cfg, *rt->http), retry_policy(cfg));
   return rt;
 }

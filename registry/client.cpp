@@ -3,11 +3,13 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <random>
 #include <thread>
 
 #include "oci/challenge.h"
 #include "oci/ratelimit.h"
 #include "util/crypto.h"
+#include "util/metrics.h"
 #include "util/strings.h"
 
 namespace bw::registry {
@@ -19,8 +21,16 @@ namespace {
 constexpr Millis k_default_429_pause{60'000};
 constexpr Millis k_token_min_lifetime{60'000};
 constexpr Millis k_token_renew_margin{10'000};
+constexpr Millis k_credentials_ttl{5 * 60'000};  // docker config and helpers are read again after this
+constexpr int k_breaker_threshold = 3;           // failures in a row before the registry is paused
+constexpr Millis k_breaker_first{2'000};
+constexpr Millis k_breaker_max{5 * 60'000};
 constexpr int k_max_index_depth = 3;
 constexpr size_t k_max_manifest_bytes = 4 << 20;
+constexpr size_t k_max_token_entries = 4096;
+
+const char* const k_requests_metric = "basewatch_registry_requests_total";
+const char* const k_requests_help = "Registry requests by registry, method and outcome.";
 
 std::string status_message(int status) {
   switch (status) {
@@ -32,6 +42,41 @@ std::string status_message(int status) {
   }
 }
 
+const char* outcome_of(int status) {
+  if (status >= 200 && status < 400) return "ok";
+  switch (oci::classify_status(status)) {
+    case ErrorKind::not_found: return "not_found";
+    case ErrorKind::unauthorized: return "unauthorized";
+    case ErrorKind::denied: return "denied";
+    case ErrorKind::rate_limited: return "rate_limited";
+    case ErrorKind::server: return "server";
+    case ErrorKind::timeout: return "timeout";
+    default: return "bad_answer";
+  }
+}
+
+void count_request(const std::string& host, const char* method, const char* outcome) {
+  Metrics::global().counter_add(k_requests_metric, k_requests_help,
+                                {{"registry", host}, {"method", method}, {"outcome", outcome}});
+}
+
+std::string media_type_of(const net::Response& res) {
+  std::string t = res.header("content-type");
+  if (auto semi = t.find(';'); semi != std::string::npos) t = t.substr(0, semi);
+  return std::string(trim(t));
+}
+
+// A Content-Type that does not say what the manifest is.
+bool vague_media_type(const std::string& t) {
+  return t.empty() || t == "application/json" || t == "application/octet-stream" || t == "text/plain";
+}
+
+Millis jitter(Millis d) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::uniform_real_distribution<double> dist(0.8, 1.2);
+  return Millis(static_cast<int64_t>(static_cast<double>(d.count()) * dist(rng)));
+}
+
 }  // namespace
 
 struct Client::TokenCache {
@@ -40,7 +85,7 @@ struct Client::TokenCache {
     TimePoint expires_at;
   };
   std::mutex mutex;
-  std::map<std::string, Entry> entries;  // realm|service|scope
+  std::map<std::string, Entry> entries;  // realm|service|scope|user
 };
 
 struct Client::Host {
@@ -48,18 +93,33 @@ struct Client::Host {
   std::mutex mutex;
   std::condition_variable cv;
   int in_flight = 0;
-  TimePoint next_slot{};  // requests_per_minute spacing
-  bool basic = false;     // the registry challenged with Basic
-  std::map<std::string, std::string> token_keys;  // repository -> token cache key
+  TimePoint next_slot{};                        // requests_per_minute spacing
+  bool basic = false;                           // the registry challenged with Basic
+  std::optional<Bearer> bearer;                 // its last Bearer challenge: later tokens go up front
+  std::map<std::string, std::string> scopes;    // repository -> the scope its token is asked for
+  ErrorKind pause_kind = ErrorKind::rate_limited;
+  std::string pause_reason;
   RegistryStatus status;
+  // Credentials, read when a challenge first needs them and again after
+  // k_credentials_ttl or a refusal. Their own mutex: a helper may be slow.
+  std::mutex creds_mutex;
+  std::optional<Credentials> creds;
+  TimePoint creds_at{};
 };
 
 Client::Client(net::HttpClient& http, const ClockSource& clock, std::vector<RegistrySettings> settings)
-    : m_http(http), m_clock(clock), m_tokens(std::make_unique<TokenCache>()) {
+    : m_http(http),
+      m_clock(clock),
+      m_tokens(std::make_unique<TokenCache>()),
+      m_helper_runner([](const std::string& helper, const std::string& url) { return run_credential_helper(helper, url); }),
+      m_sleep([](Millis d) { std::this_thread::sleep_for(d); }) {
   for (auto& s : settings) m_settings[s.host] = std::move(s);
 }
 
 Client::~Client() = default;
+
+void Client::set_helper_runner(HelperRunner run) { m_helper_runner = std::move(run); }
+void Client::set_sleeper(std::function<void(Millis)> sleep) { m_sleep = std::move(sleep); }
 
 Client::Host& Client::host(const std::string& name) {
   std::lock_guard lock(m_mutex);
@@ -90,44 +150,134 @@ std::vector<RegistryStatus> Client::status() const {
   for (const auto& [name, h] : m_hosts) {
     std::lock_guard hl(h->mutex);
     out.push_back(h->status);
+    out.back().next_request_at = std::max(h->status.paused_until, h->next_slot == TimePoint{} ? 0 : to_unix_ms(h->next_slot));
   }
   return out;
 }
 
 int64_t Client::token_requests() const { return m_token_requests.load(); }
 
-Result<std::string> Client::fetch_token(Host& h, const std::map<std::string, std::string>& params, const std::string& scope,
-                                        int& count) {
-  auto realm_it = params.find("realm");
-  if (realm_it == params.end() || realm_it->second.empty()) {
-    return make_error(ErrorKind::bad_answer, h.settings.host + ": Bearer challenge without a realm");
+Result<Credentials> Client::credentials(Host& h) {
+  std::lock_guard lock(h.creds_mutex);
+  TimePoint now = m_clock.now();
+  if (h.creds && now < h.creds_at + k_credentials_ttl) return *h.creds;
+  Credentials c;
+  if (!h.settings.username.empty()) {
+    c.username = h.settings.username;
+    c.password = h.settings.password;
+  } else if (!h.settings.docker_config.empty()) {
+    BW_TRY(c, load_docker_config_credentials(h.settings.docker_config, h.settings.host, m_helper_runner));
   }
-  const std::string& realm = realm_it->second;
+  h.creds = c;
+  h.creds_at = now;
+  return c;
+}
+
+void Client::note_failure(Host& h, const Error& e) {
+  std::lock_guard lock(h.mutex);
+  int n = ++h.status.consecutive_failures;
+  if (n < k_breaker_threshold) return;
+  // Failures in a row: pause this registry so its other references fail
+  // fast instead of each waiting for its own timeout.
+  int64_t ms = k_breaker_first.count();
+  for (int i = k_breaker_threshold; i < n && ms < k_breaker_max.count(); ++i) ms *= 2;
+  Millis pause = jitter(Millis(std::min(ms, k_breaker_max.count())));
+  int64_t until = to_unix_ms(m_clock.now() + pause);
+  if (until > h.status.paused_until) {
+    h.status.paused_until = until;
+    h.pause_kind = e.kind;
+    h.pause_reason = std::to_string(n) + " failures in a row (last: " + e.message + ")";
+  }
+}
+
+void Client::note_success(Host& h) {
+  std::lock_guard lock(h.mutex);
+  h.status.consecutive_failures = 0;
+}
+
+void Client::pause_for_429(Host& h, const net::Response& res) {
+  TimePoint now = m_clock.now();
+  TimePoint until = oci::parse_retry_after(res.header("retry-after"), now).value_or(now + k_default_429_pause);
+  std::lock_guard lock(h.mutex);
+  if (to_unix_ms(until) >= h.status.paused_until) {
+    h.status.paused_until = to_unix_ms(until);
+    h.pause_kind = ErrorKind::rate_limited;
+    h.pause_reason = "rate limited";
+  }
+}
+
+Result<net::Response> Client::exchange(Host& h, const net::Request& req, const char* method, int& count) {
+  ++count;
+  auto res = m_http.send(req);
+  {
+    std::lock_guard lock(h.mutex);
+    ++h.status.requests;
+  }
+  if (!res) {
+    count_request(h.settings.host, method, res.error().kind == ErrorKind::timeout ? "timeout" : "network");
+    note_failure(h, res.error());
+    return res;
+  }
+  count_request(h.settings.host, method, outcome_of(res->status));
+  // Rate-limit headers ride on every answer, HEAD included.
+  if (auto limit = oci::parse_ratelimit(res->header("ratelimit-limit"))) {
+    std::lock_guard lock(h.mutex);
+    h.status.ratelimit_limit = limit->count;
+    h.status.ratelimit_window_seconds = limit->window_seconds;
+  }
+  if (auto remaining = oci::parse_ratelimit(res->header("ratelimit-remaining"))) {
+    std::lock_guard lock(h.mutex);
+    h.status.ratelimit_remaining = remaining->count;
+    if (remaining->window_seconds) h.status.ratelimit_window_seconds = remaining->window_seconds;
+  }
+  if (res->status == 429) pause_for_429(h, *res);
+  ErrorKind kind = oci::classify_status(res->status);
+  if (res->status >= 500 || res->status == 408) note_failure(h, make_error(kind, "HTTP " + std::to_string(res->status)));
+  else if (res->status != 429) note_success(h);
+  return res;
+}
+
+Result<std::string> Client::fetch_token(Host& h, const Bearer& bearer, const std::string& scope, const Credentials& creds,
+                                        int& count) {
+  const std::string& realm = bearer.realm;
+  if (realm.empty()) return make_error(ErrorKind::bad_answer, h.settings.host + ": Bearer challenge without a realm");
   if (realm.rfind("https://", 0) != 0 && !(h.settings.insecure && realm.rfind("http://", 0) == 0)) {
     return make_error(ErrorKind::bad_answer, h.settings.host + ": refusing token realm " + net::redact_url(realm) +
                                                  " (https required unless the registry is marked insecure)");
   }
-  std::string service = params.count("service") ? params.at("service") : "";
-  std::string key = realm + "|" + service + "|" + scope;
+  std::string who = !creds.identity_token.empty() ? "<identity token>" : creds.username;
+  std::string key = realm + "|" + bearer.service + "|" + scope + "|" + who;
+  TimePoint now = m_clock.now();
   {
     std::lock_guard lock(m_tokens->mutex);
     auto it = m_tokens->entries.find(key);
-    if (it != m_tokens->entries.end() && it->second.expires_at > m_clock.now() + k_token_renew_margin) return it->second.token;
+    if (it != m_tokens->entries.end() && it->second.expires_at > now + k_token_renew_margin) return it->second.token;
   }
-  std::string url = realm + (realm.find('?') == std::string::npos ? "?" : "&");
-  if (!service.empty()) url += "service=" + net::url_encode(service) + "&";
-  for (const auto& s : oci::split_scopes(scope)) url += "scope=" + net::url_encode(s) + "&";
-  url.pop_back();
   net::Request req;
-  req.method = "GET";
-  req.url = url;
   req.tls = net::TlsOptions{true, h.settings.ca_file};
-  if (!h.settings.username.empty()) {
-    req.headers.emplace_back("Authorization", "Basic " + base64_encode(h.settings.username + ":" + h.settings.password));
+  req.timeout = h.settings.timeout;
+  if (!creds.identity_token.empty()) {
+    // OAuth2 refresh-token grant: what docker does with an identity token.
+    req.method = "POST";
+    req.url = realm;
+    req.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
+    req.body = "grant_type=refresh_token&client_id=basewatch&refresh_token=" + net::url_encode(creds.identity_token);
+    if (!bearer.service.empty()) req.body += "&service=" + net::url_encode(bearer.service);
+    auto scopes = oci::split_scopes(scope);
+    if (!scopes.empty()) req.body += "&scope=" + net::url_encode(join(scopes, " "));
+  } else {
+    std::string url = realm + (realm.find('?') == std::string::npos ? "?" : "&");
+    if (!bearer.service.empty()) url += "service=" + net::url_encode(bearer.service) + "&";
+    for (const auto& s : oci::split_scopes(scope)) url += "scope=" + net::url_encode(s) + "&";
+    url.pop_back();
+    req.method = "GET";
+    req.url = url;
+    if (!creds.username.empty()) {
+      req.headers.emplace_back("Authorization", "Basic " + base64_encode(creds.username + ":" + creds.password));
+    }
   }
-  ++count;
   ++m_token_requests;
-  auto res = m_http.send(req);
+  auto res = exchange(h, req, "TOKEN", count);
   if (!res) return make_error(res.error().kind, h.settings.host + ": token request failed: " + res.error().message);
   if (res->status == 401 || res->status == 403) {
     return make_error(ErrorKind::unauthorized, h.settings.host + ": credentials refused by the token service (HTTP " +
@@ -138,34 +288,42 @@ Result<std::string> Client::fetch_token(Host& h, const std::map<std::string, std
                       h.settings.host + ": token service answered HTTP " + std::to_string(res->status));
   }
   auto body = json::parse(res->body, nullptr, false);
-  if (!body.is_object()) return make_error(ErrorKind::bad_answer, h.settings.host + ": token answer is not JSON");
   std::string token;
-  if (body.contains("token") && body["token"].is_string()) token = body["token"].get<std::string>();
-  if (token.empty() && body.contains("access_token") && body["access_token"].is_string())
+  if (body.is_object() && body.contains("token") && body["token"].is_string()) token = body["token"].get<std::string>();
+  if (token.empty() && body.is_object() && body.contains("access_token") && body["access_token"].is_string())
     token = body["access_token"].get<std::string>();
-  if (token.empty()) return make_error(ErrorKind::bad_answer, h.settings.host + ": token answer has no token");
+  if (token.empty()) {
+    count_request(h.settings.host, "TOKEN", "bad_answer");
+    return make_error(ErrorKind::bad_answer, h.settings.host + (body.is_object() ? ": token answer has no token"
+                                                                                 : ": token answer is not JSON"));
+  }
   Millis lifetime{60'000};
   if (body.contains("expires_in") && body["expires_in"].is_number()) {
-    lifetime = Millis(static_cast<int64_t>(body["expires_in"].get<double>() * 1000));
+    double s = body["expires_in"].get<double>();
+    if (s > 0 && s < 1e9) lifetime = Millis(static_cast<int64_t>(s * 1000));
   }
   lifetime = std::max(lifetime, k_token_min_lifetime);
   {
     std::lock_guard lock(m_tokens->mutex);
-    m_tokens->entries[key] = TokenCache::Entry{token, m_clock.now() + lifetime};
+    if (m_tokens->entries.size() >= k_max_token_entries) {
+      for (auto it = m_tokens->entries.begin(); it != m_tokens->entries.end();) {
+        it = it->second.expires_at <= now ? m_tokens->entries.erase(it) : std::next(it);
+      }
+    }
+    m_tokens->entries[key] = TokenCache::Entry{token, now + lifetime};
   }
   return token;
 }
 
 Result<net::Response> Client::request(Host& h, const oci::Reference& ref, net::Request req, int& count) {
-  // Budget: Retry-After pauses fail fast (the scheduler waits them out);
-  // concurrency and per-minute spacing block briefly.
+  // Budget: pauses (Retry-After, failures in a row) fail fast and the
+  // scheduler waits them out; concurrency and per-minute spacing block.
   {
     std::unique_lock lock(h.mutex);
     int64_t now_ms = to_unix_ms(m_clock.now());
     if (h.status.paused_until > now_ms) {
-      return make_error(ErrorKind::rate_limited, h.settings.host + ": paused until " +
-                                                     format_rfc3339(from_unix_ms(h.status.paused_until)) +
-                                                     " (rate limited)");
+      return make_error(h.pause_kind, h.settings.host + ": paused until " +
+                                          format_rfc3339(from_unix_ms(h.status.paused_until)) + " (" + h.pause_reason + ")");
     }
     if (h.settings.concurrency > 0) h.cv.wait(lock, [&] { return h.in_flight < h.settings.concurrency; });
     ++h.in_flight;
@@ -176,7 +334,7 @@ Result<net::Response> Client::request(Host& h, const oci::Reference& ref, net::R
       h.next_slot = slot + spacing;
       if (slot > now) {
         lock.unlock();
-        std::this_thread::sleep_for(slot - now);
+        m_sleep(std::chrono::duration_cast<Millis>(slot - now));
       }
     }
   }
@@ -190,86 +348,110 @@ Result<net::Response> Client::request(Host& h, const oci::Reference& ref, net::R
   } release{h};
 
   req.tls = net::TlsOptions{true, h.settings.ca_file};
-  std::string default_scope = oci::repository_scope(ref.repository);
+  req.timeout = h.settings.timeout;
   std::string challenged_with;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    net::Request r = req;
+    std::optional<Bearer> bearer;
+    bool basic = false;
+    std::string scope;
     {
       std::lock_guard lock(h.mutex);
-      auto tk = h.token_keys.find(ref.repository);
-      if (tk != h.token_keys.end()) {
-        std::lock_guard tl(m_tokens->mutex);
-        auto e = m_tokens->entries.find(tk->second);
-        if (e != m_tokens->entries.end() && e->second.expires_at > m_clock.now() + k_token_renew_margin)
-          r.headers.emplace_back("Authorization", "Bearer " + e->second.token);
-      } else if (h.basic && !h.settings.username.empty()) {
-        r.headers.emplace_back("Authorization", "Basic " + base64_encode(h.settings.username + ":" + h.settings.password));
+      bearer = h.bearer;
+      basic = h.basic;
+      auto s = h.scopes.find(ref.repository);
+      scope = s != h.scopes.end() ? s->second : oci::repository_scope(ref.repository);
+    }
+    net::Request r = req;
+    if (bearer || basic) {
+      BW_TRY(Credentials creds, credentials(h));
+      if (bearer && !creds.registry_token.empty()) {
+        r.headers.emplace_back("Authorization", "Bearer " + creds.registry_token);
+      } else if (bearer) {
+        // Known Bearer registry: ask for this repository's token up front
+        // (cached), skipping the 401 round trip.
+        auto token = fetch_token(h, *bearer, scope, creds, count);
+        if (!token) {
+          if (token.error().kind == ErrorKind::unauthorized) {
+            std::lock_guard lock(h.creds_mutex);
+            h.creds.reset();  // read them again next time: the user may fix them
+          }
+          return token.error();
+        }
+        r.headers.emplace_back("Authorization", "Bearer " + *token);
+      } else if (!creds.username.empty()) {
+        r.headers.emplace_back("Authorization", "Basic " + base64_encode(creds.username + ":" + creds.password));
       }
     }
-    ++count;
-    auto res = m_http.send(r);
-    {
-      std::lock_guard lock(h.mutex);
-      ++h.status.requests;
-    }
+    const char* method = req.method == "HEAD" ? "HEAD" : "GET";
+    auto res = exchange(h, r, method, count);
     if (!res) return make_error(res.error().kind, ref.str() + ": " + res.error().message);
-    // Rate-limit headers ride on every answer, HEAD included.
-    if (auto limit = oci::parse_ratelimit(res->header("ratelimit-limit"))) {
-      std::lock_guard lock(h.mutex);
-      h.status.ratelimit_limit = limit->count;
-      h.status.ratelimit_window_seconds = limit->window_seconds;
-    }
-    if (auto remaining = oci::parse_ratelimit(res->header("ratelimit-remaining"))) {
-      std::lock_guard lock(h.mutex);
-      h.status.ratelimit_remaining = remaining->count;
-      if (remaining->window_seconds) h.status.ratelimit_window_seconds = remaining->window_seconds;
-    }
     if (res->status == 429) {
-      auto until = oci::parse_retry_after(res->header("retry-after"), m_clock.now()).value_or(m_clock.now() + k_default_429_pause);
       std::lock_guard lock(h.mutex);
-      h.status.paused_until = std::max(h.status.paused_until, to_unix_ms(until));
-      return make_error(ErrorKind::rate_limited, ref.str() + ": too many requests; paused until " + format_rfc3339(until));
+      return make_error(ErrorKind::rate_limited, ref.str() + ": too many requests; paused until " +
+                                                     format_rfc3339(from_unix_ms(h.status.paused_until)));
     }
     if (res->status != 401) return res;
+
+    // The token we sent (if any) is no good: never reuse it.
+    if (bearer) {
+      std::lock_guard lock(m_tokens->mutex);
+      for (auto it = m_tokens->entries.begin(); it != m_tokens->entries.end();) {
+        it = it->first.rfind(bearer->realm + "|" + bearer->service + "|" + scope + "|", 0) == 0 ? m_tokens->entries.erase(it)
+                                                                                                : std::next(it);
+      }
+    }
     if (attempt == 1) break;
 
     auto challenges = oci::parse_challenges(res->header_values("www-authenticate"));
-    const oci::Challenge* bearer = nullptr;
-    const oci::Challenge* basic = nullptr;
-    for (const auto& c : challenges) {
-      if (c.scheme == "bearer" && !bearer) bearer = &c;
-      if (c.scheme == "basic" && !basic) basic = &c;
-    }
-    if (bearer) {
-      std::string scope = bearer->params.count("scope") ? bearer->params.at("scope") : default_scope;
+    const oci::Challenge* bc = oci::find_challenge(challenges, "bearer");
+    const oci::Challenge* basic_c = oci::find_challenge(challenges, "basic");
+    if (bc) {
+      std::string want = bc->scope();
+      bool ours = false;
+      for (const auto& s : oci::split_scopes(want)) {
+        auto parsed = oci::parse_scope(s);
+        ours = ours || (parsed && parsed->name == ref.repository);
+      }
       // A challenge scope for another repository (or none) still needs ours.
-      if (scope.find(ref.repository) == std::string::npos) scope = default_scope;
-      auto token = fetch_token(h, bearer->params, scope, count);
-      if (!token) return token.error();
-      std::string service = bearer->params.count("service") ? bearer->params.at("service") : "";
+      if (!ours) want = oci::repository_scope(ref.repository);
       std::lock_guard lock(h.mutex);
-      h.token_keys[ref.repository] = bearer->params.at("realm") + "|" + service + "|" + scope;
-      challenged_with = "bearer";
-    } else if (basic) {
-      if (h.settings.username.empty()) {
+      h.bearer = Bearer{bc->realm(), bc->service()};
+      h.scopes[ref.repository] = want;
+      challenged_with = "Bearer";
+    } else if (basic_c) {
+      BW_TRY(Credentials creds, credentials(h));
+      if (creds.username.empty()) {
         return make_error(ErrorKind::unauthorized, ref.str() + ": the registry requires credentials (set registries." +
-                                                       h.settings.host + ".username and password_file)");
+                                                       h.settings.host + ".username and password_file, or docker_config)");
       }
       std::lock_guard lock(h.mutex);
       h.basic = true;
-      challenged_with = "basic";
+      challenged_with = "Basic";
     } else {
       return make_error(ErrorKind::unauthorized, ref.str() + ": unauthorized, and no usable WWW-Authenticate challenge");
     }
   }
-  // A second 401 right after fresh credentials is a real refusal.
-  std::string who = h.settings.username.empty() ? "anonymous access" : "credentials for user " + h.settings.username;
-  return make_error(ErrorKind::unauthorized, ref.str() + ": " + who + " refused (" + challenged_with + ")");
+  // A second 401 right after fresh credentials is a real refusal. Read the
+  // credentials again next time: the user may have fixed them.
+  std::string who;
+  {
+    std::lock_guard lock(h.creds_mutex);
+    const Credentials c = h.creds.value_or(Credentials{});
+    if (!c.registry_token.empty()) who = "registry token";
+    else if (!c.identity_token.empty()) who = "identity token";
+    else if (!c.username.empty()) who = "user \"" + c.username + "\"";
+    h.creds.reset();
+  }
+  if (who.empty()) {
+    return make_error(ErrorKind::unauthorized, ref.str() + ": anonymous access refused (" + challenged_with +
+                                                   "); set registries." + h.settings.host +
+                                                   ".username and password_file, or docker_config");
+  }
+  return make_error(ErrorKind::unauthorized, ref.str() + ": credentials refused (" + challenged_with + ", " + who + ")");
 }
 
-Result<std::pair<std::string, std::string>> Client::get_manifest(const oci::Reference& ref, const std::string& tag_or_digest) {
-  Host& h = host(ref.registry);
-  int count = 0;
+Result<std::pair<std::string, std::string>> Client::fetch_manifest(Host& h, const oci::Reference& ref,
+                                                                   const std::string& tag_or_digest, int& count) {
   net::Request req;
   req.method = "GET";
   req.url = base_url(h) + "/v2/" + ref.repository + "/manifests/" + tag_or_digest;
@@ -278,22 +460,28 @@ Result<std::pair<std::string, std::string>> Client::get_manifest(const oci::Refe
   if (!res) return res.error();
   if (res->status != 200) {
     auto errors = oci::parse_error_body(res->body);
-    std::string detail = errors.empty() ? status_message(res->status) : errors[0].code + ": " + errors[0].message;
-    return make_error(oci::classify_status(res->status), ref.name() + "@" + tag_or_digest + ": " + detail);
+    std::string detail = errors.empty() ? status_message(res->status) : oci::describe_errors(errors);
+    if (detail.size() > 300) detail = detail.substr(0, 300) + "...";
+    return make_error(res->status >= 200 && res->status < 400 ? ErrorKind::bad_answer : oci::classify_status(res->status),
+                      ref.name() + "@" + tag_or_digest + ": " + detail);
   }
   if (res->body.size() > k_max_manifest_bytes) return make_error(ErrorKind::bad_answer, ref.str() + ": manifest too large");
-  std::string media_type = res->header("content-type");
-  if (auto semi = media_type.find(';'); semi != std::string::npos) media_type = std::string(trim(media_type.substr(0, semi)));
+  std::string media_type = media_type_of(*res);
   if (tag_or_digest.rfind("sha256:", 0) == 0 && sha256_digest(res->body) != tag_or_digest) {
     return make_error(ErrorKind::bad_answer, ref.name() + "@" + tag_or_digest + ": manifest content does not match its digest");
   }
-  if (media_type.empty() || media_type == "application/json") {
+  if (vague_media_type(media_type)) {
     // Some registries omit it; the body's mediaType says.
     auto j = json::parse(res->body, nullptr, false);
     if (j.is_object() && j.contains("mediaType") && j["mediaType"].is_string()) media_type = j["mediaType"].get<std::string>();
     else if (j.is_object() && j.contains("manifests")) media_type = "application/vnd.oci.image.index.v1+json";
   }
   return std::make_pair(std::move(res->body), media_type);
+}
+
+Result<std::pair<std::string, std::string>> Client::get_manifest(const oci::Reference& ref, const std::string& tag_or_digest) {
+  int count = 0;
+  return fetch_manifest(host(ref.registry), ref, tag_or_digest, count);
 }
 
 Result<Resolved> Client::resolve(const oci::Reference& ref, const std::vector<oci::Platform>& platforms, const Known* known) {
@@ -307,26 +495,26 @@ Result<Resolved> Client::resolve(const oci::Reference& ref, const std::vector<oc
   auto record_error = [&](const Error& e) {
     std::lock_guard lock(h.mutex);
     h.status.last_error = e.message;
+    h.status.last_error_kind = to_string(e.kind);
     h.status.last_error_at = to_unix_ms(m_clock.now());
     return e;
   };
   auto res = request(h, ref, req, out.requests);
   if (!res) return record_error(res.error());
   if (res->status != 200) {
-    // A HEAD has no body: classify by status alone.
-    return record_error(make_error(oci::classify_status(res->status), ref.str() + ": " + status_message(res->status)));
+    // A HEAD has no body: classify by status alone. Never a GET instead.
+    ErrorKind kind = res->status >= 200 && res->status < 400 ? ErrorKind::bad_answer : oci::classify_status(res->status);
+    return record_error(make_error(kind, ref.str() + ": " + status_message(res->status)));
   }
   out.digest = res->header("docker-content-digest");
-  out.media_type = res->header("content-type");
-  if (auto semi = out.media_type.find(';'); semi != std::string::npos) out.media_type = std::string(trim(out.media_type.substr(0, semi)));
+  out.media_type = media_type_of(*res);
   std::string body;
   if (out.digest.empty()) {
     // Never turn a HEAD into a counted pull on Docker Hub.
     if (ref.registry == "docker.io") {
       return record_error(make_error(ErrorKind::bad_answer, ref.str() + ": no Docker-Content-Digest in the HEAD answer"));
     }
-    auto got = get_manifest(ref, what);
-    ++out.requests;
+    auto got = fetch_manifest(h, ref, what, out.requests);
     if (!got) return record_error(got.error());
     body = got->first;
     out.media_type = got->second;
@@ -334,27 +522,41 @@ Result<Resolved> Client::resolve(const oci::Reference& ref, const std::vector<oc
   } else if (!oci::is_valid_digest(out.digest)) {
     return record_error(make_error(ErrorKind::bad_answer, ref.str() + ": invalid Docker-Content-Digest \"" + out.digest + "\""));
   }
+  auto known_complete = [&] {
+    if (!known || known->digest != out.digest) return false;
+    for (const auto& p : platforms) {
+      if (!known->platforms.count(p.str())) return false;
+    }
+    return true;
+  };
+  if (vague_media_type(out.media_type) && body.empty()) {
+    if (known_complete()) {
+      for (const auto& p : platforms) out.platforms[p.str()] = known->platforms.at(p.str());
+      return out;
+    }
+    // The digest moved and the HEAD does not say what it is: read it once.
+    auto got = fetch_manifest(h, ref, out.digest, out.requests);
+    if (!got) return record_error(got.error());
+    body = got->first;
+    out.media_type = got->second;
+  }
   out.index = oci::is_index_media_type(out.media_type);
   if (!out.index) {
     // A single-platform image's digest is its own, for every wanted platform.
     for (const auto& p : platforms) out.platforms[p.str()] = out.digest;
     return out;
   }
-  if (known && known->digest == out.digest) {
-    bool complete = true;
-    for (const auto& p : platforms) complete = complete && known->platforms.count(p.str());
-    if (complete) {
-      for (const auto& p : platforms) out.platforms[p.str()] = known->platforms.at(p.str());
-      return out;
-    }
+  if (known_complete()) {
+    for (const auto& p : platforms) out.platforms[p.str()] = known->platforms.at(p.str());
+    return out;
   }
   // The tag moved (or a platform is new to us): read the index once.
   if (body.empty()) {
-    auto got = get_manifest(ref, out.digest);
-    ++out.requests;
+    auto got = fetch_manifest(h, ref, out.digest, out.requests);
     if (!got) return record_error(got.error());
     body = got->first;
   }
+  std::map<std::string, std::string> nested_bodies;  // digest -> body, each nested index read once
   for (const auto& wanted : platforms) {
     std::string current = body;
     for (int depth = 0; depth < k_max_index_depth; ++depth) {
@@ -366,10 +568,13 @@ Result<Resolved> Client::resolve(const oci::Reference& ref, const std::vector<oc
         out.platforms[wanted.str()] = entry->digest;
         break;
       }
-      auto nested = get_manifest(ref, entry->digest);
-      ++out.requests;
-      if (!nested) return record_error(nested.error());
-      current = nested->first;
+      auto cached = nested_bodies.find(entry->digest);
+      if (cached == nested_bodies.end()) {
+        auto nested = fetch_manifest(h, ref, entry->digest, out.requests);
+        if (!nested) return record_error(nested.error());
+        cached = nested_bodies.emplace(entry->digest, nested->first).first;
+      }
+      current = cached->second;
     }
   }
   return out;

@@ -1,7 +1,12 @@
 // The OCI distribution client: resolves a tag to its digest with HEAD, reads
 // per-platform digests from an index with one GET when the tag moved, and
-// handles auth (anonymous and Basic-backed Bearer tokens, Basic), per-registry
-// budgets and rate-limit answers.
+// handles auth (anonymous and credential-backed Bearer tokens, OAuth2 refresh
+// tokens, registry tokens, Basic; credentials from the config or a docker
+// config.json with its credential helpers), per-registry budgets, rate-limit
+// answers and a breaker for failing registries.
+//
+// Every request is counted in basewatch_registry_requests_total{registry,
+// method=HEAD|GET|TOKEN, outcome}. Secrets never reach errors or status.
 //
 // Economy (docs/registry-protocol.md): HEAD only while a digest is
 // unchanged; GET only to read a changed index or when a registry omits
@@ -10,6 +15,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,6 +26,7 @@
 #include "net/http.h"
 #include "oci/platform.h"
 #include "oci/reference.h"
+#include "registry/credentials.h"
 #include "util/result.h"
 #include "util/time.h"
 
@@ -31,8 +38,10 @@ struct RegistrySettings {
   std::string ca_file;
   std::string username;
   std::string password;
+  std::string docker_config;    // path of a docker config.json, used when username is empty
   int requests_per_minute = 0;  // 0: none
   int concurrency = 0;          // 0: none beyond the caller's
+  Millis timeout{15'000};       // per request
 };
 
 // What a resolve found. `platforms` maps each wanted platform (its
@@ -60,8 +69,11 @@ struct RegistryStatus {
   std::optional<int64_t> ratelimit_limit;
   std::optional<int64_t> ratelimit_remaining;
   std::optional<int64_t> ratelimit_window_seconds;
-  int64_t paused_until = 0;  // unix ms; Retry-After or backoff
+  int64_t paused_until = 0;     // unix ms; Retry-After, or backoff after failures in a row
+  int64_t next_request_at = 0;  // unix ms; the later of paused_until and the requests_per_minute slot
+  int consecutive_failures = 0; // 5xx, timeouts, network errors in a row
   std::string last_error;
+  std::string last_error_kind;  // to_string(ErrorKind)
   int64_t last_error_at = 0;
 };
 
@@ -86,13 +98,30 @@ class Client {
   // Token requests made so far (for tests that prove caching).
   int64_t token_requests() const;
 
+  // Seams for tests: how credential helpers run, and how the client waits
+  // for a requests_per_minute slot (default: this thread sleeps).
+  void set_helper_runner(HelperRunner run);
+  void set_sleeper(std::function<void(Millis)> sleep);
+
  private:
   struct Host;
   struct TokenCache;
+  struct Bearer {
+    std::string realm, service;
+  };
   Host& host(const std::string& name);
   Result<net::Response> request(Host& h, const oci::Reference& ref, net::Request req, int& count);
-  Result<std::string> fetch_token(Host& h, const std::map<std::string, std::string>& params, const std::string& scope,
+  // One HTTP exchange with its bookkeeping: counts, metrics, rate-limit
+  // headers, 429 pauses, the failure breaker.
+  Result<net::Response> exchange(Host& h, const net::Request& req, const char* method, int& count);
+  Result<std::string> fetch_token(Host& h, const Bearer& bearer, const std::string& scope, const Credentials& creds,
                                   int& count);
+  void pause_for_429(Host& h, const net::Response& res);
+  Result<Credentials> credentials(Host& h);
+  Result<std::pair<std::string, std::string>> fetch_manifest(Host& h, const oci::Reference& ref,
+                                                             const std::string& tag_or_digest, int& count);
+  void note_failure(Host& h, const Error& e);
+  void note_success(Host& h);
   std::string base_url(const Host& h) const;
 
   net::HttpClient& m_http;
@@ -102,6 +131,8 @@ class Client {
   std::map<std::string, RegistrySettings> m_settings;
   std::unique_ptr<TokenCache> m_tokens;
   std::atomic<int64_t> m_token_requests{0};
+  HelperRunner m_helper_runner;
+  std::function<void(Millis)> m_sleep;
 };
 
 }  // namespace bw::registry
