@@ -3,8 +3,11 @@
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 #include <spdlog/spdlog.h>
+#include <time.h>
 
+#include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
@@ -49,15 +52,88 @@ class Waker {
   bool m_stopped = false;
 };
 
+// Set once, waited for with a deadline.
+class Latch {
+ public:
+  void done() {
+    std::lock_guard lock(m_mutex);
+    m_done = true;
+    m_cv.notify_all();
+  }
+  bool wait_until(std::chrono::steady_clock::time_point t) {
+    std::unique_lock lock(m_mutex);
+    return m_cv.wait_until(lock, t, [&] { return m_done; });
+  }
+
+ private:
+  std::mutex m_mutex;
+  std::condition_variable m_cv;
+  bool m_done = false;
+};
+
 std::chrono::steady_clock::time_point steady_at(TimePoint when, TimePoint now) {
   auto delta = std::chrono::duration_cast<std::chrono::steady_clock::duration>(when - now);
   return std::chrono::steady_clock::now() + std::max(delta, std::chrono::steady_clock::duration::zero());
 }
 
 constexpr auto k_max_dispatch_sleep = std::chrono::seconds(1);  // notices deliveries queued by other processes (redeliver)
-constexpr auto k_max_poll_sleep = std::chrono::seconds(5);      // notices Dockerfile edits and reloads
+constexpr auto k_rescan_every = std::chrono::seconds(2);        // how soon a Dockerfile edit is noticed
+constexpr auto k_status_every = std::chrono::seconds(1);        // STATUS= refresh (sent only when it changed)
+constexpr int k_default_stop_seconds = 20;                      // keep below the unit's TimeoutStopSec=
+
+// Seconds SIGTERM waits for in-flight deliveries and builds:
+// $BASEWATCH_STOP_TIMEOUT, else k_default_stop_seconds.
+std::chrono::seconds stop_deadline() {
+  const char* v = std::getenv("BASEWATCH_STOP_TIMEOUT");
+  if (v && *v) {
+    char* end = nullptr;
+    long n = std::strtol(v, &end, 10);
+    if (end && *end == '\0' && n >= 0 && n <= 86400) return std::chrono::seconds(n);
+    spdlog::warn("BASEWATCH_STOP_TIMEOUT={} is not a number of seconds; using {}", v, k_default_stop_seconds);
+  }
+  return std::chrono::seconds(k_default_stop_seconds);
+}
+
+uint64_t monotonic_usec() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
+}
+
+void notify(const std::string& state) { sd_notify(0, state.c_str()); }
+
+std::string plural(int64_t n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+// Settings the running service cannot change without a restart; a reload
+// that changes them says so.
+std::vector<std::string> restart_only_changes(const config::Config& a, const config::Config& b) {
+  std::vector<std::string> out;
+  if (a.database != b.database) out.push_back("database");
+  if (a.listen != b.listen) out.push_back("listen");
+  bool same_registries = a.registries.size() == b.registries.size();
+  for (auto ia = a.registries.begin(), ib = b.registries.begin(); same_registries && ia != a.registries.end(); ++ia, ++ib) {
+    const auto& x = ia->second;
+    const auto& y = ib->second;
+    same_registries = ia->first == ib->first && x.username == y.username && x.password == y.password &&
+                      x.docker_config == y.docker_config && x.insecure == y.insecure && x.ca_file == y.ca_file &&
+                      x.requests_per_minute == y.requests_per_minute && x.concurrency == y.concurrency;
+  }
+  if (!same_registries) out.push_back("registries");
+  return out;
+}
 
 }  // namespace
+
+std::string status_line(size_t references, TimePoint last_poll, int64_t pending, size_t errors) {
+  std::string s = "watching " + plural(static_cast<int64_t>(references), "reference", "references") + ", ";
+  if (to_unix_ms(last_poll) <= 0) s += "not polled yet";
+  else s += "last poll " + format_rfc3339(last_poll);
+  s += ", " + plural(pending, "pending delivery", "pending deliveries");
+  if (errors > 0) s += ", " + plural(static_cast<int64_t>(errors), "Dockerfile error", "Dockerfile errors");
+  return s;
+}
 
 int serve(const std::string& config_path) {
   // Signals go to the main thread only: block them before any thread starts.
@@ -76,13 +152,21 @@ int serve(const std::string& config_path) {
   }
   setup_logging(cfg->log_level, cfg->log_format);
   spdlog::info("basewatch {} starting; {}", BASEWATCH_VERSION, config::describe(*cfg));
+  notify("STATUS=starting: opening the database, scanning Dockerfiles");
   auto rt_result = make_runtime(*cfg);
   if (!rt_result) {
     spdlog::error("{}", rt_result.error().message);
     return rt_result.error().kind == ErrorKind::invalid ? k_exit_usage : k_exit_failure;
   }
-  Runtime& rt = **rt_result;
+  std::unique_ptr<Runtime> rt_owner = std::move(*rt_result);
+  Runtime& rt = *rt_owner;
   for (const auto& e : rt.watcher->model()->errors) spdlog::error("{}", e);
+
+  // The running config: replaced by SIGHUP (main thread), read by the poll
+  // thread when a Dockerfile rescan rebuilds the model. The mutex also
+  // keeps a reload and a rescan from swapping models at the same time.
+  std::mutex reload_mutex;
+  config::Config running = *cfg;
 
   Waker poll_waker, dispatch_waker;
   api::Deps deps;
@@ -99,14 +183,63 @@ int serve(const std::string& config_path) {
     return k_exit_failure;
   }
   server.set_ready(true);
-  sd_notify(0, "READY=1");
+
+  // STATUS= from the main loop, sent only when the line changes.
+  std::string last_status;
+  auto refresh_status = [&](bool force) {
+    auto model = rt.watcher->model();
+    int64_t pending = 0;
+    if (auto counts = rt.store->delivery_counts()) {
+      for (const char* state : {"pending", "failed"}) {
+        if (auto it = counts->find(state); it != counts->end()) pending += it->second;
+      }
+    }
+    std::string line = status_line(model->items.size(), rt.watcher->last_poll(), pending, model->errors.size());
+    if (line == last_status && !force) return;
+    last_status = line;
+    notify("STATUS=" + line);
+  };
+  // Database open, Dockerfiles scanned, listener up.
+  refresh_status(true);
+  notify("READY=1");
+  spdlog::info("ready: {}", last_status);
+
+  // Rebuilds the model when Dockerfiles changed on disk; on the poll thread.
+  std::string last_rescan_error;
+  auto rescan = [&] {
+    auto current = rt.watcher->model();
+    std::string why = watcher::stale_reason(*current);
+    if (why.empty()) return;
+    std::lock_guard lock(reload_mutex);
+    current = rt.watcher->model();  // a reload may have just swapped it
+    auto model = watcher::build_model(running, current.get());
+    if (!model) {
+      // Logged once per distinct problem, not every rescan.
+      if (model.error().message != last_rescan_error) {
+        spdlog::error("Dockerfiles changed ({}) but the new model is refused, keeping the running one: {}", why,
+                      model.error().message);
+      }
+      last_rescan_error = model.error().message;
+      return;
+    }
+    last_rescan_error.clear();
+    for (const auto& e : model->errors) spdlog::error("{}", e);
+    size_t items = model->items.size();
+    rt.watcher->reload(running, std::make_shared<const watcher::Model>(std::move(*model)));
+    spdlog::info("Dockerfiles changed ({}): rescanned, watching {}", why, plural(static_cast<int64_t>(items), "reference", "references"));
+  };
 
   std::thread poller([&] {
+    auto next_rescan = std::chrono::steady_clock::now() + k_rescan_every;
     while (!poll_waker.stopped()) {
+      if (std::chrono::steady_clock::now() >= next_rescan) {
+        rescan();
+        next_rescan = std::chrono::steady_clock::now() + k_rescan_every;
+      }
       auto stats = rt.watcher->poll_once(rt.clock.now());
       if (stats.changed > 0) dispatch_waker.wake();
       TimePoint now = rt.clock.now();
-      auto until = std::min(steady_at(rt.watcher->next_due(now), now), std::chrono::steady_clock::now() + k_max_poll_sleep);
+      auto until = std::min(steady_at(rt.watcher->next_due(now), now), next_rescan);
       if (!poll_waker.wait_until(until)) break;
     }
   });
@@ -120,39 +253,96 @@ int serve(const std::string& config_path) {
     }
   });
 
-  int exit_code = k_exit_ok;
-  while (true) {
-    int sig = 0;
-    if (sigwait(&signals, &sig) != 0) continue;
-    if (sig == SIGHUP) {
-      sd_notify(0, "RELOADING=1");
+  // The main loop: signals, the watchdog, STATUS=. WATCHDOG=1 comes from
+  // here at half the interval systemd asks for, after a store query, so a
+  // wedged database (or a wedged main thread) stops the pings.
+  uint64_t watchdog_usec = 0;
+  if (sd_watchdog_enabled(0, &watchdog_usec) <= 0) watchdog_usec = 0;
+  auto tick = std::chrono::duration_cast<std::chrono::steady_clock::duration>(k_status_every);
+  if (watchdog_usec > 0) tick = std::min(tick, std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::microseconds(watchdog_usec / 2)));
+  if (watchdog_usec > 0) spdlog::info("watchdog: pinging every {}ms", std::chrono::duration_cast<Millis>(tick).count());
+
+  auto next_tick = std::chrono::steady_clock::now();
+  int stop_signal = 0;
+  while (stop_signal == 0) {
+    auto now = std::chrono::steady_clock::now();
+    if (now >= next_tick) {
+      refresh_status(false);
+      if (watchdog_usec > 0) notify("WATCHDOG=1");
+      next_tick = now + tick;
+    }
+    auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(next_tick - std::chrono::steady_clock::now());
+    if (wait.count() < 0) wait = std::chrono::nanoseconds(0);
+    timespec ts{static_cast<time_t>(wait.count() / 1'000'000'000), static_cast<long>(wait.count() % 1'000'000'000)};
+    int sig = sigtimedwait(&signals, nullptr, &ts);
+    if (sig < 0) continue;  // timeout (EAGAIN) or EINTR
+    if (sig != SIGHUP) {
+      stop_signal = sig;
+      break;
+    }
+    notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(monotonic_usec()) + "\nSTATUS=reloading " + config_path);
+    {
+      std::lock_guard lock(reload_mutex);
       auto fresh = config::load(config_path);
       if (!fresh) {
         spdlog::error("reload refused, keeping the running config: {}", fresh.error().message);
-      } else if (auto model = watcher::build_model(*fresh); !model) {
+      } else if (auto model = watcher::build_model(*fresh, rt.watcher->model().get()); !model) {
         spdlog::error("reload refused, keeping the running config: {}", model.error().message);
       } else {
+        for (const auto& field : restart_only_changes(running, *fresh)) {
+          spdlog::warn("reload: {} changed; it takes effect on restart (systemctl restart basewatch)", field);
+        }
         for (const auto& e : model->errors) spdlog::error("{}", e);
+        setup_logging(fresh->log_level, fresh->log_format);
         rt.watcher->reload(*fresh, std::make_shared<const watcher::Model>(std::move(*model)));
         rt.dispatcher->set_triggers(make_triggers(*fresh, *rt.http), retry_policy(*fresh));
         server.reload(*fresh);
-        spdlog::info("reloaded {}", config_path);
+        running = *fresh;
+        spdlog::info("reloaded {}; {}", config_path, config::describe(running));
         poll_waker.wake();
       }
-      sd_notify(0, "READY=1");
-      continue;
     }
-    spdlog::info("{} received, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    sd_notify(0, "STOPPING=1");
-    break;
+    refresh_status(true);
+    notify("READY=1");
   }
+
+  // Stop: no new polls or sends; what is in flight gets until the deadline.
+  // A delivery whose attempt has not been recorded is still pending in the
+  // outbox and goes out again after the restart (same id), so nothing is lost.
+  auto deadline_span = stop_deadline();
+  spdlog::info("{} received, stopping (in-flight deliveries get {}s)", stop_signal == SIGTERM ? "SIGTERM" : "SIGINT",
+               deadline_span.count());
+  notify("STOPPING=1\nSTATUS=stopping");
   poll_waker.stop();
   dispatch_waker.stop();
-  poller.join();
-  dispatcher.join();
-  server.stop();
-  spdlog::info("stopped");
-  return exit_code;
+  std::atomic<bool> poll_ended{false}, dispatch_ended{false};
+  Latch closed;
+  // Joins and closes on its own thread so the deadline also bounds the
+  // teardown (a dispatcher waiting for a build to end).
+  std::thread closer([&] {
+    poller.join();
+    poll_ended = true;
+    dispatcher.join();
+    dispatch_ended = true;
+    server.stop();
+    rt_owner.reset();  // waits for builds, closes the database
+    closed.done();
+  });
+  if (!closed.wait_until(std::chrono::steady_clock::now() + deadline_span)) {
+    // Still inside a registry request, a delivery or a build: leave it.
+    // Every committed transaction is durable (SQLite WAL) and an attempt
+    // not recorded leaves its delivery pending, so exiting now is what a
+    // crash would do, which the store is built for; systemd ends the
+    // builds' processes with the rest of the unit's cgroup.
+    const char* busy = !poll_ended ? "a registry poll" : !dispatch_ended ? "deliveries" : "builds";
+    spdlog::warn("stopping: {} still busy after {}s; parked: unfinished deliveries stay pending in the outbox for the next start",
+                 busy, deadline_span.count());
+    spdlog::default_logger()->flush();
+    std::_Exit(k_exit_ok);
+  }
+  closer.join();
+  spdlog::info("stopped; database closed");
+  return k_exit_ok;
 }
 
 }  // namespace bw::app

@@ -1,6 +1,7 @@
 #include "watcher/model.h"
 
 #include <fnmatch.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -58,6 +59,18 @@ std::vector<oci::Platform> parse_platforms(const std::vector<std::string>& texts
   return out;
 }
 
+// The stat half of a SourceFile (mtime_ns and size; -1 when missing).
+SourceFile stat_source(const std::string& path) {
+  SourceFile f;
+  f.path = path;
+  struct stat st{};
+  if (::stat(path.c_str(), &st) == 0) {
+    f.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+    f.size = static_cast<int64_t>(st.st_size);
+  }
+  return f;
+}
+
 }  // namespace
 
 std::vector<std::string> expand_glob(const std::string& pattern) {
@@ -77,7 +90,7 @@ std::string scan_platform(const config::Config& cfg, const std::vector<std::stri
   return "linux/amd64";
 }
 
-Result<Model> build_model(const config::Config& cfg) {
+Result<Model> build_model(const config::Config& cfg, const Model* previous) {
   Model m;
   auto add_project = [&](const config::ProjectConfig& pc, const std::string& name, const std::string& file) {
     Project p;
@@ -92,11 +105,15 @@ Result<Model> build_model(const config::Config& cfg) {
       if (img) p.image = img->tag_ref();
       else p.error = pc.mark.str() + ": image: " + img.error().message;
     }
+    SourceFile source = stat_source(file);
     auto text = read_file(file);
+    if (text) source.content_hash = sha256_hex(*text);
+    else source.mtime_ns = source.size = -1;
+    m.sources.push_back(source);
     if (!text) {
       p.error = file + ": " + text.error().message.substr(std::min(text.error().message.size(), file.size() + 2));
     } else {
-      p.content_hash = sha256_hex(*text);
+      p.content_hash = source.content_hash;
       dockerfile::ScanOptions opts;
       opts.build_args = pc.build_args;
       opts.target = pc.target;
@@ -119,7 +136,13 @@ Result<Model> build_model(const config::Config& cfg) {
         }
       }
     }
-    if (!p.error.empty()) m.errors.push_back(p.error);
+    if (!p.error.empty()) {
+      m.errors.push_back(p.error);
+      if (previous) {
+        const Project* before = previous->project(p.name);
+        if (before && before->dockerfile == p.dockerfile && p.bases.empty()) p.bases = before->bases;
+      }
+    }
     m.projects.push_back(std::move(p));
   };
 
@@ -129,6 +152,7 @@ Result<Model> build_model(const config::Config& cfg) {
       continue;
     }
     auto files = expand_glob(pc.dockerfiles);
+    m.globs[pc.dockerfiles] = files;
     if (files.empty()) m.errors.push_back(pc.mark.str() + ": dockerfiles: no file matches " + pc.dockerfiles);
     for (const auto& f : files) {
       // One project per file, named from its folder (prefixed with the
@@ -196,6 +220,23 @@ Result<Model> build_model(const config::Config& cfg) {
     std::sort(item.platforms.begin(), item.platforms.end(), [](const oci::Platform& a, const oci::Platform& b) { return a.str() < b.str(); });
   }
   return m;
+}
+
+std::string stale_reason(const Model& model) {
+  for (const auto& [pattern, files] : model.globs) {
+    if (expand_glob(pattern) != files) return "dockerfiles: " + pattern + " matches other files";
+  }
+  for (const auto& before : model.sources) {
+    SourceFile now = stat_source(before.path);
+    if (now.mtime_ns == before.mtime_ns && now.size == before.size) continue;
+    auto text = read_file(before.path);
+    std::string hash = text ? sha256_hex(*text) : "";
+    if (hash == before.content_hash) continue;
+    if (before.content_hash.empty()) return before.path + " appeared";
+    if (hash.empty()) return before.path + " went away";
+    return before.path + " changed";
+  }
+  return "";
 }
 
 }  // namespace bw::watcher

@@ -49,8 +49,19 @@ struct WatchItem {
   bool produced = false;                 // an image some project builds
 };
 
+// What a Dockerfile looked like when the model was built, to notice edits
+// cheaply: stat first, the content hash only when the stat moved.
+struct SourceFile {
+  std::string path;
+  int64_t mtime_ns = -1;  // -1: could not be read
+  int64_t size = -1;
+  std::string content_hash;  // sha256 hex, "" when it could not be read
+};
+
 struct Model {
   std::vector<Project> projects;
+  std::vector<SourceFile> sources;                       // every Dockerfile read, in project order
+  std::map<std::string, std::vector<std::string>> globs;  // `dockerfiles:` pattern -> the files it matched
   std::map<std::string, WatchItem> items;  // key: tag ref
   std::shared_ptr<dockerfile::Graph> graph;
   std::vector<std::string> errors;  // per-project scan errors, for status
@@ -65,7 +76,19 @@ std::vector<std::string> expand_glob(const std::string& pattern);
 // Scans every project's Dockerfile(s) and builds the graph. A broken
 // Dockerfile is recorded on its project (and in errors), never fatal; a
 // dependency cycle between projects is an error (ErrorKind::invalid).
-Result<Model> build_model(const config::Config& cfg);
+//
+// With `previous` (a rescan or a reload), a project whose Dockerfile can no
+// longer be scanned keeps the bases it had, so a file caught half-edited
+// never stops a base from being watched; the error is still reported.
+Result<Model> build_model(const config::Config& cfg, const Model* previous = nullptr);
+
+// Why the Dockerfiles on disk no longer match `model`, or "" when they do:
+// a Dockerfile whose content changed, appeared or went away, or a
+// `dockerfiles:` glob that matches other files now. A file whose stat
+// changed but whose content did not is not a change. Cheap enough to call
+// every few seconds: one stat per file, a read only when the stat moved, one
+// walk per glob.
+std::string stale_reason(const Model& model);
 
 // The first platform of a project, as "os/arch[/variant]", for scanning.
 std::string scan_platform(const config::Config& cfg, const std::vector<std::string>& platforms);
