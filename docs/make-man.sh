@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Regenerates docs/basewatch.1 from the binary's --help (every subcommand's
+# too) and docs/basewatch.h2m with help2man (apt-get install help2man).
+#   docs/make-man.sh build/app/basewatch
+set -euo pipefail
+bin=$(realpath "${1:?usage: docs/make-man.sh path/to/basewatch}")
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# help2man reads one --help; the subcommands' go into a COMMANDS section.
+{
+  echo "[COMMANDS]"
+  for sub in serve check scan graph impact digest status "config check" deliveries redeliver; do
+    # shellcheck disable=SC2086
+    text=$("$bin" $sub --help | sed "s#$bin#basewatch#g")
+    echo ".SS basewatch $sub"
+    echo "$text" | head -n1
+    echo ".PP"
+    echo ".nf"
+    echo "$text" | tail -n +2 | grep -v -- '-h,--help' | sed -e 's/\\/\\e/g' -e 's/^\./\\\&./'
+    echo ".fi"
+  done
+  cat "$here/basewatch.h2m"
+} > "$tmp/include.h2m"
+help2man --no-info --section 1 --name "watch container base images and fire rebuilds" \
+  --include "$tmp/include.h2m" --output "$here/basewatch.1" "$bin"
+# help2man stamps the month; keep the page reproducible across runs.
+sed -i 's/^\(\.TH [^"]*"[^"]*"\) "[^"]*"/\1 ""/' "$here/basewatch.1"
+echo "wrote $here/basewatch.1"
