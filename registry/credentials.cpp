@@ -140,7 +140,10 @@ Result<Credentials> docker_config_credentials(const std::string& json_text, cons
   if (!j.is_object()) return make_error(ErrorKind::invalid, source + ": not a JSON object");
   std::string key;
   std::string helper;
-  if (auto h = find_for(j.value("credHelpers", json::object()), registry, &key); h && h->is_string()) {
+  static const json k_none = json::object();
+  const json& helpers = j.contains("credHelpers") ? j["credHelpers"] : k_none;
+  const json& auths = j.contains("auths") ? j["auths"] : k_none;
+  if (auto h = find_for(helpers, registry, &key); h && h->is_string()) {
     helper = h->get<std::string>();
   } else if (j.contains("credsStore") && j["credsStore"].is_string()) {
     helper = j["credsStore"].get<std::string>();
@@ -150,7 +153,7 @@ Result<Credentials> docker_config_credentials(const std::string& json_text, cons
     BW_TRY(Credentials c, from_helper(helper, registry, source, run, found));
     if (found) return c;
   }
-  const json* entry = find_for(j.value("auths", json::object()), registry, &key);
+  const json* entry = find_for(auths, registry, &key);
   if (!entry || !entry->is_object()) return Credentials{};
   std::string where = source + ": auths[\"" + key + "\"]";
   auto str = [&](const char* k) { return entry->contains(k) && (*entry)[k].is_string() ? (*entry)[k].get<std::string>() : std::string(); };
