@@ -229,7 +229,7 @@ Result<Config> parse(const std::string& text, const std::string& file) {
       return make_error(ErrorKind::invalid, file + ":1:1: the config is empty (at least projects: or watch: is needed)");
     }
     if (!r.mapping(root, "", {"database", "listen", "api", "log", "poll", "defaults", "registries", "watch",
-                              "projects", "triggers", "retry", "inbound"}))
+                              "projects", "triggers", "retry", "inbound", "builds"}))
       return make_error(ErrorKind::invalid, r.error());
 
     r.string(root, "database", "", c.database);
@@ -318,6 +318,7 @@ Result<Config> parse(const std::string& text, const std::string& file) {
         r.duration(n, "timeout", where, t.timeout);
         r.string_list(n, "command", where, t.command);
         r.string(n, "workdir", where, t.workdir);
+        if (!t.workdir.empty()) t.workdir = r.resolve_path(t.workdir);
         r.string(n, "repository", where, t.repository);
         r.string(n, "event_type", where, t.event_type);
         r.string(n, "workflow", where, t.workflow);
@@ -339,11 +340,16 @@ Result<Config> parse(const std::string& text, const std::string& file) {
           need("token_file", t.token);
           if (t.workflow.empty() && t.event_type.empty()) t.event_type = "base-image-updated";
           if (!t.workflow.empty() && t.ref.empty()) r.fail(kv.first, where + ": ref is required with workflow");
+          if (t.event_type.size() > 100) r.fail(n["event_type"], where + ".event_type: must be 100 characters or fewer (GitHub's limit)");
+          if (t.api_url.rfind("http://", 0) != 0 && t.api_url.rfind("https://", 0) != 0)
+            r.fail(n["api_url"], where + ".api_url: expected an http:// or https:// URL");
         } else if (t.type == "gitlab") {
           need("url", t.url);
           need("project", t.project);
           need("ref", t.ref);
           need("token_file", t.token);
+          if (!t.url.empty() && t.url.rfind("http://", 0) != 0 && t.url.rfind("https://", 0) != 0)
+            r.fail(n["url"], where + ".url: expected an http:// or https:// URL");
         }
         c.triggers[t.name] = t;
       }
@@ -413,6 +419,13 @@ Result<Config> parse(const std::string& text, const std::string& file) {
       r.duration(retry, "max", "retry", c.retry_max);
     }
 
+    if (auto builds = root["builds"]; builds && r.mapping(builds, "builds", {"concurrency", "logs"})) {
+      r.integer(builds, "concurrency", "builds", c.builds_concurrency, 1, 64);
+      r.string(builds, "logs", "builds", c.builds_logs);
+      if (builds["logs"] && c.builds_logs.empty()) r.fail(builds["logs"], "builds.logs: expected a folder");
+      if (!c.builds_logs.empty()) c.builds_logs = r.resolve_path(c.builds_logs);
+    }
+
     if (auto inbound = root["inbound"]) {
       static const std::set<std::string> formats{"distribution", "dockerhub", "acr", "harbor", "ghcr", "quay", "generic"};
       std::set<std::string> paths;
@@ -455,6 +468,10 @@ Result<Config> parse(const std::string& text, const std::string& file) {
     std::string dir = state && *state ? split(state, ':')[0] : ".";
     c.database = (fs::path(dir) / "basewatch.db").string();
   }
+  if (c.builds_logs.empty()) {
+    fs::path db_dir = fs::path(c.database).parent_path();
+    c.builds_logs = ((db_dir.empty() ? fs::path(".") : db_dir) / "builds").string();
+  }
   return c;
 }
 
@@ -471,7 +488,8 @@ std::string describe(const Config& c) {
       << " poll.jitter=" << static_cast<int>(c.poll_jitter * 100) << "% poll.concurrency=" << c.poll_concurrency
       << " poll.settle=" << format_duration(c.poll_settle) << " defaults.platforms=" << join(c.default_platforms, ",")
       << " registries=" << c.registries.size() << " watch=" << c.watch.size() << " projects=" << c.projects.size()
-      << " triggers=" << c.triggers.size() << " inbound=" << c.inbound.size();
+      << " triggers=" << c.triggers.size() << " inbound=" << c.inbound.size()
+      << " builds.concurrency=" << c.builds_concurrency << " builds.logs=" << c.builds_logs;
   for (const auto& [host, r] : c.registries) {
     out << " registry[" << host << "]={user=" << (r.username.empty() ? "(none)" : r.username)
         << " password=" << (r.password.empty() ? "(none)" : "(set)") << " insecure=" << (r.insecure ? "true" : "false") << "}";

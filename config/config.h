@@ -104,6 +104,10 @@ struct Config {
   Millis retry_initial{5000};
   Millis retry_max{3'600'000};
   std::vector<InboundConfig> inbound;
+  // Task builds (command triggers): how many run at once, all triggers
+  // together, and where their logs go (default: "builds" next to the database).
+  int builds_concurrency = 2;
+  std::string builds_logs;
 
   const RegistryConfig* registry(const std::string& host) const;
 };

@@ -1,14 +1,25 @@
 // The outbox dispatcher. dispatch_once(now) is the step function: it sends
 // the due deliveries (bounded concurrency), records each attempt, and sets
 // the next attempt with capped exponential backoff and jitter, or marks the
-// delivery dead when attempts run out. A delivery keeps its id (the
-// receiver's idempotency key) across retries and restarts.
+// delivery dead when attempts run out or the trigger says retrying cannot
+// help. A delivery keeps its id (the receiver's idempotency key) across
+// retries and restarts.
+//
+// Builds (triggers with is_build(), i.e. `command`) run on their own threads,
+// at most `build_limit` at a time across all triggers, so a 30-minute build
+// never holds up a webhook; dispatch_once starts them and returns. Their
+// attempts are recorded when they end. A build that is still running when
+// basewatch is killed leaves its delivery pending: it runs again after the
+// restart (at least once, never lost).
 #pragma once
 
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
+#include <thread>
 
 #include "config/config.h"
 #include "db/store.h"
@@ -22,6 +33,8 @@ struct DispatchStats {
   int delivered = 0;
   int failed = 0;
   int dead = 0;
+  int builds_started = 0;  // builds handed to their threads by this call
+  DispatchStats& operator+=(const DispatchStats& o);
 };
 
 struct RetryPolicy {
@@ -36,19 +49,45 @@ Millis retry_delay(const RetryPolicy& policy, int attempts, double unit_random);
 
 class Dispatcher {
  public:
-  Dispatcher(db::Store& store, const ClockSource& clock, int concurrency = 4);
+  Dispatcher(db::Store& store, const ClockSource& clock, int concurrency = 4, int build_limit = 2);
+  // Waits for running builds to end (they are recorded).
+  ~Dispatcher();
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
   // Replaces the triggers (on reload). Deliveries naming a trigger that no
   // longer exists fail with that error and are retried (it may come back).
   void set_triggers(std::map<std::string, std::unique_ptr<Trigger>> triggers, RetryPolicy policy);
+  // Sends what is due at `now`; returns the attempts it made, plus those of
+  // builds that ended since the last call.
   DispatchStats dispatch_once(TimePoint now);
+  // Waits for every running build; returns what the builds that ended did
+  // (and were not yet reported by dispatch_once).
+  DispatchStats wait_builds();
+  int running_builds() const;
 
  private:
+  struct Build {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  // Sends one delivery and records the attempt; adds to `stats` under `m`.
+  void attempt(const db::Delivery& d, const std::shared_ptr<Trigger>& trigger, const RetryPolicy& policy,
+               DispatchStats& stats, std::mutex& m);
+  void reap_builds(bool all);
+
   db::Store& m_store;
   const ClockSource& m_clock;
   int m_concurrency;
+  int m_build_limit;
   std::mutex m_mutex;
   std::map<std::string, std::shared_ptr<Trigger>> m_triggers;
   RetryPolicy m_policy;
+
+  mutable std::mutex m_build_mutex;
+  std::set<std::string> m_running;  // delivery ids of builds in flight
+  std::list<Build> m_builds;
+  DispatchStats m_build_stats;  // of ended builds, not yet reported
 };
 
 }  // namespace bw::triggers

@@ -1,16 +1,20 @@
 // Trigger types: one interface, one implementation per type. Adding a type
-// means one file here, a line in make_trigger, and its keys in config/.
+// means one file here (its class), a line in make_trigger (trigger.cpp), and
+// its keys in config/ (the key table and the required keys).
 #pragma once
 
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "db/store.h"
 #include "net/http.h"
 
 namespace bw::triggers {
+
+class ProcessRunner;
 
 struct Outcome {
   bool delivered = false;
@@ -25,29 +29,50 @@ class Trigger {
   virtual ~Trigger() = default;
   // Sends one delivery. Must not throw; everything becomes an Outcome.
   virtual Outcome deliver(const db::Delivery& delivery) = 0;
+  // The config `type`, for metrics and logs.
+  virtual const char* type() const = 0;
+  // A build that basewatch runs itself: the dispatcher runs these outside its
+  // send loop, under the global build limit, so a long build never holds up
+  // webhooks.
+  virtual bool is_build() const { return false; }
 };
 
-// The HTTP webhook of docs/product.md: the payload as body, the
-// X-Basewatch-* headers, and the HMAC-SHA256 signature when a secret is set.
-class WebhookTrigger final : public Trigger {
- public:
-  WebhookTrigger(config::TriggerConfig cfg, net::HttpClient& http) : m_cfg(std::move(cfg)), m_http(http) {}
-  Outcome deliver(const db::Delivery& delivery) override;
+// Shared HTTP handling of the CI triggers: a 2xx is delivered; no answer,
+// 408, 429 and 5xx are retried; any other 4xx is not (the request or the
+// credentials are wrong, and the same bytes will be refused again).
+Outcome http_outcome(const Result<net::Response>& res);
+bool retryable_status(int status);
 
- private:
-  config::TriggerConfig m_cfg;
-  net::HttpClient& m_http;
-};
-
-// "sha256=<hex HMAC-SHA256(secret, body)>"
-std::string signature_header(const std::string& secret, const std::string& body);
 std::string user_agent();
 
+// What the CI and command triggers pass on from a delivery body.
+struct PayloadSummary {
+  std::string project;                    // "" for watch: entries
+  std::string dockerfile;                 // the project's Dockerfile, or ""
+  std::vector<std::string> changed_refs;  // changes[].ref, in order
+};
+// ErrorKind::invalid when the stored body is not the JSON of a delivery.
+Result<PayloadSummary> summarize(const db::Delivery& delivery);
+// A non-retryable Outcome for a delivery that cannot be sent as stored.
+Outcome refused(const Error& error);
+
+// What the trigger types need from the outside. Not every type uses every
+// seam; a type whose seam is missing is not built.
 struct Seams {
   net::HttpClient* http = nullptr;
+  ProcessRunner* runner = nullptr;
+  std::string build_logs;  // folder for command triggers' logs
+  // project name -> build context folder (command triggers' default workdir)
+  std::map<std::string, std::string> project_contexts;
 };
 
 // The trigger for a config entry; nullptr for a type not built here.
 std::unique_ptr<Trigger> make_trigger(const config::TriggerConfig& cfg, const Seams& seams);
 
 }  // namespace bw::triggers
+
+// The built-in types, for callers that construct one directly.
+#include "triggers/command.h"
+#include "triggers/github.h"
+#include "triggers/gitlab.h"
+#include "triggers/webhook.h"

@@ -7,7 +7,9 @@
 #include <random>
 #include <thread>
 
+#include "oci/platform.h"
 #include "util/ids.h"
+#include "util/metrics.h"
 
 namespace bw::watcher {
 
@@ -16,6 +18,21 @@ using json = nlohmann::json;
 namespace {
 
 constexpr Millis k_first_backoff{30'000};
+constexpr const char* k_base_digest_annotation = "org.opencontainers.image.base.digest";
+
+// The annotation on a manifest, an index, or an index entry; "" when absent.
+std::string base_digest_of(const json& doc) {
+  if (!doc.is_object()) return "";
+  auto a = doc.find("annotations");
+  if (a == doc.end() || !a->is_object()) return "";
+  auto v = a->find(k_base_digest_annotation);
+  return v != a->end() && v->is_string() ? v->get<std::string>() : "";
+}
+
+void count_change(const std::string& outcome) {
+  Metrics::global().counter_add("basewatch_changes_detected_total",
+                                "Moved digests by what basewatch did about them.", {{"outcome", outcome}});
+}
 
 json project_json(const Project* p) {
   if (!p) return nullptr;
@@ -147,7 +164,11 @@ PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run) {
         k.platforms = known[i]->platforms;
         kp = &k;
       }
+      auto started = std::chrono::steady_clock::now();
       results[i] = m_client.resolve(due[i].item.ref, due[i].item.platforms, kp);
+      std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+      Metrics::global().histogram_observe("basewatch_check_duration_seconds", "Time to resolve one reference.",
+                                          {{"registry", due[i].item.ref.registry}}, took.count());
     }
   };
   size_t n_threads = std::min<size_t>(due.size(), static_cast<size_t>(std::max(1, m_cfg.poll_concurrency)));
@@ -252,13 +273,14 @@ CheckReport Watcher::apply(const WatchItem& item, const Result<registry::Resolve
     ev.outcome = "recorded";
     spdlog::info("{} moved {} -> {} but no watched platform changed: recorded, not fired", rep.ref, old->digest, r.digest);
     if (!dry_run) {
-      m_store.transaction([&]() -> Status {
+      auto st = m_store.transaction([&]() -> Status {
         BW_TRY(auto a, commit_state());
         (void)a;
         BW_TRY(auto id, m_store.add_event(ev));
         (void)id;
         return ok_status();
       });
+      if (st) count_change("recorded");
     }
     return rep;
   }
@@ -287,10 +309,18 @@ CheckReport Watcher::apply(const WatchItem& item, const Result<registry::Resolve
       stale_pin = true;  // the build stays on its pinned digest: report, do not rebuild
       continue;
     }
+    if (!p->triggers.empty() && already_built(*p, r)) {
+      spdlog::info("{}: {} is already built on {} ({}): not rebuilt", rep.ref, p->name, r.digest, k_base_digest_annotation);
+      rep.already_built.push_back(p->name);
+      continue;
+    }
     for (const auto& t : p->triggers) targets.push_back(Target{t, p});
   }
   for (const auto& t : item.triggers) targets.push_back(Target{t, nullptr});
-  ev.outcome = targets.empty() ? (stale_pin ? "stale-pin" : "unwatched") : "fired";
+  ev.outcome = !targets.empty()             ? "fired"
+               : stale_pin                  ? "stale-pin"
+               : !rep.already_built.empty() ? "already-built"
+                                            : "unwatched";
   rep.outcome = "changed";
 
   auto write = [&]() -> Status {
@@ -344,10 +374,53 @@ CheckReport Watcher::apply(const WatchItem& item, const Result<registry::Resolve
       spdlog::error("recording change of {} failed: {}", rep.ref, rep.error);
       return rep;
     }
+    count_change(ev.outcome);
   }
   spdlog::info("{} changed {} -> {} ({} platform(s)); {} delivery(ies) queued{}", rep.ref, old->digest, r.digest,
                rep.platforms.size(), rep.deliveries.size(), stale_pin ? "; a pinned base is now stale" : "");
   return rep;
+}
+
+bool Watcher::already_built(const Project& p, const registry::Resolved& base) {
+  if (p.image.empty()) return false;
+  auto ref = oci::parse_reference(p.image);
+  if (!ref) return false;
+  // The base's digest may be recorded as the tag's (an index) or as the
+  // platform's manifest: either names the new content.
+  std::set<std::string> fresh{base.digest};
+  for (const auto& [platform, digest] : base.platforms) fresh.insert(digest);
+  auto manifest = m_client.get_manifest(*ref, ref->tag.empty() ? ref->digest : ref->tag);
+  if (!manifest) {
+    spdlog::debug("{}: cannot read {} to compare its base: {}", p.name, p.image, manifest.error().message);
+    return false;
+  }
+  json doc = json::parse(manifest->first, nullptr, false);
+  if (std::string b = base_digest_of(doc); !b.empty()) return fresh.count(b) > 0;
+  if (!doc.is_object() || !doc.contains("manifests") || !doc["manifests"].is_array()) return false;
+  // An index without its own annotation: every image of a platform the
+  // project builds must carry it (on its entry or in its manifest).
+  std::vector<oci::Platform> wanted;
+  for (const auto& text : p.platforms) {
+    if (auto pl = oci::parse_platform(text)) wanted.push_back(*pl);
+  }
+  auto entries = oci::parse_index(manifest->first);
+  if (!entries) return false;
+  int checked = 0;
+  for (size_t i = 0; i < entries->size() && i < doc["manifests"].size(); ++i) {
+    const auto& e = (*entries)[i];
+    if (e.attestation) continue;
+    oci::Platform pl = oci::effective_platform(e);
+    if (!wanted.empty() && std::none_of(wanted.begin(), wanted.end(), [&](const oci::Platform& w) { return oci::matches(w, pl); })) continue;
+    std::string b = base_digest_of(doc["manifests"][i]);
+    if (b.empty()) {
+      auto m = m_client.get_manifest(*ref, e.digest);
+      if (!m) return false;
+      b = base_digest_of(json::parse(m->first, nullptr, false));
+    }
+    if (!fresh.count(b)) return false;
+    ++checked;
+  }
+  return checked > 0;
 }
 
 }  // namespace bw::watcher

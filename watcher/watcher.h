@@ -28,6 +28,7 @@ namespace bw::watcher {
 struct CheckReport {
   std::string ref;
   std::string outcome;  // baseline | unchanged | changed | recorded | stale-pin | error
+  std::vector<std::string> already_built;  // projects not fired: their image is built on the new digest
   std::string old_digest, new_digest;
   std::map<std::string, std::pair<std::string, std::string>> platforms;  // moved watched platforms
   std::vector<std::string> deliveries;
@@ -73,6 +74,11 @@ class Watcher {
   };
   CheckReport apply(const WatchItem& item, const Result<registry::Resolved>& result, const std::string& source,
                     TimePoint now, bool dry_run);
+  // True when the project's current image already names the new base digest
+  // in its org.opencontainers.image.base.digest annotation: it was built on
+  // it (by a chain upstream, or by hand), so rebuilding again is waste.
+  // Any doubt (no image, no annotation, an error) means false: rebuild.
+  bool already_built(const Project& project, const registry::Resolved& base);
   Millis jittered(Millis interval);
   Millis backoff(int failures, Millis interval);
 
