@@ -2,6 +2,7 @@
 
 #include <fnmatch.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -226,9 +227,17 @@ std::string stale_reason(const Model& model) {
   for (const auto& [pattern, files] : model.globs) {
     if (expand_glob(pattern) != files) return "dockerfiles: " + pattern + " matches other files";
   }
+  // File times are coarse (a few ms): an edit that keeps the size right
+  // after the scan can keep the mtime too, so a recently modified file is
+  // hashed even when its stat did not move (git's "racily clean" problem).
+  timespec wall{};
+  clock_gettime(CLOCK_REALTIME, &wall);
+  int64_t now_ns = static_cast<int64_t>(wall.tv_sec) * 1'000'000'000 + wall.tv_nsec;
+  constexpr int64_t k_racy_ns = 3'000'000'000;
   for (const auto& before : model.sources) {
     SourceFile now = stat_source(before.path);
-    if (now.mtime_ns == before.mtime_ns && now.size == before.size) continue;
+    bool racy = now.mtime_ns >= 0 && now_ns - now.mtime_ns < k_racy_ns;
+    if (now.mtime_ns == before.mtime_ns && now.size == before.size && !racy) continue;
     auto text = read_file(before.path);
     std::string hash = text ? sha256_hex(*text) : "";
     if (hash == before.content_hash) continue;
