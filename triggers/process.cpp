@@ -231,7 +231,7 @@ std::string read_tail(const std::string& path, size_t max_bytes) {
   s.resize(static_cast<size_t>(in.gcount()));
   if (from > 0) {
     auto nl = s.find('\n');
-    if (nl != std::string::npos && nl < s.size() / 4) s.erase(0, nl + 1);
+    if (nl != std::string::npos && nl + 1 < s.size()) s.erase(0, nl + 1);
   }
   return s;
 }

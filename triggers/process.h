@@ -67,8 +67,8 @@ class FakeProcessRunner final : public ProcessRunner {
   std::vector<ProcessSpec> m_specs;
 };
 
-// The last `max_bytes` of a file, starting at a line boundary when one is
-// near; "" when the file cannot be read.
+// The last `max_bytes` of a file, without the partial line it would start
+// with (unless that is all there is); "" when the file cannot be read.
 std::string read_tail(const std::string& path, size_t max_bytes);
 
 }  // namespace bw::triggers

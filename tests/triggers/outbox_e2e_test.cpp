@@ -349,9 +349,10 @@ TEST_CASE("a chain: the base project's command build pushes internal/base, then 
   auto build = ds["build-base"];
   CHECK(build["state"] == "delivered");
   CHECK(build["last_status"] == 0);
-  if (build.contains("last_attempt")) {
-    CHECK(build["last_attempt"]["output_tail"] == "pushed internal/base:latest " + pushed + "\n");
-  }
+  REQUIRE(build.contains("last_attempt"));
+  CHECK(build["last_attempt"]["status"] == 0);
+  CHECK(build["last_attempt"]["duration_ms"].get<int64_t>() >= 0);
+  CHECK(build["last_attempt"]["output_tail"] == "pushed internal/base:latest " + pushed + "\n");
   CHECK(slurp(dir.path() + "/build-logs/" + build_id + ".1.log") == "pushed internal/base:latest " + pushed + "\n");
   stop(*bw);
 }
