@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -126,13 +127,20 @@ TEST_CASE("SIGHUP applies a valid config and refuses a broken one with its file:
   auto first_check = image(api_port, ref1)["last_changed"];
 
   // A new project: its base becomes watched and resolved; the old state stays.
-  dir.write("config.yaml", one_project + "  - name: worker\n    dockerfile: worker/Dockerfile\n");
+  // (with a registry setting changed too, which waits for a restart)
+  std::string two_projects = std::regex_replace(one_project, std::regex("\\{insecure: true\\}"),
+                                                "{insecure: true, requests_per_minute: 600}") +
+                             "  - name: worker\n    dockerfile: worker/Dockerfile\n";
+  REQUIRE(two_projects != one_project + "  - name: worker\n    dockerfile: worker/Dockerfile\n");
+  dir.write("config.yaml", two_projects);
   bw->signal(SIGHUP);
   REQUIRE(wait_until([&] { return image(api_port, ref2)["digest"] == debian; }, std::chrono::seconds(15)));
   CHECK(watched_refs(api_port) == std::set<std::string>{ref1, ref2});
   CHECK(image(api_port, ref1)["digest"] == alpine);
   CHECK(image(api_port, ref1)["last_changed"] == first_check);
   CHECK(bw->log().find("reloaded " + config) != std::string::npos);
+  CHECK(bw->log().find("reload: registries changed; it takes effect on restart (systemctl restart basewatch)") !=
+        std::string::npos);
 
   // A broken config (a misspelt key on line 10): refused, named by file:line,
   // the running config stays and the API still answers.
@@ -200,55 +208,92 @@ TEST_CASE("an edited Dockerfile and a glob gaining a file are watched without SI
   CHECK(*code == 0);
 }
 
+namespace {
+
+// A moved tag whose webhook is still being answered (the receiver holds it
+// for `hold`) when SIGTERM comes with `stop_timeout` seconds to finish.
+struct InFlight {
+  LocalRegistry registry;
+  Receiver receiver;
+  TempDir dir{"bw-stop"};
+  int api_port = free_port();
+  std::string config;
+  std::unique_ptr<Process> bw;
+  std::atomic<bool> release{false};
+
+  void start(std::chrono::milliseconds hold, const std::string& stop_timeout) {
+    std::string d1 = registry.push_image("team/alpine", "3.20", "one");
+    receiver.set_reply_handler([this, hold](const ReceivedRequest&) {
+      wait_until([&] { return release.load(); }, hold);  // a slow CI endpoint
+      return Receiver::Reply{200, "ok", {}};
+    });
+    std::string ref = registry.host() + "/team/alpine:3.20";
+    dir.write("web/Dockerfile", "FROM " + ref + "\n");
+    config = dir.write("config.yaml", config_text(dir, api_port, registry.host(),
+                                                  "projects:\n"
+                                                  "  - name: web\n"
+                                                  "    dockerfile: web/Dockerfile\n"
+                                                  "    triggers: [ci]\n"
+                                                  "triggers:\n"
+                                                  "  ci:\n"
+                                                  "    type: webhook\n"
+                                                  "    url: " + receiver.url("/hook") + "\n"
+                                                  "    timeout: 20s\n"));
+    bw = start_basewatch(config, api_port, dir.path() + "/basewatch.log", {{"BASEWATCH_STOP_TIMEOUT", stop_timeout}});
+    REQUIRE(bw->running());
+    REQUIRE(wait_until([&] { return image(api_port, ref)["digest"] == d1; }, std::chrono::seconds(15)));
+    registry.push_image("team/alpine", "3.20", "two");
+    REQUIRE(receiver.wait_for(1, std::chrono::seconds(15)));
+  }
+  json deliveries() {
+    auto out = run({basewatch_binary(), "deliveries", "-c", config, "--json"});
+    REQUIRE(out.status == 0);
+    return json::parse(out.output, nullptr, false);
+  }
+};
+
+}  // namespace
+
 TEST_CASE("SIGTERM parks a delivery still in flight at the deadline: exit 0, the delivery stays pending",
           "[integration][systemd]") {
-  LocalRegistry registry;
-  std::string d1 = registry.push_image("team/alpine", "3.20", "one");
-  Receiver receiver;
-  std::atomic<bool> release{false};
-  receiver.set_reply_handler([&](const ReceivedRequest&) {
-    wait_until([&] { return release.load(); }, std::chrono::seconds(8));  // a slow CI endpoint
-    return Receiver::Reply{200, "ok", {}};
-  });
-  TempDir dir("bw-park");
-  int api_port = free_port();
-  std::string ref = registry.host() + "/team/alpine:3.20";
-  dir.write("web/Dockerfile", "FROM " + ref + "\n");
-  std::string config = dir.write("config.yaml", config_text(dir, api_port, registry.host(),
-                                                            "projects:\n"
-                                                            "  - name: web\n"
-                                                            "    dockerfile: web/Dockerfile\n"
-                                                            "    triggers: [ci]\n"
-                                                            "triggers:\n"
-                                                            "  ci:\n"
-                                                            "    type: webhook\n"
-                                                            "    url: " + receiver.url("/hook") + "\n"
-                                                            "    timeout: 20s\n"));
-  auto bw = start_basewatch(config, api_port, dir.path() + "/basewatch.log", {{"BASEWATCH_STOP_TIMEOUT", "1"}});
-  REQUIRE(bw->running());
-  REQUIRE(wait_until([&] { return image(api_port, ref)["digest"] == d1; }, std::chrono::seconds(15)));
-  registry.push_image("team/alpine", "3.20", "two");
-  REQUIRE(receiver.wait_for(1, std::chrono::seconds(15)));
-
+  InFlight f;
+  f.start(std::chrono::seconds(8), "1");
   auto sent = std::chrono::steady_clock::now();
-  bw->signal(SIGTERM);
-  auto code = bw->wait(std::chrono::seconds(6));
-  release = true;
+  f.bw->signal(SIGTERM);
+  auto code = f.bw->wait(std::chrono::seconds(6));
+  f.release = true;
   REQUIRE(code.has_value());
   CHECK(*code == 0);
   CHECK(std::chrono::steady_clock::now() - sent < std::chrono::seconds(5));
-  CHECK(bw->log().find("stopping: deliveries still busy after 1s; parked: unfinished deliveries stay pending in the "
-                       "outbox for the next start") != std::string::npos);
+  CHECK(f.bw->log().find("stopping: deliveries still busy after 1s; parked: unfinished deliveries stay pending in the "
+                         "outbox for the next start") != std::string::npos);
 
   // Nothing lost: the delivery is in the outbox, pending, with no attempt recorded.
-  auto out = run({basewatch_binary(), "deliveries", "-c", config, "--json"});
-  REQUIRE(out.status == 0);
-  auto list = json::parse(out.output, nullptr, false);
+  auto list = f.deliveries();
   REQUIRE(list.is_array());
   REQUIRE(list.size() == 1);
   CHECK(list[0]["state"] == "pending");
   CHECK(list[0]["attempts"] == 0);
-  CHECK(list[0]["id"] == receiver.requests()[0].headers.at("x-basewatch-delivery"));
+  CHECK(list[0]["id"] == f.receiver.requests()[0].headers.at("x-basewatch-delivery"));
+}
+
+TEST_CASE("SIGTERM lets a delivery in flight finish within the deadline, records it, closes the database",
+          "[integration][systemd]") {
+  InFlight f;
+  f.start(std::chrono::milliseconds(1500), "10");
+  f.bw->signal(SIGTERM);
+  auto code = f.bw->wait(std::chrono::seconds(10));
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  CHECK(f.bw->log().find("parked") == std::string::npos);
+  CHECK(f.bw->log().find("stopped; database closed") != std::string::npos);
+  auto list = f.deliveries();
+  REQUIRE(list.is_array());
+  REQUIRE(list.size() == 1);
+  CHECK(list[0]["state"] == "delivered");
+  CHECK(list[0]["attempts"] == 1);
+  // A clean close leaves no write-ahead log behind.
+  CHECK(!std::filesystem::exists(f.dir.path() + "/basewatch.db-wal"));
 }
 
 TEST_CASE("under journald, log lines carry <N> priorities and no timestamps; log.format json is one object a line",
