@@ -148,6 +148,7 @@ int serve(const std::string& config_path) {
   if (!cfg) {
     setup_logging("info", "text");
     spdlog::error("{}", cfg.error().message);
+    notify("STATUS=" + cfg.error().message);  // what `systemctl status` shows
     return k_exit_usage;
   }
   setup_logging(cfg->log_level, cfg->log_format);
@@ -156,6 +157,7 @@ int serve(const std::string& config_path) {
   auto rt_result = make_runtime(*cfg);
   if (!rt_result) {
     spdlog::error("{}", rt_result.error().message);
+    notify("STATUS=" + rt_result.error().message);
     return rt_result.error().kind == ErrorKind::invalid ? k_exit_usage : k_exit_failure;
   }
   std::unique_ptr<Runtime> rt_owner = std::move(*rt_result);
@@ -180,6 +182,7 @@ int serve(const std::string& config_path) {
   api::Server server(deps, *cfg);
   if (auto st = server.start(); !st) {
     spdlog::error("{}", st.error().message);
+    notify("STATUS=" + st.error().message);
     return k_exit_failure;
   }
   server.set_ready(true);
@@ -316,6 +319,7 @@ int serve(const std::string& config_path) {
   poll_waker.stop();
   dispatch_waker.stop();
   std::atomic<bool> poll_ended{false}, dispatch_ended{false};
+  std::atomic<int> builds_left{0};
   Latch closed;
   // Joins and closes on its own thread so the deadline also bounds the
   // teardown (a dispatcher waiting for a build to end).
@@ -325,6 +329,7 @@ int serve(const std::string& config_path) {
     dispatcher.join();
     dispatch_ended = true;
     server.stop();
+    builds_left = rt_owner->dispatcher->running_builds();
     rt_owner.reset();  // waits for builds, closes the database
     closed.done();
   });
@@ -334,7 +339,9 @@ int serve(const std::string& config_path) {
     // not recorded leaves its delivery pending, so exiting now is what a
     // crash would do, which the store is built for; systemd ends the
     // builds' processes with the rest of the unit's cgroup.
-    const char* busy = !poll_ended ? "a registry poll" : !dispatch_ended ? "deliveries" : "builds";
+    std::string busy = !poll_ended      ? "a registry poll"
+                       : !dispatch_ended ? "deliveries"
+                                         : plural(builds_left.load(), "build", "builds");
     spdlog::warn("stopping: {} still busy after {}s; parked: unfinished deliveries stay pending in the outbox for the next start",
                  busy, deadline_span.count());
     spdlog::default_logger()->flush();
