@@ -546,6 +546,8 @@ Result<Resolved> Client::resolve(const oci::Reference& ref, const std::vector<oc
     for (const auto& p : platforms) out.platforms[p.str()] = out.digest;
     return out;
   }
+  // Nothing asked of the index, or nothing new in it: no GET.
+  if (platforms.empty()) return out;
   if (known_complete()) {
     for (const auto& p : platforms) out.platforms[p.str()] = known->platforms.at(p.str());
     return out;

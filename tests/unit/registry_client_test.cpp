@@ -422,3 +422,18 @@ TEST_CASE("docker.io: no GET after a failed HEAD, a 429, or a missing digest", "
   for (const auto& r : http.requests()) CHECK(r.method == "HEAD");
   CHECK(client.available_at("docker.io") == *parse_http_date("Sun, 06 Nov 2050 08:49:37 GMT"));
 }
+
+TEST_CASE("an index resolved for no platform is not read", "[unit][registry]") {
+  FakeRegistry reg;
+  std::string amd = reg.put_blob("amd64 n", "application/vnd.oci.image.manifest.v1+json");
+  std::string idx = reg.put_index("library/alpine", "3.20", {{"linux/amd64", amd}});
+  net::FakeHttpClient http([&](const net::Request& r) { return reg.handle(r); });
+  FakeClock clock;
+  registry::Client client(http, clock, {});
+  auto res = client.resolve(ref("alpine:3.20"), {});
+  REQUIRE(res.ok());
+  CHECK(res->digest == idx);
+  CHECK(res->index);
+  CHECK(res->platforms.empty());
+  CHECK(reg.gets == 0);
+}
