@@ -25,7 +25,28 @@ const std::set<std::string, std::less<>> k_instructions = {
     "add",   "arg",        "cmd",   "copy", "entrypoint", "env",  "expose", "from",   "healthcheck",
     "label", "maintainer", "onbuild", "run", "shell",     "stopsignal", "user", "volume", "workdir"};
 
+// ASCII lowercase: what to_lower does in the C locale, without a call per byte.
+std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
 bool is_separator(char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r'; }
+
+size_t count_fields(std::string_view s) {
+  size_t n = 0;
+  size_t i = 0;
+  while (i < s.size()) {
+    while (i < s.size() && is_separator(s[i])) ++i;
+    size_t start = i;
+    while (i < s.size() && !is_separator(s[i])) ++i;
+    if (i > start) ++n;
+  }
+  return n;
+}
 
 std::vector<std::string> split_fields(std::string_view s) {
   std::vector<std::string> out;
@@ -180,14 +201,14 @@ Result<Mount> parse_mount(std::string_view value) {
   Mount m;
   for (const auto& field : fields) {
     auto eq = field.find('=');
-    auto key = to_lower(std::string_view(field).substr(0, eq));
+    auto key = ascii_lower(std::string_view(field).substr(0, eq));
     if (eq == std::string::npos) {
       if (key == "readonly" || key == "ro" || key == "readwrite" || key == "rw" || key == "required") continue;
       return make_error(ErrorKind::invalid, "invalid field '" + field + "' must be a key=value pair");
     }
     auto v = field.substr(eq + 1);
     if (key == "type") {
-      m.type = to_lower(v);
+      m.type = ascii_lower(v);
     } else if (key == "from") {
       auto dollar = v.find('$');
       if (dollar != std::string::npos && dollar + 1 < v.size()) return make_error(ErrorKind::invalid, k_no_expansion);
@@ -302,20 +323,20 @@ class Scanner {
     }
     std::vector<Use> uses;
     if (ins.command == "copy" || ins.command == "add") {
-      size_t n = ins.json ? ins.json_args.size() : split_fields(ins.args).size();
+      size_t n = ins.json ? ins.json_args.size() : count_fields(ins.args);
       if (n < 2) {
         return fail(ins.line, to_upper_ascii(ins.command) +
                                   " requires at least two arguments, but only one was provided. Destination could "
                                   "not be determined");
       }
-      if (ins.command == "copy") {
+      if (ins.command == "copy" && !ins.flags.empty()) {
         auto flags = parse_flags(ins.flags, {{"from", FlagSpec::string}}, false);
         if (!flags) return fail(ins.line, flags.error().message);
         if (auto it = flags->find("from"); it != flags->end() && !it->second.front().empty()) {
           uses.push_back(Use{"copy", it->second.front(), ins.line, -1, std::nullopt});
         }
       }
-    } else if (ins.command == "run") {
+    } else if (ins.command == "run" && !ins.flags.empty()) {
       auto flags = parse_flags(ins.flags, {{"mount", FlagSpec::strings}}, false);
       if (!flags) return fail(ins.line, flags.error().message);
       for (const auto& value : (*flags)["mount"]) {
@@ -346,7 +367,7 @@ class Scanner {
     auto args = split_fields(ins.args);
     std::string name;
     if (args.size() == 3 && equals_icase(args[1], "as")) {
-      name = to_lower(args[2]);
+      name = ascii_lower(args[2]);
       if (!valid_stage_name(name)) {
         return fail(ins.line, "invalid name for build stage: " + go_quote(args[2]) +
                                   ", name can't start with a number or contain symbols");
@@ -495,7 +516,7 @@ class Scanner {
                                       go_quote(*stage.platform) + ": " + p.error().message);
         }
       }
-      if (auto it = earlier.find(to_lower(stage.base_expanded)); it != earlier.end()) {
+      if (auto it = earlier.find(ascii_lower(stage.base_expanded)); it != earlier.end()) {
         stage.base_stage = static_cast<long>(it->second);
       }
       if (!stage.name.empty()) earlier.emplace(stage.name, stage.index);
@@ -504,7 +525,7 @@ class Scanner {
   }
 
   std::optional<size_t> stage_by_name(std::string_view name) const {
-    auto it = m_stage_index.find(to_lower(name));
+    auto it = m_stage_index.find(ascii_lower(name));
     if (it == m_stage_index.end()) return std::nullopt;
     return it->second;
   }

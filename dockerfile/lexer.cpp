@@ -19,6 +19,14 @@ bool is_re_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\f
 bool is_separator(char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r'; }
 bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
+// ASCII lowercase: what to_lower does in the C locale, without a call per byte.
+std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
 
 std::string_view trim_newline(std::string_view s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.remove_suffix(1);
@@ -112,7 +120,7 @@ class DirectiveReader {
     if (i >= token.size() || !is_alpha(token[i])) return false;
     size_t name_start = i;
     while (i < token.size() && (is_alpha(token[i]) || is_digit(token[i]))) ++i;
-    key = to_lower(token.substr(name_start, i - name_start));
+    key = ascii_lower(token.substr(name_start, i - name_start));
     while (i < token.size() && is_re_space(token[i])) ++i;
     if (i >= token.size() || token[i] != '=') return false;
     auto rest = token.substr(i + 1);
@@ -270,7 +278,7 @@ Result<Instruction> split_instruction(std::string_view line, int depth) {
   size_t sep = 0;
   while (sep < t.size() && !is_separator(t[sep])) ++sep;
   ins.keyword = std::string(t.substr(0, sep));
-  ins.command = to_lower(ins.keyword);
+  ins.command = ascii_lower(ins.keyword);
   if (sep < t.size()) {
     size_t rest = sep;
     while (rest < t.size() && is_separator(t[rest])) ++rest;
@@ -369,6 +377,8 @@ Result<ParsedFile> parse_lines(std::string_view text, const std::string& path) {
   if (!lines.empty() && lines[0].substr(0, k_bom.size()) == k_bom) lines[0].remove_prefix(k_bom.size());
   file.line_count = static_cast<int>(lines.size());
   DirectiveReader directives(path);
+  file.instructions.reserve(lines.size() / 2 + 1);
+  std::string joined;
 
   size_t i = 0;
   while (i < lines.size()) {
@@ -380,15 +390,20 @@ Result<ParsedFile> parse_lines(std::string_view text, const std::string& path) {
     auto [first, end] = trim_continuation(token, file.escape);
     if (end && first.empty()) continue;
 
-    std::string logical(first);
-    while (!end && i < lines.size()) {
-      auto raw = lines[i++];
-      if (is_comment(raw)) continue;
-      auto cont = trim_newline(raw);
-      if (trim_left(cont).empty()) continue;
-      auto [piece, piece_end] = trim_continuation(cont, file.escape);
-      logical += piece;
-      end = piece_end;
+    // Most instructions are one line: only continued ones are copied.
+    std::string_view logical = first;
+    if (!end) {
+      joined.assign(first);
+      while (!end && i < lines.size()) {
+        auto raw = lines[i++];
+        if (is_comment(raw)) continue;
+        auto cont = trim_newline(raw);
+        if (trim_left(cont).empty()) continue;
+        auto [piece, piece_end] = trim_continuation(cont, file.escape);
+        joined += piece;
+        end = piece_end;
+      }
+      logical = joined;
     }
 
     auto ins = split_instruction(logical, 0);
