@@ -158,6 +158,7 @@ TEST_CASE("SIGHUP applies a valid config and refuses a broken one with its file:
   CHECK(bw->running());
   CHECK(!get_json(api_port, "/healthz").is_null());
   CHECK(watched_refs(api_port) == std::set<std::string>{ref1, ref2});
+  CHECK(notify.count("WATCHDOG=1") == 0);  // no $WATCHDOG_USEC, no pings
 
   bw->signal(SIGTERM);
   auto code = bw->wait(std::chrono::seconds(15));
@@ -218,6 +219,7 @@ struct InFlight {
   TempDir dir{"bw-stop"};
   int api_port = free_port();
   std::string config;
+  std::unique_ptr<NotifySocket> notify;
   std::unique_ptr<Process> bw;
   std::atomic<bool> release{false};
 
@@ -239,7 +241,9 @@ struct InFlight {
                                                   "    type: webhook\n"
                                                   "    url: " + receiver.url("/hook") + "\n"
                                                   "    timeout: 20s\n"));
-    bw = start_basewatch(config, api_port, dir.path() + "/basewatch.log", {{"BASEWATCH_STOP_TIMEOUT", stop_timeout}});
+    notify = std::make_unique<NotifySocket>(dir.path() + "/notify.sock");
+    bw = start_basewatch(config, api_port, dir.path() + "/basewatch.log",
+                         {{"BASEWATCH_STOP_TIMEOUT", stop_timeout}, {"NOTIFY_SOCKET", notify->path()}});
     REQUIRE(bw->running());
     REQUIRE(wait_until([&] { return image(api_port, ref)["digest"] == d1; }, std::chrono::seconds(15)));
     registry.push_image("team/alpine", "3.20", "two");
@@ -258,6 +262,14 @@ TEST_CASE("SIGTERM parks a delivery still in flight at the deadline: exit 0, the
           "[integration][systemd]") {
   InFlight f;
   f.start(std::chrono::seconds(8), "1");
+  // STATUS= shows the delivery waiting for its answer.
+  CHECK(f.notify->wait_for("STATUS=watching 1 reference, last poll ", 0, std::chrono::seconds(5)) >= 0);
+  REQUIRE(wait_until([&] {
+    for (const auto& m : f.notify->messages()) {
+      if (m.rfind("STATUS=", 0) == 0 && m.ends_with(", 1 pending delivery")) return true;
+    }
+    return false;
+  }, std::chrono::seconds(5)));
   auto sent = std::chrono::steady_clock::now();
   f.bw->signal(SIGTERM);
   auto code = f.bw->wait(std::chrono::seconds(6));
