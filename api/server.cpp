@@ -6,13 +6,25 @@
 
 #include <mutex>
 
+#include "api/dashboard.h"
+#include "api/inbound.h"
 #include "api/views.h"
 #include "util/crypto.h"
+#include "util/metrics.h"
 #include "util/strings.h"
 
 namespace bw::api {
 
 using json = nlohmann::json;
+
+namespace {
+
+// The largest body any route reads; an inbound hook may set a smaller one.
+constexpr size_t k_max_body = 1 << 20;
+constexpr const char* k_inbound_metric = "basewatch_inbound_notifications_total";
+constexpr const char* k_inbound_help = "Inbound registry notifications by format and outcome.";
+
+}  // namespace
 
 Result<std::pair<std::string, int>> parse_listen(const std::string& listen) {
   auto bad = [&](const std::string& why) {
@@ -39,15 +51,59 @@ Result<std::pair<std::string, int>> parse_listen(const std::string& listen) {
 }
 
 struct Server::Impl {
+  // What /v1/status shows about one inbound hook.
+  struct HookStats {
+    int64_t received = 0;
+    int64_t accepted = 0;
+    int64_t rejected = 0;  // unauthorized, invalid, too large
+    int64_t last_at = 0;
+    std::string last_outcome;
+  };
+
   Deps deps;
   std::mutex cfg_mutex;
   config::Config cfg;
   httplib::Server http;
+  inbound::Deduper deduper;
+  std::mutex stats_mutex;
+  std::map<std::string, HookStats> hook_stats;  // by hook name
+  const std::atomic<bool>* ready = nullptr;
 
   std::string token() {
     std::lock_guard lock(cfg_mutex);
     return cfg.api_token;
   }
+  std::optional<config::InboundConfig> hook(const std::string& path) {
+    std::lock_guard lock(cfg_mutex);
+    for (const auto& h : cfg.inbound) {
+      if (h.path == path) return h;
+    }
+    return std::nullopt;
+  }
+  std::vector<config::InboundConfig> hooks() {
+    std::lock_guard lock(cfg_mutex);
+    return cfg.inbound;
+  }
+
+  void count(const config::InboundConfig& h, const std::string& outcome) {
+    Metrics::global().counter_add(k_inbound_metric, k_inbound_help, {{"format", h.format}, {"outcome", outcome}});
+    std::lock_guard lock(stats_mutex);
+    auto& s = hook_stats[h.name];
+    ++s.received;
+    if (outcome == "accepted") ++s.accepted;
+    if (outcome == "unauthorized" || outcome == "invalid" || outcome == "too_large") ++s.rejected;
+    s.last_at = to_unix_ms(deps.clock->now());
+    s.last_outcome = outcome;
+  }
+
+  TimePoint last_checked(const std::string& ref) {
+    auto r = deps.store->get_ref(ref);
+    return r && *r ? from_unix_ms((*r)->last_checked) : TimePoint{};
+  }
+
+  json status_json();
+  void handle_inbound(const config::InboundConfig& h, const httplib::Request& req, httplib::Response& res);
+  std::string render_metrics();
 };
 
 namespace {
@@ -69,11 +125,116 @@ int status_for(ErrorKind kind) {
   }
 }
 
+json stamp(int64_t ms) { return ms > 0 ? json(format_rfc3339(from_unix_ms(ms))) : json(nullptr); }
+
 }  // namespace
+
+json Server::Impl::status_json() {
+  auto now = deps.clock->now();
+  auto model = deps.watcher->model();
+  json j;
+  j["version"] = BASEWATCH_VERSION;
+  j["started_at"] = format_rfc3339(deps.started_at);
+  j["uptime_seconds"] = std::chrono::duration_cast<std::chrono::seconds>(now - deps.started_at).count();
+  j["ready"] = ready && ready->load();
+  j["counts"] = {{"references", model->items.size()}, {"projects", model->projects.size()},
+                 {"pending", 0}, {"failed", 0}, {"dead", 0}, {"delivered", 0}};
+  if (auto counts = deps.store->delivery_counts()) {
+    for (const auto& [state, n] : *counts) j["counts"][state] = n;
+  }
+  auto last = deps.watcher->last_poll();
+  j["last_poll"] = to_unix_ms(last) > 0 ? json(format_rfc3339(last)) : json(nullptr);
+  j["next_poll"] = format_rfc3339(deps.watcher->next_due(now));
+  j["registries"] = registry_status_json(deps.registry->status());
+  j["errors"] = model->errors;
+  json hooks = json::array();
+  std::lock_guard lock(stats_mutex);
+  for (const auto& h : this->hooks()) {
+    HookStats s;
+    if (auto it = hook_stats.find(h.name); it != hook_stats.end()) s = it->second;
+    hooks.push_back({{"name", h.name}, {"path", h.path}, {"format", h.format}, {"received", s.received},
+                     {"accepted", s.accepted}, {"rejected", s.rejected}, {"last_received_at", stamp(s.last_at)},
+                     {"last_outcome", s.last_outcome.empty() ? json(nullptr) : json(s.last_outcome)}});
+  }
+  j["inbound"] = hooks;
+  return j;
+}
+
+// Authenticate, parse, keep the watched tags seen for the first time, and
+// ask the watcher to look at them now. The answer names what happened to
+// each tag so a sender's delivery log explains itself.
+void Server::Impl::handle_inbound(const config::InboundConfig& h, const httplib::Request& req, httplib::Response& res) {
+  if (req.body.size() > h.max_body) {
+    count(h, "too_large");
+    return send_error(res, 413, "payload too large", "the limit is " + std::to_string(h.max_body) + " bytes");
+  }
+  inbound::Credentials creds;
+  creds.authorization = req.get_header_value("Authorization");
+  creds.token = req.get_param_value("token");
+  creds.hub_signature = req.get_header_value("X-Hub-Signature-256");
+  creds.bw_signature = req.get_header_value("X-Basewatch-Signature-256");
+  if (auto st = inbound::authenticate(h.format, h.secret, creds, req.body); !st) {
+    count(h, "unauthorized");
+    spdlog::warn("inbound {}: refused a notification from {}: {}", h.name, req.remote_addr, st.error().message);
+    return send_error(res, 401, "unauthorized", st.error().message);
+  }
+  auto parsed = inbound::parse(h.format, req.body);
+  if (!parsed) {
+    count(h, "invalid");
+    spdlog::warn("inbound {}: unreadable notification: {}", h.name, parsed.error().message);
+    return send_error(res, 400, "invalid notification", parsed.error().message);
+  }
+  auto model = deps.watcher->model();
+  auto now = deps.clock->now();
+  json checks = json::array(), duplicates = json::array(), unwatched = json::array();
+  std::set<std::string> requested;
+  for (const auto& n : parsed->notices) {
+    if (!model->items.count(n.ref)) {
+      unwatched.push_back(n.ref);
+    } else if (!deduper.first_sight(n, now, n.digest.empty() ? last_checked(n.ref) : TimePoint{})) {
+      duplicates.push_back(n.ref);
+    } else if (requested.insert(n.ref).second) {
+      deps.watcher->request_check(n.ref, "webhook");
+      checks.push_back(n.ref);
+    }
+  }
+  if (!requested.empty() && deps.wake_poller) deps.wake_poller();
+  std::string outcome = !requested.empty() ? "accepted" : !duplicates.empty() ? "duplicate" : "ignored";
+  count(h, outcome);
+  if (!requested.empty()) spdlog::info("inbound {}: checking {} now", h.name, join(checks.get<std::vector<std::string>>(), ", "));
+  else spdlog::debug("inbound {}: {} ({} notices, {} ignored)", h.name, outcome, parsed->notices.size(), parsed->ignored);
+  send_json(res, 202, {{"outcome", outcome}, {"checks", checks}, {"duplicates", duplicates},
+                       {"unwatched", unwatched}, {"ignored", parsed->ignored}});
+}
+
+// The process-wide metrics plus the gauges that are read at scrape time.
+std::string Server::Impl::render_metrics() {
+  auto& m = Metrics::global();
+  auto model = deps.watcher->model();
+  m.gauge_set("basewatch_build_info", "Build information.", {{"version", BASEWATCH_VERSION}}, 1);
+  m.gauge_set("basewatch_references_watched", "References being watched (each repo:tag once).", {},
+              static_cast<double>(model->items.size()));
+  m.gauge_set("basewatch_projects", "Projects configured.", {}, static_cast<double>(model->projects.size()));
+  if (auto counts = deps.store->delivery_counts()) {
+    for (const char* state : {"pending", "delivered", "failed", "dead"}) {
+      auto it = counts->find(state);
+      m.gauge_set("basewatch_deliveries", "Deliveries in the outbox by state.", {{"state", state}},
+                  it == counts->end() ? 0.0 : static_cast<double>(it->second));
+    }
+  }
+  for (const auto& r : deps.registry->status()) {
+    if (r.ratelimit_remaining) {
+      m.gauge_set("basewatch_registry_ratelimit_remaining", "Requests left in the registry's rate-limit window, where it reports one.",
+                  {{"registry", r.host}}, static_cast<double>(*r.ratelimit_remaining));
+    }
+  }
+  return m.render();
+}
 
 Server::Server(Deps deps, const config::Config& cfg) : m_impl(std::make_unique<Impl>()) {
   m_impl->deps = std::move(deps);
   m_impl->cfg = cfg;
+  m_impl->ready = &m_ready;
 }
 
 Server::~Server() { stop(); }
@@ -93,13 +254,15 @@ void Server::stop() {
 Status Server::start() {
   Impl& s = *m_impl;
   auto& http = s.http;
-  http.set_payload_max_length(1 << 20);
+  http.set_payload_max_length(k_max_body);
   http.set_read_timeout(10, 0);
   http.set_write_timeout(10, 0);
 
-  // /v1/* and / need the bearer token when api.token_file is set.
+  // /v1/* and / need the bearer token when api.token_file is set. Inbound
+  // hooks authenticate with their own secret.
   http.set_pre_routing_handler([&s](const httplib::Request& req, httplib::Response& res) {
     bool guarded = req.path.rfind("/v1/", 0) == 0 || req.path == "/";
+    if (guarded && req.method == "POST" && s.hook(req.path)) guarded = false;
     std::string token = s.token();
     if (!guarded || token.empty()) return httplib::Server::HandlerResponse::Unhandled;
     std::string auth = req.get_header_value("Authorization");
@@ -107,6 +270,14 @@ Status Server::start() {
       return httplib::Server::HandlerResponse::Unhandled;
     }
     res.set_header("WWW-Authenticate", "Bearer realm=\"basewatch\"");
+    if (req.path == "/" && req.method == "GET") {
+      // A browser cannot send a bearer header on navigation: the page asks
+      // for the token and fetches the dashboard with it.
+      res.status = 401;
+      res.set_header("Content-Security-Policy", k_dashboard_csp);
+      res.set_content(render_login_page(), "text/html; charset=utf-8");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     send_error(res, 401, "unauthorized", "send Authorization: Bearer <token> (api.token_file)");
     return httplib::Server::HandlerResponse::Handled;
   });
@@ -123,11 +294,17 @@ Status Server::start() {
     }
     send_error(res, 500, "internal error", what);
   });
-  http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+  http.set_error_handler([&s](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    if (res.status == 404) send_error(res, 404, "not found", req.path);
-    else if (res.status == 413) send_error(res, 413, "payload too large");
-    else send_error(res, res.status, "error");
+    if (res.status == 404) {
+      send_error(res, 404, "not found", req.path);
+    } else if (res.status == 413) {
+      // cpp-httplib refuses the body before any handler runs.
+      if (auto h = s.hook(req.path); h && req.method == "POST") s.count(*h, "too_large");
+      send_error(res, 413, "payload too large", "the limit is " + std::to_string(k_max_body) + " bytes");
+    } else {
+      send_error(res, res.status, "error");
+    }
   });
 
   http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { send_json(res, 200, {{"status", "ok"}}); });
@@ -136,25 +313,7 @@ Status Server::start() {
     else send_error(res, 503, "not ready", "the first scan has not finished");
   });
 
-  http.Get("/v1/status", [&s](const httplib::Request&, httplib::Response& res) {
-    auto now = s.deps.clock->now();
-    auto counts = s.deps.store->delivery_counts();
-    auto model = s.deps.watcher->model();
-    json j;
-    j["version"] = BASEWATCH_VERSION;
-    j["started_at"] = format_rfc3339(s.deps.started_at);
-    j["uptime_seconds"] = std::chrono::duration_cast<std::chrono::seconds>(now - s.deps.started_at).count();
-    j["counts"] = {{"references", model->items.size()}, {"projects", model->projects.size()}};
-    if (counts) {
-      for (const auto& [state, n] : *counts) j["counts"][state] = n;
-    }
-    auto last = s.deps.watcher->last_poll();
-    j["last_poll"] = to_unix_ms(last) > 0 ? json(format_rfc3339(last)) : json(nullptr);
-    j["next_poll"] = format_rfc3339(s.deps.watcher->next_due(now));
-    j["registries"] = registry_status_json(s.deps.registry->status());
-    j["errors"] = model->errors;
-    send_json(res, 200, j);
-  });
+  http.Get("/v1/status", [&s](const httplib::Request&, httplib::Response& res) { send_json(res, 200, s.status_json()); });
 
   http.Get("/v1/images", [&s](const httplib::Request&, httplib::Response& res) {
     auto refs = s.deps.store->list_refs();
@@ -191,16 +350,7 @@ Status Server::start() {
     auto list = s.deps.store->list_deliveries(state, 500);
     if (!list) return send_error(res, 500, "database", list.error().message);
     json out = json::array();
-    for (const auto& d : *list) {
-      json j = delivery_json(d, false);
-      if (auto attempts = s.deps.store->list_attempts(d.id); attempts && !attempts->empty()) {
-        const auto& a = attempts->back();
-        j["last_attempt"] = {{"at", format_rfc3339(from_unix_ms(a.at))}, {"status", a.status}, {"duration_ms", a.duration_ms},
-                             {"error", a.error.empty() ? json(nullptr) : json(a.error)},
-                             {"output_tail", a.output_tail.empty() ? json(nullptr) : json(a.output_tail)}};
-      }
-      out.push_back(j);
-    }
+    for (const auto& d : *list) out.push_back(delivery_with_last_attempt(*s.deps.store, d));
     send_json(res, 200, out);
   });
 
@@ -250,27 +400,36 @@ Status Server::start() {
   });
 
   http.Get("/metrics", [&s](const httplib::Request&, httplib::Response& res) {
-    std::string out;
-    auto model = s.deps.watcher->model();
-    out += "# HELP basewatch_build_info Build information.\n# TYPE basewatch_build_info gauge\n";
-    out += std::string("basewatch_build_info{version=\"") + BASEWATCH_VERSION + "\"} 1\n";
-    out += "# HELP basewatch_references_watched References being watched.\n# TYPE basewatch_references_watched gauge\n";
-    out += "basewatch_references_watched " + std::to_string(model->items.size()) + "\n";
-    out += "# HELP basewatch_projects Projects configured.\n# TYPE basewatch_projects gauge\n";
-    out += "basewatch_projects " + std::to_string(model->projects.size()) + "\n";
-    if (auto counts = s.deps.store->delivery_counts()) {
-      out += "# HELP basewatch_deliveries Deliveries in the outbox by state.\n# TYPE basewatch_deliveries gauge\n";
-      for (const auto& [state, n] : *counts) out += "basewatch_deliveries{state=\"" + state + "\"} " + std::to_string(n) + "\n";
+    res.set_content(s.render_metrics(), "text/plain; version=0.0.4");
+  });
+
+  http.Get("/", [&s](const httplib::Request&, httplib::Response& res) {
+    DashboardInput in;
+    in.now = s.deps.clock->now();
+    in.status = s.status_json();
+    if (auto refs = s.deps.store->list_refs()) in.images = images_json(*refs, *s.deps.watcher->model());
+    in.events = json::array();
+    if (auto events = s.deps.store->list_events(20)) {
+      for (const auto& e : *events) in.events.push_back(event_json(e));
     }
-    out += "# HELP basewatch_registry_requests_total Registry requests sent.\n# TYPE basewatch_registry_requests_total counter\n";
-    auto regs = s.deps.registry->status();
-    for (const auto& r : regs) out += "basewatch_registry_requests_total{registry=\"" + r.host + "\"} " + std::to_string(r.requests) + "\n";
-    out += "# HELP basewatch_registry_ratelimit_remaining Remaining registry rate limit, where the registry reports one.\n"
-           "# TYPE basewatch_registry_ratelimit_remaining gauge\n";
-    for (const auto& r : regs) {
-      if (r.ratelimit_remaining) out += "basewatch_registry_ratelimit_remaining{registry=\"" + r.host + "\"} " + std::to_string(*r.ratelimit_remaining) + "\n";
+    in.deliveries = json::array();
+    for (auto state : {db::DeliveryState::dead, db::DeliveryState::failed, db::DeliveryState::pending}) {
+      if (auto list = s.deps.store->list_deliveries(state, 100)) {
+        for (const auto& d : *list) in.deliveries.push_back(delivery_with_last_attempt(*s.deps.store, d));
+      }
     }
-    res.set_content(out, "text/plain; version=0.0.4");
+    in.token_required = !s.token().empty();
+    res.set_header("Content-Security-Policy", k_dashboard_csp);
+    res.set_header("Cache-Control", "no-store");
+    res.set_content(render_dashboard(in), "text/html; charset=utf-8");
+  });
+
+  // Inbound hooks: one catch-all that looks the path up in the current
+  // config, so a reload (SIGHUP) adds and removes hooks.
+  http.Post(".*", [&s](const httplib::Request& req, httplib::Response& res) {
+    auto h = s.hook(req.path);
+    if (!h) return send_error(res, 404, "not found", req.path);
+    s.handle_inbound(*h, req, res);
   });
 
   auto listen = parse_listen(s.cfg.listen);
@@ -285,6 +444,9 @@ Status Server::start() {
   }
   m_thread = std::thread([this] { m_impl->http.listen_after_bind(); });
   spdlog::info("listening on {}:{}", host, m_port);
+  for (const auto& h : s.hooks()) {
+    if (h.secret.empty()) spdlog::warn("inbound {} ({}): no secret_file, anyone who can reach it can ask for checks", h.name, h.path);
+  }
   return ok_status();
 }
 

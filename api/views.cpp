@@ -34,6 +34,17 @@ json delivery_json(const db::Delivery& d, bool with_payload) {
   return j;
 }
 
+json delivery_with_last_attempt(db::Store& store, const db::Delivery& d) {
+  json j = delivery_json(d, false);
+  if (auto attempts = store.list_attempts(d.id); attempts && !attempts->empty()) {
+    const auto& a = attempts->back();
+    j["last_attempt"] = {{"at", format_rfc3339(from_unix_ms(a.at))}, {"status", a.status}, {"duration_ms", a.duration_ms},
+                         {"error", a.error.empty() ? json(nullptr) : json(a.error)},
+                         {"output_tail", a.output_tail.empty() ? json(nullptr) : json(a.output_tail)}};
+  }
+  return j;
+}
+
 json event_json(const db::Event& e) {
   json platforms = json::object();
   for (const auto& [p, od] : e.platforms) platforms[p] = {{"old", od.first}, {"new", od.second}};

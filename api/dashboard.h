@@ -1,0 +1,41 @@
+// The human dashboard at GET /: one server-rendered page (inline CSS, a few
+// lines of inline JS for the retry buttons, no build step, nothing loaded
+// from elsewhere) built from the same JSON views the API serves. Every
+// value from the state is HTML-escaped.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <string_view>
+
+#include "util/time.h"
+
+namespace bw::api {
+
+struct DashboardInput {
+  TimePoint now;
+  nlohmann::json status;      // /v1/status
+  nlohmann::json images;      // /v1/images
+  nlohmann::json events;      // /v1/events (recent first)
+  nlohmann::json deliveries;  // /v1/deliveries entries that are pending, failed or dead
+  bool token_required = false;  // api.token_file is set: buttons send the pasted token
+};
+
+std::string render_dashboard(const DashboardInput& in);
+
+// The page GET / answers (401) when a token is set and none came: it asks
+// for the token, keeps it in the tab's sessionStorage and fetches the
+// dashboard with "Authorization: Bearer".
+std::string render_login_page();
+
+// & < > " ' as entities.
+std::string html_escape(std::string_view text);
+
+// Served with both pages: nothing but inline style and script, fetches only
+// to this origin.
+inline constexpr const char* k_dashboard_csp =
+    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; "
+    "img-src data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+}  // namespace bw::api

@@ -1,0 +1,259 @@
+// The API, metrics, the dashboard (in headless Chromium) and `basewatch
+// status` against the real binary with a real registry and receiver.
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+
+#include "tests/api/helpers.h"
+
+using namespace bw::testing;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+const char* k_chromium = "/usr/bin/chromium";
+
+// Headless Chromium with its own profile in `dir`; extra args last.
+RunResult chromium(const std::string& dir, std::vector<std::string> extra) {
+  std::vector<std::string> argv{k_chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                                "--user-data-dir=" + dir + "/chromium-profile"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return run(argv, {}, "", 60s);
+}
+
+struct Service {
+  TempDir dir{"bw-api"};
+  int port = free_port();
+  LocalRegistry registry;
+  Receiver receiver;
+  std::unique_ptr<Process> bw;
+  std::string d1, d2;
+  std::string ref;
+  std::string config;
+
+  // A watched tag that moved once, whose only delivery is dead (the
+  // receiver answers 500 and one attempt is all there is).
+  explicit Service(const std::string& extra_config = "") {
+    receiver.set_status(500);
+    d1 = registry.push_image("team/base", "1", "one");
+    ref = registry.host() + "/team/base:1";
+    dir.write("web/Dockerfile", "FROM " + ref + "\nRUN true\n");
+    config = dir.write("config.yaml",
+        "database: " + dir.path() + "/basewatch.db\n"
+        "listen: 127.0.0.1:" + std::to_string(port) + "\n"
+        "poll: {interval: 1h, jitter: 0%, settle: 0s}\n"
+        "retry: {max_attempts: 1}\n"
+        "registries:\n  " + registry.host() + ": {insecure: true}\n"
+        "projects:\n  - {name: web, dockerfile: web/Dockerfile, triggers: [ci]}\n"
+        "triggers:\n  ci: {type: webhook, url: " + receiver.url("/rebuild") + "}\n"
+        "inbound:\n  - {name: local, path: /hooks/local, format: distribution}\n" + extra_config);
+  }
+  void start(const std::string& token = "") {
+    bw = start_basewatch(config, port, dir.path() + "/basewatch.log");
+    REQUIRE(bw->running());
+    REQUIRE(wait_until([&] {
+      auto images = get_json(port, "/v1/images", token);
+      return images.is_array() && images.size() == 1 && images[0]["digest"] == d1;
+    }, 20s));
+    d2 = registry.push_image("team/base", "1", "two");
+    auto r = http_call(port, "POST", "/v1/check", "{\"ref\": \"" + ref + "\"}", token.empty() ? std::map<std::string, std::string>{}
+                                                                                      : std::map<std::string, std::string>{{"Authorization", "Bearer " + token}});
+    REQUIRE(r.status == 202);
+    REQUIRE(wait_until([&] {
+      auto dead = get_json(port, "/v1/deliveries?state=dead", token);
+      return dead.is_array() && dead.size() == 1;
+    }, 20s));
+  }
+  ~Service() {
+    if (bw) {
+      bw->signal(SIGTERM);
+      bw->wait(10s);
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("status, images, events, deliveries and metrics through a real HTTP client", "[integration][api]") {
+  Service s;
+  s.start();
+  auto status = get_json(s.port, "/v1/status");
+  REQUIRE(status.is_object());
+  CHECK(status["version"].is_string());
+  CHECK(status["uptime_seconds"].is_number());
+  CHECK(status["counts"]["references"] == 1);
+  CHECK(status["counts"]["projects"] == 1);
+  CHECK(status["counts"]["pending"] == 0);
+  CHECK(status["counts"]["failed"] == 0);
+  CHECK(status["counts"]["dead"] == 1);
+  CHECK(status["last_poll"].is_string());
+  CHECK(status["next_poll"].is_string());
+  REQUIRE(status["registries"].contains(s.registry.host()));
+  CHECK(status["registries"][s.registry.host()]["requests"].get<int>() >= 2);
+  CHECK(status["registries"][s.registry.host()]["last_error"].is_null());
+  CHECK(status["registries"][s.registry.host()].contains("ratelimit_remaining"));
+  CHECK(status["inbound"] == json::parse(R"([{"accepted":0,"format":"distribution","last_outcome":null,"last_received_at":null,
+      "name":"local","path":"/hooks/local","received":0,"rejected":0}])"));
+
+  auto images = get_json(s.port, "/v1/images");
+  REQUIRE(images.size() == 1);
+  CHECK(images[0]["ref"] == s.ref);
+  CHECK(images[0]["digest"] == s.d2);
+  CHECK(images[0]["platforms"] == json{{"linux/amd64", s.d2}});
+  CHECK(images[0]["dependents"] == json::array({"web"}));
+  CHECK(images[0]["last_checked"].is_string());
+  CHECK(images[0]["last_changed"].is_string());
+  CHECK(images[0]["last_error"].is_null());
+
+  auto events = get_json(s.port, "/v1/events");
+  REQUIRE(events.size() == 1);
+  CHECK(events[0]["source"] == "manual");
+  CHECK(events[0]["new_digest"] == s.d2);
+
+  auto dead = get_json(s.port, "/v1/deliveries?state=dead");
+  REQUIRE(dead.size() == 1);
+  std::string id = dead[0]["id"];
+  CHECK(dead[0]["trigger"] == "ci");
+  CHECK(dead[0]["project"] == "web");
+  CHECK(dead[0]["last_attempt"]["status"] == 500);
+  auto bad_state = http_call(s.port, "GET", "/v1/deliveries?state=lost");
+  CHECK(bad_state.status == 400);
+  CHECK(bad_state.body == R"({"detail":"expected pending, delivered, failed or dead","error":"invalid state"})");
+  auto one = get_json(s.port, "/v1/deliveries/" + id);
+  CHECK(one["payload"]["changes"][0]["new_digest"] == s.d2);
+  CHECK(http_call(s.port, "GET", "/v1/deliveries/d_nope").body == R"({"detail":"d_nope","error":"no such delivery"})");
+
+  auto graph = get_json(s.port, "/v1/graph");
+  CHECK(graph["nodes"].is_array());
+  auto dot = http_call(s.port, "GET", "/v1/graph?format=dot");
+  CHECK(dot.status == 200);
+  CHECK(dot.body.find("digraph") != std::string::npos);
+
+  CHECK(http_call(s.port, "POST", "/v1/check", "{\"ref\": \"r.io/not/watched:1\"}").body ==
+        R"({"detail":"r.io/not/watched:1","error":"reference not watched"})");
+  CHECK(http_call(s.port, "GET", "/healthz").status == 200);
+  CHECK(http_call(s.port, "GET", "/readyz").status == 200);
+
+  auto metrics = http_call(s.port, "GET", "/metrics");
+  REQUIRE(metrics.status == 200);
+  CHECK(metrics.content_type.rfind("text/plain", 0) == 0);
+  const std::string& m = metrics.body;
+  CHECK(m.find("# TYPE basewatch_build_info gauge\nbasewatch_build_info{version=\"" + status["version"].get<std::string>() + "\"} 1\n") != std::string::npos);
+  CHECK(m.find("basewatch_references_watched 1\n") != std::string::npos);
+  CHECK(m.find("basewatch_deliveries{state=\"dead\"} 1\n") != std::string::npos);
+  CHECK(m.find("basewatch_deliveries{state=\"pending\"} 0\n") != std::string::npos);
+  CHECK(m.find("# TYPE basewatch_deliveries gauge\n") != std::string::npos);
+
+  // Retry through the API: queued again, attempted again (and dead again, the receiver still fails).
+  size_t before = s.receiver.count();
+  auto retry = http_call(s.port, "POST", "/v1/deliveries/" + id + "/retry");
+  CHECK(retry.status == 202);
+  CHECK(retry.body == R"({"id":")" + id + R"(","state":"queued"})");
+  CHECK(s.receiver.wait_for(before + 1, 10s));
+  CHECK(http_call(s.port, "POST", "/v1/deliveries/d_nope/retry").status == 404);
+}
+
+TEST_CASE("the dashboard in headless Chromium: bases, digests, feeds, events and a retry button", "[integration][api][dashboard]") {
+  REQUIRE(access(k_chromium, X_OK) == 0);  // scripts/install-deps installs chromium
+  Service s;
+  s.start();
+  std::string url = "http://127.0.0.1:" + std::to_string(s.port) + "/";
+
+  auto page = http_call(s.port, "GET", "/");
+  REQUIRE(page.status == 200);
+  CHECK(page.content_type == "text/html; charset=utf-8");
+
+  auto dom = chromium(s.dir.path(), {"--dump-dom", url});
+  INFO(dom.errors);
+  REQUIRE(dom.status == 0);
+  const std::string& html = dom.output;
+  CHECK(html.find("<td class=\"ref\">" + s.ref + "</td>") != std::string::npos);
+  CHECK(html.find(s.d2.substr(7, 12)) != std::string::npos);  // short digests
+  CHECK(html.find("linux/amd64") != std::string::npos);
+  CHECK(html.find("<td>web</td>") != std::string::npos);  // what the base feeds
+  CHECK(html.find("<span class=\"badge bad\">dead</span>") != std::string::npos);
+  std::string id = get_json(s.port, "/v1/deliveries?state=dead")[0]["id"];
+  CHECK(html.find("action=\"/v1/deliveries/" + id + "/retry\"") != std::string::npos);
+  CHECK(html.find("<td>manual</td>") != std::string::npos);  // the event and its source
+  CHECK(html.find("<span class=\"badge ok\">fired</span>") != std::string::npos);
+
+  std::string shot = s.dir.path() + "/dash.png";
+  auto screenshot = chromium(s.dir.path(), {"--screenshot=" + shot, "--window-size=1280,900", "--hide-scrollbars", url});
+  INFO(screenshot.errors);
+  CHECK(screenshot.status == 0);
+  REQUIRE(std::filesystem::exists(shot));
+  CHECK(std::filesystem::file_size(shot) > 10'000);
+  if (const char* keep = std::getenv("BASEWATCH_DASHBOARD_SHOT")) std::filesystem::copy_file(shot, keep, std::filesystem::copy_options::overwrite_existing);
+}
+
+TEST_CASE("with api.token_file, /v1/* and / need the bearer token; the page asks for it", "[integration][api]") {
+  const std::string token = "api-token-123";
+  TempDir tokens("bw-token");
+  std::string token_file = tokens.write("api-token", token + "\n");
+  Service s("api: {token_file: " + token_file + "}\n");
+  s.start(token);
+  auto r = http_call(s.port, "GET", "/v1/status");
+  CHECK(r.status == 401);
+  CHECK(r.body == R"x({"detail":"send Authorization: Bearer <token> (api.token_file)","error":"unauthorized"})x");
+  r = http_call(s.port, "GET", "/v1/status", "", {{"Authorization", "Bearer wrong"}});
+  CHECK(r.status == 401);
+  r = http_call(s.port, "POST", "/v1/check", "", {});
+  CHECK(r.status == 401);
+  CHECK(http_call(s.port, "GET", "/v1/status", "", {{"Authorization", "Bearer " + token}}).status == 200);
+  CHECK(http_call(s.port, "GET", "/metrics").status == 200);  // scrapers need no token
+  CHECK(http_call(s.port, "GET", "/healthz").status == 200);
+
+  auto login = http_call(s.port, "GET", "/");
+  CHECK(login.status == 401);
+  CHECK(login.content_type == "text/html; charset=utf-8");
+  CHECK(login.body.find("API token needed") != std::string::npos);
+  CHECK(login.body.find(s.ref) == std::string::npos);  // nothing of the state leaks
+  auto dash = http_call(s.port, "GET", "/", "", {{"Authorization", "Bearer " + token}});
+  CHECK(dash.status == 200);
+  CHECK(dash.body.find(s.ref) != std::string::npos);
+  // The inbound hook authenticates on its own (here: no secret), not with the API token.
+  CHECK(http_call(s.port, "POST", "/hooks/local", R"({"events":[]})").status == 202);
+
+  // basewatch status: the token from the environment or a file.
+  auto url = "http://127.0.0.1:" + std::to_string(s.port);
+  auto denied = run({basewatch_binary(), "status", "--url", url});
+  CHECK(denied.status == 1);
+  CHECK(denied.errors.find("unauthorized") != std::string::npos);
+  auto via_env = run({basewatch_binary(), "status", "--url", url, "--json"}, {{"BASEWATCH_API_TOKEN", token}});
+  REQUIRE(via_env.status == 0);
+  auto j = json::parse(via_env.output, nullptr, false);
+  REQUIRE(j.is_object());
+  CHECK(j["counts"]["dead"] == 1);
+  CHECK(j["images"][0]["ref"] == s.ref);
+  auto via_file = run({basewatch_binary(), "status", "--url", url, "--token-file", token_file});
+  CHECK(via_file.status == 0);
+  CHECK(via_file.output.find(s.ref) != std::string::npos);
+}
+
+TEST_CASE("basewatch status prints a readable table from the config's listen address", "[integration][api][cli]") {
+  Service s;
+  s.start();
+  auto out = run({basewatch_binary(), "status", "-c", s.config});
+  INFO(out.errors);
+  REQUIRE(out.status == 0);
+  const std::string& t = out.output;
+  CHECK(t.find("basewatch ") == 0);
+  CHECK(t.find("references 1") != std::string::npos);
+  CHECK(t.find("dead 1") != std::string::npos);
+  CHECK(t.find(s.ref) != std::string::npos);
+  CHECK(t.find(s.d2.substr(7, 12)) != std::string::npos);
+  CHECK(t.find("web") != std::string::npos);
+  auto js = run({basewatch_binary(), "status", "-c", s.config, "--json"});
+  REQUIRE(js.status == 0);
+  auto j = json::parse(js.output, nullptr, false);
+  REQUIRE(j.is_object());
+  CHECK(j["images"][0]["digest"] == s.d2);
+  auto down = run({basewatch_binary(), "status", "--url", "http://127.0.0.1:" + std::to_string(free_port())});
+  CHECK(down.status == 1);
+  CHECK(down.errors.rfind("basewatch: cannot reach basewatch at http://127.0.0.1:", 0) == 0);
+}

@@ -1,0 +1,91 @@
+// The dashboard's HTML from fixed views: what a person needs is on the page,
+// and nothing from the state can inject markup.
+#include <catch2/catch.hpp>
+
+#include "api/dashboard.h"
+
+using namespace bw;
+using json = nlohmann::json;
+
+namespace {
+
+const std::string k_d1 = "sha256:0123456789abcdef" + std::string(48, '1');
+const std::string k_d2 = "sha256:fedcba9876543210" + std::string(48, '2');
+
+api::DashboardInput input() {
+  api::DashboardInput in;
+  in.now = *parse_rfc3339("2026-11-28T12:10:00Z");
+  in.status = {{"version", "0.1.0"}, {"uptime_seconds", 3725}, {"last_poll", "2026-11-28T12:09:30Z"},
+               {"next_poll", "2026-11-28T12:14:00Z"},
+               {"counts", {{"references", 2}, {"projects", 1}, {"pending", 1}, {"failed", 0}, {"dead", 1}, {"delivered", 4}}},
+               {"registries", {{"docker.io", {{"requests", 12}, {"ratelimit_remaining", 93}, {"ratelimit_limit", 100}, {"last_error", nullptr}}}}},
+               {"errors", json::array({"web: Dockerfile:3: unknown instruction <FRUM>"})},
+               {"inbound", json::array({{{"name", "hub"}, {"path", "/hooks/hub"}, {"format", "dockerhub"}, {"received", 3},
+                                          {"accepted", 2}, {"rejected", 1}, {"last_received_at", "2026-11-28T12:05:00Z"},
+                                          {"last_outcome", "accepted"}}})}};
+  in.images = json::array({
+      {{"ref", "docker.io/library/alpine:3.20"}, {"watched_platforms", {"linux/amd64", "linux/arm64"}},
+       {"dependents", {"web", "worker"}}, {"produced", false}, {"digest", k_d1},
+       {"platforms", {{"linux/amd64", k_d2}, {"linux/arm64", k_d1}}}, {"last_checked", "2026-11-28T12:09:30Z"},
+       {"last_changed", "2026-11-28T10:10:00Z"}, {"last_error", nullptr}},
+      {{"ref", "r.io/<script>alert(1)</script>:1"}, {"watched_platforms", {"linux/amd64"}}, {"dependents", json::array()},
+       {"produced", false}, {"digest", nullptr}, {"platforms", json::object()}, {"last_checked", "2026-11-28T12:09:00Z"},
+       {"last_changed", nullptr}, {"last_error", "registry r.io: 401 \"unauthorized\" <b>"}}});
+  in.events = json::array({{{"id", 7}, {"ref", "docker.io/library/alpine:3.20"}, {"old_digest", k_d2}, {"new_digest", k_d1},
+                            {"platforms", {{"linux/amd64", {{"old", k_d2}, {"new", k_d1}}}}}, {"outcome", "fired"},
+                            {"source", "webhook"}, {"detected_at", "2026-11-28T12:00:00Z"}, {"deliveries", {"d_01ABC"}}}});
+  in.deliveries = json::array({{{"id", "d_01DEAD"}, {"trigger", "ci"}, {"project", "web"}, {"state", "dead"}, {"attempts", 10},
+                                {"next_attempt_at", nullptr}, {"last_error", "HTTP 500"}, {"refs", {"docker.io/library/alpine:3.20"}}}});
+  return in;
+}
+
+bool has(const std::string& page, const std::string& text) { return page.find(text) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("the dashboard shows bases, platforms, short digests, times, feeds, deliveries and events", "[api][dashboard]") {
+  std::string page = api::render_dashboard(input());
+  CHECK(has(page, "<!DOCTYPE html>"));
+  CHECK(has(page, "version 0.1.0"));
+  CHECK(has(page, "up 1h 2m"));
+  CHECK(has(page, ">30s ago</time>"));  // last poll
+  CHECK(has(page, ">in 4m</time>"));    // next poll
+  CHECK(has(page, "<td class=\"ref\">docker.io/library/alpine:3.20</td>"));
+  CHECK(has(page, "linux/arm64 <code title=\"" + k_d1 + "\">0123456789ab</code>"));
+  CHECK(has(page, "linux/amd64 <code title=\"" + k_d2 + "\">fedcba987654</code>"));
+  CHECK(has(page, ">2h 0m ago</time>"));  // last change
+  CHECK(has(page, "web, worker"));
+  CHECK(has(page, "<form class=\"retry\" method=\"post\" action=\"/v1/deliveries/d_01DEAD/retry\">"));
+  CHECK(has(page, "<span class=\"badge bad\">dead</span>"));
+  CHECK(has(page, "<span class=\"badge ok\">fired</span>"));
+  CHECK(has(page, "<td>webhook</td>"));
+  CHECK(has(page, "93 / 100"));
+  CHECK(has(page, "web: Dockerfile:3: unknown instruction &lt;FRUM&gt;"));
+  CHECK(has(page, "<code>/hooks/hub</code>"));
+  // Nothing loaded from elsewhere.
+  CHECK_FALSE(has(page, "http://"));
+  CHECK_FALSE(has(page, "https://"));
+}
+
+TEST_CASE("every value from the state is escaped", "[api][dashboard]") {
+  std::string page = api::render_dashboard(input());
+  CHECK_FALSE(has(page, "<script>alert"));
+  CHECK(has(page, "r.io/&lt;script&gt;alert(1)&lt;/script&gt;:1"));
+  CHECK(has(page, "registry r.io: 401 &quot;unauthorized&quot; &lt;b&gt;"));
+  CHECK(api::html_escape("a&b<c>\"d'") == "a&amp;b&lt;c&gt;&quot;d&#39;");
+}
+
+TEST_CASE("empty state reads as such, and the login page asks for the token", "[api][dashboard]") {
+  api::DashboardInput in;
+  in.now = *parse_rfc3339("2026-11-28T12:10:00Z");
+  in.status = {{"version", "0.1.0"}, {"last_poll", nullptr}};
+  std::string page = api::render_dashboard(in);
+  CHECK(has(page, "Nothing is watched yet."));
+  CHECK(has(page, "None: every rebuild request was delivered."));
+  CHECK(has(page, "No base has changed yet."));
+  CHECK(has(page, "last poll <span class=\"muted\">never</span>"));
+  std::string login = api::render_login_page();
+  CHECK(has(login, "API token needed"));
+  CHECK(has(login, "sessionStorage"));
+  CHECK(has(login, "'Authorization': 'Bearer ' + t"));
+}
