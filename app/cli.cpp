@@ -323,7 +323,9 @@ int cmd_status(const std::string& url_given, const std::string& token_file, cons
     if (!res) return make_error(res.error().kind, "cannot reach basewatch at " + url + ": " + res.error().message);
     auto body = json::parse(res->body, nullptr, false);
     if (res->status != 200) {
-      std::string msg = body.is_object() && body.contains("error") ? body["error"].dump() : "HTTP " + std::to_string(res->status);
+      std::string msg = "HTTP " + std::to_string(res->status);
+      if (body.is_object() && body.value("error", json()).is_string()) msg += " " + body["error"].get<std::string>();
+      if (body.is_object() && body.value("detail", json()).is_string()) msg += " (" + body["detail"].get<std::string>() + ")";
       return make_error(ErrorKind::bad_answer, url + path + ": " + msg);
     }
     if (body.is_discarded()) return make_error(ErrorKind::bad_answer, url + path + ": answer is not JSON");
@@ -335,34 +337,117 @@ int cmd_status(const std::string& url_given, const std::string& token_file, cons
     return k_exit_failure;
   }
   auto images = get("/v1/images");
+  auto attention = get("/v1/deliveries?state=dead");
   if (as_json) {
     json j = *status;
     if (images) j["images"] = *images;
     std::cout << j.dump(2) << "\n";
-    return k_exit_ok;
+    return images ? k_exit_ok : k_exit_failure;
   }
+
+  // Text: a header, the counts, one table row per watched platform, the
+  // registries, and what needs a person (errors, dead deliveries).
+  auto text = [](const json& obj, const char* key, const std::string& fallback = "-") {
+    auto it = obj.find(key);
+    return it != obj.end() && it->is_string() && !it->get<std::string>().empty() ? it->get<std::string>() : fallback;
+  };
+  auto number = [](const json& obj, const char* key) -> int64_t {
+    auto it = obj.find(key);
+    return it != obj.end() && it->is_number() ? it->get<int64_t>() : 0;
+  };
+  auto span = [](int64_t s) {
+    if (s < 60) return std::to_string(s) + "s";
+    if (s < 3600) return std::to_string(s / 60) + "m";
+    if (s < 86400) return std::to_string(s / 3600) + "h" + std::to_string(s % 3600 / 60) + "m";
+    return std::to_string(s / 86400) + "d" + std::to_string(s % 86400 / 3600) + "h";
+  };
+  TimePoint now = std::chrono::system_clock::now();
+  auto ago = [&](const json& obj, const char* key, const std::string& never) {
+    auto it = obj.find(key);
+    if (it == obj.end() || !it->is_string()) return never;
+    auto t = parse_rfc3339(it->get<std::string>());
+    if (!t) return it->get<std::string>();
+    auto secs = std::chrono::duration_cast<std::chrono::seconds>(now - *t).count();
+    return secs >= 0 ? span(secs) + " ago" : "in " + span(-secs);
+  };
+  auto short_digest = [](const std::string& d) {
+    auto colon = d.find(':');
+    return d.empty() || d == "-" ? std::string("-") : d.substr(colon == std::string::npos ? 0 : colon + 1, 12);
+  };
+  auto print_table = [](const std::vector<std::vector<std::string>>& rows) {
+    std::vector<size_t> width;
+    for (const auto& r : rows) {
+      for (size_t i = 0; i < r.size(); ++i) {
+        if (width.size() <= i) width.push_back(0);
+        width[i] = std::max(width[i], r[i].size());
+      }
+    }
+    for (const auto& r : rows) {
+      std::string line;
+      for (size_t i = 0; i < r.size(); ++i) {
+        line += r[i];
+        if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
+      }
+      std::cout << line << "\n";
+    }
+  };
+
   const json& s = *status;
-  std::cout << "basewatch " << s.value("version", "?") << ", up " << s.value("uptime_seconds", 0) << "s\n";
-  std::cout << "last poll: " << (s["last_poll"].is_null() ? "never" : s["last_poll"].get<std::string>())
-            << ", next poll: " << s.value("next_poll", "?") << "\n";
-  const json& c = s["counts"];
-  std::cout << "references: " << c.value("references", 0) << ", projects: " << c.value("projects", 0)
-            << ", deliveries pending: " << c.value("pending", 0) << ", failed: " << c.value("failed", 0)
-            << ", dead: " << c.value("dead", 0) << ", delivered: " << c.value("delivered", 0) << "\n";
-  for (const auto& e : s.value("errors", json::array())) std::cout << "error: " << e.get<std::string>() << "\n";
+  const json c = s.value("counts", json::object());
+  std::cout << "basewatch " << text(s, "version", "?") << " at " << url << ", up " << span(number(s, "uptime_seconds")) << "\n";
+  std::cout << "last poll " << ago(s, "last_poll", "never") << ", next poll " << ago(s, "next_poll", "-") << "\n";
+  std::cout << "references " << number(c, "references") << "  projects " << number(c, "projects") << "  pending "
+            << number(c, "pending") << "  failed " << number(c, "failed") << "  dead " << number(c, "dead") << "  delivered "
+            << number(c, "delivered") << "\n";
+
   if (images) {
     std::cout << "\n";
+    std::vector<std::vector<std::string>> rows{{"REFERENCE", "PLATFORM", "DIGEST", "CHECKED", "CHANGED", "FEEDS", "STATE"}};
+    std::vector<std::string> problems;
     for (const auto& i : *images) {
-      std::string digest = i["digest"].is_null() ? "-" : i["digest"].get<std::string>().substr(0, 19);
-      std::cout << i["ref"].get<std::string>() << "\n  digest " << digest << "  checked "
-                << (i["last_checked"].is_null() ? "never" : i["last_checked"].get<std::string>()) << "  changed "
-                << (i["last_changed"].is_null() ? "never" : i["last_changed"].get<std::string>()) << "\n";
-      for (auto& [p, d] : i["platforms"].items()) std::cout << "  " << p << " " << d.get<std::string>().substr(0, 19) << "\n";
-      if (!i["dependents"].empty()) std::cout << "  used by: " << join(i["dependents"].get<std::vector<std::string>>(), ", ") << "\n";
-      if (!i["last_error"].is_null()) std::cout << "  error: " << i["last_error"].get<std::string>() << "\n";
+      std::string ref = text(i, "ref");
+      std::string feeds;
+      for (const auto& d : i.value("dependents", json::array())) feeds += (feeds.empty() ? "" : ",") + d.get<std::string>();
+      if (feeds.empty()) feeds = "-";
+      std::string state = i.value("last_error", json()).is_string() ? "error" : i.value("last_checked", json()).is_null() ? "waiting" : "ok";
+      if (state == "error") problems.push_back(ref + ": " + i["last_error"].get<std::string>());
+      std::vector<std::string> platforms;
+      for (const auto& p : i.value("watched_platforms", json::array())) platforms.push_back(p.get<std::string>());
+      if (platforms.empty()) platforms.push_back("-");
+      const json digests = i.value("platforms", json::object());
+      bool first = true;
+      for (const auto& p : platforms) {
+        std::string digest = short_digest(text(digests, p.c_str()));
+        if (first) rows.push_back({ref, p, digest, ago(i, "last_checked", "never"), ago(i, "last_changed", "never"), feeds, state});
+        else rows.push_back({"", p, digest, "", "", "", ""});
+        first = false;
+      }
+    }
+    if (rows.size() == 1) std::cout << "nothing is watched\n";
+    else print_table(rows);
+    for (const auto& p : problems) std::cout << "error: " << p << "\n";
+  }
+
+  const json regs = s.value("registries", json::object());
+  if (!regs.empty()) {
+    std::cout << "\n";
+    std::vector<std::vector<std::string>> rows{{"REGISTRY", "REQUESTS", "RATE LIMIT LEFT", "LAST ERROR"}};
+    for (const auto& [host, r] : regs.items()) {
+      std::string left = r.value("ratelimit_remaining", json()).is_number() ? std::to_string(number(r, "ratelimit_remaining")) : "-";
+      if (r.value("ratelimit_limit", json()).is_number()) left += "/" + std::to_string(number(r, "ratelimit_limit"));
+      rows.push_back({host, std::to_string(number(r, "requests")), left, text(r, "last_error")});
+    }
+    print_table(rows);
+  }
+  for (const auto& e : s.value("errors", json::array())) std::cout << "error: " << e.get<std::string>() << "\n";
+  if (attention && !attention->empty()) {
+    std::cout << "\ndead deliveries (basewatch redeliver -c FILE ID):\n";
+    for (const auto& d : *attention) {
+      std::cout << "  " << text(d, "id") << "  " << text(d, "trigger") << " -> " << text(d, "project") << "  after "
+                << number(d, "attempts") << " attempt(s): " << text(d, "last_error") << "\n";
     }
   }
-  return k_exit_ok;
+  return images ? k_exit_ok : k_exit_failure;
 }
 
 // ---- deliveries ----
