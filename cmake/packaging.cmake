@@ -110,3 +110,13 @@ set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA "${_bw_deb}/conffiles;${_bw_deb}/postinst
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 
 include(CPack)
+
+# `make man` regenerates docs/basewatch.1 from the built binary's --help.
+find_program(HELP2MAN_EXECUTABLE help2man)
+if(HELP2MAN_EXECUTABLE)
+  add_custom_target(man
+    COMMAND ${PROJECT_SOURCE_DIR}/docs/make-man.sh $<TARGET_FILE:basewatch>
+    DEPENDS basewatch
+    COMMENT "Regenerating docs/basewatch.1 with help2man"
+    VERBATIM)
+endif()
