@@ -16,7 +16,6 @@ set(BASEWATCH_SYSUSERSDIR "lib/sysusers.d" CACHE STRING "sysusers.d folder, rela
 set(BASEWATCH_TMPFILESDIR "lib/tmpfiles.d" CACHE STRING "tmpfiles.d folder, relative to the prefix")
 
 set(_bw_src ${PROJECT_SOURCE_DIR})
-install(FILES ${_bw_src}/systemd/basewatch.service DESTINATION ${BASEWATCH_SYSTEMD_UNITDIR})
 install(FILES ${_bw_src}/systemd/basewatch.sysusers DESTINATION ${BASEWATCH_SYSUSERSDIR} RENAME basewatch.conf)
 install(FILES ${_bw_src}/systemd/basewatch.tmpfiles DESTINATION ${BASEWATCH_TMPFILESDIR} RENAME basewatch.conf)
 install(FILES ${_bw_src}/docs/basewatch.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
@@ -32,6 +31,18 @@ install(CODE "
   else()
     set(_bw_etc \"\${CMAKE_INSTALL_PREFIX}/etc/basewatch\")
   endif()
+  # The unit names the installed binary and config: as shipped for /usr,
+  # rewritten for another prefix (/usr/local/bin/basewatch, ...).
+  file(READ \"${_bw_src}/systemd/basewatch.service\" _bw_unit)
+  string(REPLACE \"/usr/bin/basewatch\" \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}/basewatch\" _bw_unit \"\${_bw_unit}\")
+  string(REPLACE \"/etc/basewatch/config.yaml\" \"\${_bw_etc}/config.yaml\" _bw_unit \"\${_bw_unit}\")
+  set(_bw_unitdir \"${BASEWATCH_SYSTEMD_UNITDIR}\")
+  if(NOT IS_ABSOLUTE \"\${_bw_unitdir}\")
+    set(_bw_unitdir \"\${CMAKE_INSTALL_PREFIX}/\${_bw_unitdir}\")
+  endif()
+  file(WRITE \"${PROJECT_BINARY_DIR}/basewatch.service.install\" \"\${_bw_unit}\")
+  file(INSTALL DESTINATION \"\${_bw_unitdir}\" TYPE FILE RENAME basewatch.service
+       FILES \"${PROJECT_BINARY_DIR}/basewatch.service.install\")
   set(_bw_conf \"\$ENV{DESTDIR}\${_bw_etc}/config.yaml\")
   if(EXISTS \"\${_bw_conf}\")
     message(STATUS \"Keeping: \${_bw_conf}\")

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <fstream>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -76,4 +77,37 @@ TEST_CASE("cmake --install and cpack make a .deb with the service's files and De
   auto postinst = run({"dpkg-deb", "--info", deb, "postinst"});
   CHECK(postinst.output.find("systemd-sysusers basewatch.conf") != std::string::npos);
   CHECK(postinst.output.find("systemd-tmpfiles --create basewatch.conf") != std::string::npos);
+}
+
+TEST_CASE("cmake --install to another prefix writes a unit that names that prefix, and it verifies",
+          "[integration][systemd][package]") {
+  TempDir dir("bw-prefix");
+  std::string prefix = dir.path() + "/inst";
+  auto installed = run({"cmake", "--install", BASEWATCH_BUILD_DIR, "--prefix", prefix, "--strip"}, {}, "",
+                       std::chrono::seconds(120));
+  INFO(installed.output << installed.errors);
+  REQUIRE(installed.status == 0);
+  std::string unit = prefix + "/lib/systemd/system/basewatch.service";
+  std::ifstream in(unit);
+  std::stringstream text;
+  text << in.rdbuf();
+  CHECK(text.str().find("\nExecStart=" + prefix + "/bin/basewatch serve -c " + prefix + "/etc/basewatch/config.yaml\n") !=
+        std::string::npos);
+  CHECK(fs::exists(prefix + "/bin/basewatch"));
+  CHECK(fs::exists(prefix + "/etc/basewatch/config.yaml"));
+  // The installed unit, as systemd would load it.
+  auto verified = run({"systemd-analyze", "verify", "--man=no", unit});
+  INFO(verified.output << verified.errors);
+  CHECK(verified.status == 0);
+  CHECK(verified.errors == "");
+
+  // Installing again keeps an edited config.
+  { std::ofstream(prefix + "/etc/basewatch/config.yaml") << "# mine\n"; }
+  auto again = run({"cmake", "--install", BASEWATCH_BUILD_DIR, "--prefix", prefix}, {}, "", std::chrono::seconds(120));
+  REQUIRE(again.status == 0);
+  CHECK(again.output.find("Keeping: " + prefix + "/etc/basewatch/config.yaml") != std::string::npos);
+  std::ifstream kept(prefix + "/etc/basewatch/config.yaml");
+  std::string first;
+  std::getline(kept, first);
+  CHECK(first == "# mine");
 }
