@@ -333,7 +333,16 @@ int serve(const std::string& config_path) {
     rt_owner.reset();  // waits for builds, closes the database
     closed.done();
   });
-  if (!closed.wait_until(std::chrono::steady_clock::now() + deadline_span)) {
+  // A second SIGTERM/SIGINT (Ctrl-C twice) stops waiting at once.
+  auto deadline = std::chrono::steady_clock::now() + deadline_span;
+  bool ended = false, hurried = false;
+  do {
+    ended = closed.wait_until(std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(100)));
+    timespec zero{0, 0};
+    int again = ended ? -1 : sigtimedwait(&signals, nullptr, &zero);
+    hurried = again == SIGTERM || again == SIGINT;
+  } while (!ended && !hurried && std::chrono::steady_clock::now() < deadline);
+  if (!ended) {
     // Still inside a registry request, a delivery or a build: leave it.
     // Every committed transaction is durable (SQLite WAL) and an attempt
     // not recorded leaves its delivery pending, so exiting now is what a
@@ -342,8 +351,14 @@ int serve(const std::string& config_path) {
     std::string busy = !poll_ended      ? "a registry poll"
                        : !dispatch_ended ? "deliveries"
                                          : plural(builds_left.load(), "build", "builds");
-    spdlog::warn("stopping: {} still busy after {}s; parked: unfinished deliveries stay pending in the outbox for the next start",
-                 busy, deadline_span.count());
+    if (hurried) {
+      spdlog::warn("stopping: second signal, not waiting for {}; parked: unfinished deliveries stay pending in the outbox for "
+                   "the next start",
+                   busy);
+    } else {
+      spdlog::warn("stopping: {} still busy after {}s; parked: unfinished deliveries stay pending in the outbox for the next start",
+                   busy, deadline_span.count());
+    }
     spdlog::default_logger()->flush();
     std::_Exit(k_exit_ok);
   }

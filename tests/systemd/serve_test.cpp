@@ -289,6 +289,27 @@ TEST_CASE("SIGTERM parks a delivery still in flight at the deadline: exit 0, the
   CHECK(list[0]["id"] == f.receiver.requests()[0].headers.at("x-basewatch-delivery"));
 }
 
+TEST_CASE("a second SIGTERM/SIGINT stops waiting for deliveries in flight at once", "[integration][systemd]") {
+  InFlight f;
+  f.start(std::chrono::seconds(8), "30");
+  auto sent = std::chrono::steady_clock::now();
+  f.bw->signal(SIGTERM);
+  REQUIRE(wait_until([&] { return f.bw->log().find("SIGTERM received, stopping") != std::string::npos; },
+                     std::chrono::seconds(5)));
+  f.bw->signal(SIGINT);
+  auto code = f.bw->wait(std::chrono::seconds(6));
+  f.release = true;
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  CHECK(std::chrono::steady_clock::now() - sent < std::chrono::seconds(6));
+  CHECK(f.bw->log().find("stopping: second signal, not waiting for deliveries; parked: unfinished deliveries stay pending "
+                         "in the outbox for the next start") != std::string::npos);
+  auto list = f.deliveries();
+  REQUIRE(list.is_array());
+  REQUIRE(list.size() == 1);
+  CHECK(list[0]["state"] == "pending");
+}
+
 TEST_CASE("SIGTERM lets a delivery in flight finish within the deadline, records it, closes the database",
           "[integration][systemd]") {
   InFlight f;
