@@ -29,6 +29,87 @@ std::string default_path(const std::string& given) {
 
 namespace {
 
+constexpr int k_minutes_per_day = 24 * 60;
+constexpr int64_t k_ms_per_minute = 60'000;
+
+Error window_error(std::string_view text, const std::string& cause) {
+  return make_error(ErrorKind::invalid, "invalid quiet window \"" + std::string(text) + "\": " + cause);
+}
+
+// "mon".."sun" -> 0..6, else -1.
+int weekday(std::string_view name) {
+  static const char* const k_days[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
+  std::string l = to_lower(name);
+  for (int i = 0; i < 7; ++i) {
+    if (l == k_days[i]) return i;
+  }
+  return -1;
+}
+
+// "HH:MM" -> minutes; 24:00 only when `end`. -1 when malformed.
+int clock_minutes(std::string_view s, bool end) {
+  if (s.size() != 5 || s[2] != ':') return -1;
+  for (size_t i : {0, 1, 3, 4}) {
+    if (s[i] < '0' || s[i] > '9') return -1;
+  }
+  int h = (s[0] - '0') * 10 + (s[1] - '0');
+  int m = (s[3] - '0') * 10 + (s[4] - '0');
+  if (m > 59 || h > 24 || (h == 24 && (m != 0 || !end))) return -1;
+  return h * 60 + m;
+}
+
+}  // namespace
+
+Result<QuietWindow> parse_quiet_window(std::string_view text) {
+  auto parts = split(trim(text), ' ');
+  std::vector<std::string> words;
+  for (auto& p : parts) {
+    if (!p.empty()) words.push_back(p);
+  }
+  if (words.size() != 2) return window_error(text, "expected \"<days> HH:MM-HH:MM\", e.g. \"sat 02:00-06:00\"");
+  QuietWindow w;
+  w.text = std::string(trim(text));
+  if (words[0] == "daily" || words[0] == "*") {
+    w.days = 0x7f;
+  } else {
+    for (const auto& item : split(words[0], ',')) {
+      auto dash = item.find('-');
+      int from = weekday(item.substr(0, dash));
+      int to = dash == std::string::npos ? from : weekday(item.substr(dash + 1));
+      if (from < 0 || to < 0) return window_error(text, "unknown day \"" + item + "\" (use mon..sun, a range such as mon-fri, or daily)");
+      for (int d = from;; d = (d + 1) % 7) {
+        w.days |= 1u << d;
+        if (d == to) break;
+      }
+    }
+  }
+  auto dash = words[1].find('-');
+  w.start = dash == std::string::npos ? -1 : clock_minutes(std::string_view(words[1]).substr(0, dash), false);
+  w.end = dash == std::string::npos ? -1 : clock_minutes(std::string_view(words[1]).substr(dash + 1), true);
+  if (w.start < 0 || w.end < 0) return window_error(text, "expected a time range HH:MM-HH:MM (UTC), got \"" + words[1] + "\"");
+  if (w.start == w.end) return window_error(text, "the window is empty");
+  return w;
+}
+
+TimePoint QuietWindow::next_open(TimePoint t) const {
+  int64_t ms = to_unix_ms(t);
+  int64_t day_ms = k_minutes_per_day * k_ms_per_minute;
+  int64_t day = ms >= 0 ? ms / day_ms : (ms - day_ms + 1) / day_ms;
+  std::optional<int64_t> best;
+  // A window that started yesterday may still be open; one starts within a week.
+  for (int64_t d = day - 1; d <= day + 7; ++d) {
+    int wd = static_cast<int>(((d + 3) % 7 + 7) % 7);  // 1970-01-01 was a Thursday
+    if (!(days & (1u << wd))) continue;
+    int64_t open = d * day_ms + start * k_ms_per_minute;
+    int64_t close = d * day_ms + (end > start ? end : end + k_minutes_per_day) * k_ms_per_minute;
+    if (open <= ms && ms < close) return t;
+    if (open > ms && (!best || open < *best)) best = open;
+  }
+  return best ? from_unix_ms(*best) : t;
+}
+
+namespace {
+
 // Walks the YAML tree, converting values and recording the first error with
 // its place. Conversion never throws out of here.
 class Reader {
@@ -398,7 +479,21 @@ Result<Config> parse(const std::string& text, const std::string& file) {
         read_platforms(r, n, where, p.platforms);
         r.string(n, "image", where, p.image);
         r.string_list(n, "triggers", where, p.triggers);
-        r.opt_duration(n, "quiet", where, p.quiet);
+        if (auto q = n["quiet"]) {
+          // A duration ("1d"), or a weekly window ("sat 02:00-06:00").
+          std::string value;
+          if (r.scalar(q, where + ".quiet", value)) {
+            if (auto d = parse_duration(value)) {
+              p.quiet = *d;
+            } else if (auto w = parse_quiet_window(value)) {
+              p.quiet_window = *w;
+            } else {
+              bool looks_like_window = value.find(':') != std::string::npos;
+              r.fail(q, where + ".quiet: " + (looks_like_window ? w.error().message : d.error().message) +
+                            " (a duration such as 1d, or a weekly window such as \"sat 02:00-06:00\")");
+            }
+          }
+        }
         check_trigger_names(n, where, p.triggers);
         if (p.dockerfile.empty() == p.dockerfiles.empty()) {
           r.fail(n, where + ": exactly one of dockerfile or dockerfiles is required");

@@ -41,6 +41,22 @@ struct WatchConfig {
   Mark mark;
 };
 
+// A weekly quiet window, in UTC: deliveries of the project wait for the
+// next window and collect every change until then. Syntax:
+//   "<days> HH:MM-HH:MM"   days: daily | * | mon,wed | mon-fri | fri-mon
+// e.g. "sat 02:00-06:00", "mon-fri 22:00-06:00" (past midnight: it starts on
+// the named days), "sat,sun 00:00-24:00".
+struct QuietWindow {
+  unsigned days = 0;  // bit 0 = Monday ... bit 6 = Sunday: the days a window starts on
+  int start = 0;      // minutes after midnight UTC
+  int end = 0;        // minutes after midnight UTC (1..1440); <= start: ends the next day
+  std::string text;
+  // `t` itself when it is inside a window, else the start of the next one.
+  TimePoint next_open(TimePoint t) const;
+};
+// Errors (ErrorKind::invalid) read `invalid quiet window "X": <cause>`.
+Result<QuietWindow> parse_quiet_window(std::string_view text);
+
 struct ProjectConfig {
   std::string name;
   std::string dockerfile;   // one file, or
@@ -51,7 +67,8 @@ struct ProjectConfig {
   std::vector<std::string> platforms;  // empty: defaults.platforms
   std::string image;
   std::vector<std::string> triggers;
-  std::optional<Millis> quiet;  // per-project debounce window
+  std::optional<Millis> quiet;  // per-project debounce window (a duration), or
+  std::optional<QuietWindow> quiet_window;  // a weekly window
   Mark mark;
 };
 

@@ -323,6 +323,16 @@ CheckReport Watcher::apply(const WatchItem& item, const Result<registry::Resolve
                                             : "unwatched";
   rep.outcome = "changed";
 
+  // A project's weekly quiet window lives in the config (the model keeps
+  // durations only); globbed projects are named "<name>/<folder>".
+  auto window_of = [&](const Project* p) -> const config::QuietWindow* {
+    if (!p) return nullptr;
+    for (const auto& pc : m_cfg.projects) {
+      if (pc.quiet_window && (pc.name == p->name || p->name.rfind(pc.name + "/", 0) == 0)) return &*pc.quiet_window;
+    }
+    return nullptr;
+  };
+
   auto write = [&]() -> Status {
     BW_TRY(auto a, commit_state());
     (void)a;
@@ -354,6 +364,7 @@ CheckReport Watcher::apply(const WatchItem& item, const Result<registry::Resolve
       d.project = project;
       d.created_at = now_ms;
       d.next_attempt_at = now_ms + delay.count();
+      if (const auto* window = window_of(t.project)) d.next_attempt_at = to_unix_ms(window->next_open(from_unix_ms(d.next_attempt_at)));
       d.payload = make_payload(d.id, now, t.project, json::array({change}).dump(), plan);
       BW_TRY(auto c, m_store.add_delivery(d));
       (void)c;

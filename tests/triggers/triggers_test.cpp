@@ -518,3 +518,49 @@ TEST_CASE("config: builds keys, trigger URLs and limits", "[unit][triggers][conf
               ", token_file: " + token + "}\n") ==
         "/etc/bw/config.yaml:2:51: triggers.gh.event_type: must be 100 characters or fewer (GitHub's limit)");
 }
+
+TEST_CASE("quiet windows: syntax, errors to the letter, and the next opening", "[unit][triggers][config][quiet]") {
+  auto w = config::parse_quiet_window("sat 02:00-06:00");
+  REQUIRE(w.ok());
+  CHECK(w->days == (1u << 5));
+  CHECK(w->start == 120);
+  CHECK(w->end == 360);
+  CHECK(config::parse_quiet_window("mon-fri 22:00-06:00")->days == 0x1f);
+  CHECK(config::parse_quiet_window("fri-mon 00:00-24:00")->days == ((1u << 4) | (1u << 5) | (1u << 6) | 1u));
+  CHECK(config::parse_quiet_window("Sat,SUN 00:00-24:00")->days == ((1u << 5) | (1u << 6)));
+  CHECK(config::parse_quiet_window("daily 03:00-04:00")->days == 0x7f);
+  CHECK(config::parse_quiet_window("* 03:00-04:00")->days == 0x7f);
+
+  auto err = [](const std::string& text) { return config::parse_quiet_window(text).error().message; };
+  CHECK(err("saturday") == R"(invalid quiet window "saturday": expected "<days> HH:MM-HH:MM", e.g. "sat 02:00-06:00")");
+  CHECK(err("caturday 02:00-06:00") ==
+        R"(invalid quiet window "caturday 02:00-06:00": unknown day "caturday" (use mon..sun, a range such as mon-fri, or daily))");
+  CHECK(err("sat 2:00-6:00") == R"(invalid quiet window "sat 2:00-6:00": expected a time range HH:MM-HH:MM (UTC), got "2:00-6:00")");
+  CHECK(err("sat 24:00-06:00") == R"(invalid quiet window "sat 24:00-06:00": expected a time range HH:MM-HH:MM (UTC), got "24:00-06:00")");
+  CHECK(err("sat 06:00-06:00") == R"(invalid quiet window "sat 06:00-06:00": the window is empty)");
+
+  // 2026-11-28 is a Saturday.
+  auto at = [](const std::string& stamp) { return parse_rfc3339(stamp).value(); };
+  auto sat = *config::parse_quiet_window("sat 02:00-06:00");
+  CHECK(sat.next_open(at("2026-11-28T01:59:00Z")) == at("2026-11-28T02:00:00Z"));
+  CHECK(sat.next_open(at("2026-11-28T03:00:00Z")) == at("2026-11-28T03:00:00Z"));  // inside: now
+  CHECK(sat.next_open(at("2026-11-28T06:00:00Z")) == at("2026-12-05T02:00:00Z"));  // just closed: next week
+  CHECK(sat.next_open(at("2026-11-25T12:00:00Z")) == at("2026-11-28T02:00:00Z"));  // from a Wednesday
+  auto nights = *config::parse_quiet_window("mon-fri 22:00-06:00");
+  CHECK(nights.next_open(at("2026-11-28T05:00:00Z")) == at("2026-11-28T05:00:00Z"));  // Friday's night, still open
+  CHECK(nights.next_open(at("2026-11-28T07:00:00Z")) == at("2026-11-30T22:00:00Z"));  // the weekend: Monday night
+
+  // In the config: a duration or a window; anything else names both forms.
+  auto c = config::parse("projects: [{name: a, dockerfile: /D, quiet: \"sat 02:00-06:00\"}, {name: b, dockerfile: /E, quiet: 1d}]\n",
+                         "/etc/bw/config.yaml");
+  REQUIRE(c.ok());
+  REQUIRE(c->projects[0].quiet_window);
+  CHECK(c->projects[0].quiet_window->text == "sat 02:00-06:00");
+  CHECK_FALSE(c->projects[0].quiet);
+  CHECK(c->projects[1].quiet == Millis(86'400'000));
+  CHECK_FALSE(c->projects[1].quiet_window);
+  auto bad = config::parse("projects: [{name: a, dockerfile: /D, quiet: \"sat 02:00\"}]\n", "/etc/bw/config.yaml");
+  CHECK(bad.error().message ==
+        "/etc/bw/config.yaml:1:45: projects[0].quiet: invalid quiet window \"sat 02:00\": expected a time range HH:MM-HH:MM (UTC), "
+        "got \"02:00\" (a duration such as 1d, or a weekly window such as \"sat 02:00-06:00\")");
+}

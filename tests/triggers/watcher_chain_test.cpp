@@ -175,3 +175,35 @@ TEST_CASE("already-built reads an index: every image of the project's platforms 
   CHECK(c.report(s, k_upstream).already_built == std::vector<std::string>{"base"});
   CHECK(c.report(s, k_upstream).deliveries.empty());
 }
+
+TEST_CASE("a quiet window holds a project's delivery until it opens, collecting changes", "[unit][watcher][quiet]") {
+  Chain c;
+  // base rebuilds only on Saturdays 02:00-06:00 UTC; the fake clock starts on a weekday.
+  config::ProjectConfig pc;
+  pc.name = "base";
+  pc.quiet_window = config::parse_quiet_window("sat 02:00-06:00").value();
+  c.cfg.projects = {pc};
+  c.w->reload(c.cfg, c.w->model());
+  c.clock.set(parse_rfc3339("2026-11-25T12:00:00Z").value());  // a Wednesday
+  std::string u1 = c.reg.put_manifest("library/alpine", "3.20", "alpine 1");
+  c.push_built("internal/base", "latest", "base 1", u1);
+  c.poll();
+
+  c.reg.put_manifest("library/alpine", "3.20", "alpine 2");
+  c.poll();
+  auto ds = c.deliveries();
+  REQUIRE(ds.size() == 1);
+  CHECK(ds[0].next_attempt_at == to_unix_ms(parse_rfc3339("2026-11-28T02:00:00Z").value()));
+  // A day later alpine moves again: it joins the waiting delivery.
+  c.clock.advance(Millis(86'400'000));
+  std::string u3 = c.reg.put_manifest("library/alpine", "3.20", "alpine 3");
+  c.poll();
+  ds = c.deliveries();
+  REQUIRE(ds.size() == 1);
+  auto body = json::parse(ds[0].payload);
+  REQUIRE(body["changes"].size() == 1);  // one ref: first old, latest new
+  CHECK(body["changes"][0]["old_digest"] == u1);
+  CHECK(body["changes"][0]["new_digest"] == u3);
+  CHECK(c.store->due_deliveries(to_unix_ms(c.clock.now()), 10)->empty());
+  CHECK(c.store->due_deliveries(to_unix_ms(parse_rfc3339("2026-11-28T02:00:00Z").value()), 10)->size() == 1);
+}
