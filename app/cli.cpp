@@ -70,6 +70,55 @@ std::vector<std::string> find_dockerfiles(const std::vector<std::string>& paths,
   return out;
 }
 
+// A JSON string: plain ASCII as is, anything else through nlohmann (invalid
+// UTF-8 in a path or a Dockerfile becomes U+FFFD instead of an exception).
+void append_json_string(std::string& out, std::string_view s) {
+  bool plain = std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
+  if (plain) {
+    out += '"';
+    out += s;
+    out += '"';
+  } else {
+    out += json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+}
+
+void append_json_string_or_null(std::string& out, const std::optional<std::string>& s) {
+  if (s) append_json_string(out, *s);
+  else out += "null";
+}
+
+// One entry of `scan --json`'s "files", written straight to text in the
+// layout json::dump(2) gives (keys sorted): thousands of files stay cheap.
+void append_scan_json(std::string& out, const std::string& path, const dockerfile::ScanResult& res) {
+  out += "    {\n      \"error\": ";
+  append_json_string_or_null(out, res.error);
+  out += ",\n      \"images\": ";
+  if (res.images.empty()) out += "[]";
+  for (size_t i = 0; i < res.images.size(); ++i) {
+    const auto& img = res.images[i];
+    out += i == 0 ? "[\n        {\n          \"kind\": " : ",\n        {\n          \"kind\": ";
+    append_json_string(out, img.kind);
+    out += ",\n          \"line\": " + std::to_string(img.line) + ",\n          \"pinned\": ";
+    append_json_string_or_null(out, img.pinned);
+    out += ",\n          \"platform\": ";
+    append_json_string_or_null(out, img.platform);
+    out += ",\n          \"ref\": ";
+    append_json_string(out, img.ref.tag_ref());  // the digest is in "pinned"
+    out += ",\n          \"stage\": ";
+    append_json_string(out, img.stage);
+    out += ",\n          \"via\": ";
+    append_json_string(out, img.via);
+    out += ",\n          \"written\": ";
+    append_json_string(out, img.written);
+    out += "\n        }";
+  }
+  if (!res.images.empty()) out += "\n      ]";
+  out += ",\n      \"path\": ";
+  append_json_string(out, path);
+  out += "\n    }";
+}
+
 int cmd_scan(const std::vector<std::string>& paths, const std::vector<std::string>& build_args, const std::string& target,
              const std::string& platform, bool as_json) {
   dockerfile::ScanOptions opts;
@@ -94,41 +143,37 @@ int cmd_scan(const std::vector<std::string>& paths, const std::vector<std::strin
   }
   std::vector<std::string> missing;
   auto files = find_dockerfiles(paths, missing);
-  bool failed = false;
-  json out = {{"files", json::array()}};
+  bool failed = !missing.empty();
+  std::vector<std::pair<std::string, dockerfile::ScanResult>> results;
+  results.reserve(missing.size() + files.size());
   for (const auto& m : missing) {
-    out["files"].push_back({{"path", m}, {"error", m + ": no such file or folder"}, {"images", json::array()}});
-    failed = true;
+    dockerfile::ScanResult res;
+    res.error = m + ": no such file or folder";
+    results.emplace_back(m, std::move(res));
   }
   for (const auto& f : files) {
     auto res = dockerfile::scan_file(f, opts);
-    json file = {{"path", f}, {"error", res.error ? json(*res.error) : json(nullptr)}, {"images", json::array()}};
     if (res.error) failed = true;
-    for (const auto& img : res.images) {
-      file["images"].push_back({{"ref", img.ref.str()},
-                                {"written", img.written},
-                                {"line", img.line},
-                                {"stage", img.stage},
-                                {"kind", img.kind},
-                                {"via", img.via},
-                                {"platform", img.platform ? json(*img.platform) : json(nullptr)},
-                                {"pinned", img.pinned ? json(*img.pinned) : json(nullptr)}});
-    }
-    out["files"].push_back(file);
+    results.emplace_back(f, std::move(res));
   }
   if (as_json) {
-    std::cout << out.dump(2) << "\n";
+    std::string out = results.empty() ? "{\n  \"files\": []" : "{\n  \"files\": [\n";
+    for (size_t i = 0; i < results.size(); ++i) {
+      if (i > 0) out += ",\n";
+      append_scan_json(out, results[i].first, results[i].second);
+    }
+    out += results.empty() ? "\n}\n" : "\n  ]\n}\n";
+    std::cout << out;
   } else {
-    for (const auto& f : out["files"]) {
-      if (!f["error"].is_null()) {
-        std::cout << "error: " << f["error"].get<std::string>() << "\n";
+    for (const auto& [path, res] : results) {
+      if (res.error) {
+        std::cout << "error: " << *res.error << "\n";
         continue;
       }
-      std::cout << f["path"].get<std::string>() << "\n";
-      for (const auto& i : f["images"]) {
-        std::cout << "  " << i["line"].get<int>() << "\t" << i["kind"].get<std::string>() << "\t" << i["via"].get<std::string>()
-                  << "\t" << i["ref"].get<std::string>() << "\t(stage " << i["stage"].get<std::string>() << ")"
-                  << (i["pinned"].is_null() ? "" : " pinned") << "\n";
+      std::cout << path << "\n";
+      for (const auto& i : res.images) {
+        std::cout << "  " << i.line << "\t" << i.kind << "\t" << i.via << "\t" << i.ref.tag_ref() << "\t(stage " << i.stage << ")"
+                  << (i.pinned ? " pinned" : "") << "\n";
       }
     }
   }
