@@ -417,3 +417,36 @@ TEST_CASE("a proxy stripping Docker-Content-Digest: GET and hash the exact body"
   CHECK(multi->platforms.at("linux/arm64") == arm);
   CHECK(multi->requests == 2);  // the GET's body is the index: no second GET
 }
+
+TEST_CASE("basewatch check: one HEAD per repo:tag per cycle however many projects use it; GET only when the index moved",
+          "[integration][registry][economy]") {
+  LocalRegistry reg;
+  std::string amd = reg.push_platform_manifest("team/base", "amd64 e1", "linux/amd64");
+  std::string arm = reg.push_platform_manifest("team/base", "arm64 e1", "linux/arm64");
+  reg.push_index("team/base", "1", {{"linux/amd64", amd}, {"linux/arm64", arm}}, "att-e1");
+  Proxy proxy(reg.url());
+  TempDir dir("bw-economy");
+  std::string base = proxy.host() + "/team/base:1";
+  dir.write("a/Dockerfile", "FROM " + base + "\n");
+  dir.write("b/Dockerfile", "FROM " + base + " AS build\nFROM " + base + "\nCOPY --from=" + base + " /x /x\n");
+  std::string config = dir.write("config.yaml",
+      "database: " + dir.path() + "/basewatch.db\n"
+      "listen: 127.0.0.1:" + std::to_string(free_port()) + "\n"
+      "registries:\n  " + proxy.host() + ": {insecure: true}\n"
+      "watch:\n  - ref: " + base + "\n    platforms: [linux/arm64]\n"
+      "projects:\n  - name: a\n    dockerfile: a/Dockerfile\n  - name: b\n    dockerfile: b/Dockerfile\n");
+  auto check = [&] {
+    auto r = run({basewatch_binary(), "check", "-c", config}, {}, "", std::chrono::seconds(30));
+    INFO(r.output << r.errors);
+    CHECK(r.status == 0);
+  };
+  check();  // baseline: HEAD, then one GET of the new index
+  CHECK(proxy.methods() == std::vector<std::string>{"HEAD", "GET"});
+  check();  // unchanged: HEAD only
+  check();
+  CHECK(proxy.methods() == std::vector<std::string>{"HEAD", "GET", "HEAD", "HEAD"});
+  std::string arm2 = reg.push_platform_manifest("team/base", "arm64 e2", "linux/arm64");
+  reg.push_index("team/base", "1", {{"linux/amd64", amd}, {"linux/arm64", arm2}}, "att-e2");
+  check();  // moved: HEAD and one GET
+  CHECK(proxy.methods() == std::vector<std::string>{"HEAD", "GET", "HEAD", "HEAD", "HEAD", "GET"});
+}
