@@ -1,6 +1,11 @@
 #include "dockerfile/dockerfile.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <deque>
 #include <limits>
@@ -114,9 +119,15 @@ struct FlagSpec {
   enum Type { boolean, string, strings } type;
 };
 
+const std::vector<FlagSpec> k_from_flags = {{"platform", FlagSpec::string}};
+const std::vector<FlagSpec> k_copy_flags = {{"from", FlagSpec::string}};
+const std::vector<FlagSpec> k_run_flags = {{"mount", FlagSpec::strings}};
+const std::vector<FlagSpec> k_no_flags;
+
 Result<std::map<std::string, std::vector<std::string>>> parse_flags(const std::vector<std::string>& flags,
                                                                     const std::vector<FlagSpec>& spec, bool strict) {
   std::map<std::string, std::vector<std::string>> values;
+  if (flags.empty()) return values;
   std::set<std::string> used;
   for (const auto& flag : flags) {
     if (flag.rfind("--", 0) != 0) return make_error(ErrorKind::invalid, "Arg should start with -- : " + flag);
@@ -330,14 +341,14 @@ class Scanner {
                                   "not be determined");
       }
       if (ins.command == "copy" && !ins.flags.empty()) {
-        auto flags = parse_flags(ins.flags, {{"from", FlagSpec::string}}, false);
+        auto flags = parse_flags(ins.flags, k_copy_flags, false);
         if (!flags) return fail(ins.line, flags.error().message);
         if (auto it = flags->find("from"); it != flags->end() && !it->second.front().empty()) {
           uses.push_back(Use{"copy", it->second.front(), ins.line, -1, std::nullopt});
         }
       }
     } else if (ins.command == "run" && !ins.flags.empty()) {
-      auto flags = parse_flags(ins.flags, {{"mount", FlagSpec::strings}}, false);
+      auto flags = parse_flags(ins.flags, k_run_flags, false);
       if (!flags) return fail(ins.line, flags.error().message);
       for (const auto& value : (*flags)["mount"]) {
         auto mount = parse_mount(value);
@@ -375,7 +386,7 @@ class Scanner {
     } else if (args.size() != 1) {
       return fail(ins.line, "FROM requires either one or three arguments");
     }
-    auto flags = parse_flags(ins.flags, {{"platform", FlagSpec::string}}, true);
+    auto flags = parse_flags(ins.flags, k_from_flags, true);
     if (!flags) return fail(ins.line, flags.error().message);
     if (name == "scratch" || name == "context") {
       return fail(ins.line, "'" + name + "' is reserved and should not be used as a stage name");
@@ -417,7 +428,7 @@ class Scanner {
   // builds that use this image, so problems inside the trigger are theirs.
   Result<std::vector<Use>> read_onbuild(const Instruction& ins) {
     if (ins.trigger.empty()) return fail(ins.line, "ONBUILD requires at least one argument");
-    auto flags = parse_flags(ins.flags, {}, true);
+    auto flags = parse_flags(ins.flags, k_no_flags, true);
     if (!flags) return fail(ins.line, flags.error().message);
     const auto& trig = ins.trigger.front();
     auto upper = to_upper_ascii(trig.command);
@@ -425,14 +436,14 @@ class Scanner {
     if (upper == "MAINTAINER" || upper == "FROM") return fail(ins.line, upper + " isn't allowed as an ONBUILD trigger");
     std::vector<Use> uses;
     if (trig.command == "copy") {
-      auto f = parse_flags(trig.flags, {{"from", FlagSpec::string}}, false);
+      auto f = parse_flags(trig.flags, k_copy_flags, false);
       if (f) {
         if (auto it = f->find("from"); it != f->end() && !it->second.front().empty()) {
           uses.push_back(Use{"onbuild", it->second.front(), ins.line, -1, std::nullopt});
         }
       }
     } else if (trig.command == "run") {
-      auto f = parse_flags(trig.flags, {{"mount", FlagSpec::strings}}, false);
+      auto f = parse_flags(trig.flags, k_run_flags, false);
       if (f) {
         for (const auto& value : (*f)["mount"]) {
           auto mount = parse_mount(value);
@@ -704,6 +715,30 @@ ScanResult scan(std::string_view text, const std::string& path, const ScanOption
 }
 
 ScanResult scan_file(const std::string& path, const ScanOptions& options) {
+  // open/fstat/read rather than iostreams: a scan of thousands of files is
+  // mostly this. Anything unusual (a pipe, a special file) goes the slow way.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat st {};
+  if (fd >= 0 && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    ScanResult result;
+    if (static_cast<uint64_t>(st.st_size) > k_max_file_size) {
+      ::close(fd);
+      result.error = located(path, 0, "file is larger than " + std::to_string(k_max_file_size / (1024 * 1024)) + " MiB");
+      return result;
+    }
+    std::string text(static_cast<size_t>(st.st_size), '\0');
+    size_t got = 0;
+    while (got < text.size()) {
+      ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      got += static_cast<size_t>(n);
+    }
+    ::close(fd);
+    text.resize(got);  // a file that shrank while being read
+    return scan(text, path, options);
+  }
+  if (fd >= 0) ::close(fd);
   auto text = read_file(path);
   if (!text) {
     ScanResult result;
