@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <condition_variable>
+#include <iterator>
 #include <mutex>
 
 #include "api/dashboard.h"
@@ -23,6 +25,13 @@ namespace {
 constexpr size_t k_max_body = 1 << 20;
 constexpr const char* k_inbound_metric = "basewatch_inbound_notifications_total";
 constexpr const char* k_inbound_help = "Inbound registry notifications by format and outcome.";
+// A registry may announce a push before the tag points at it (the CNCF
+// registry notifies from inside the manifest PUT, before it links the tag).
+// A notice naming a digest the HEAD did not find is checked again after
+// these delays; a forged one costs these few HEADs and fires nothing.
+constexpr std::chrono::milliseconds k_followup_delays[] = {
+    std::chrono::milliseconds(25), std::chrono::milliseconds(50), std::chrono::milliseconds(100),
+    std::chrono::milliseconds(200), std::chrono::milliseconds(400), std::chrono::milliseconds(800)};
 
 }  // namespace
 
@@ -68,6 +77,35 @@ struct Server::Impl {
   std::mutex stats_mutex;
   std::map<std::string, HookStats> hook_stats;  // by hook name
   const std::atomic<bool>* ready = nullptr;
+
+  // Notices whose digest the registry has not shown yet, checked again.
+  struct Followup {
+    std::string ref, digest;
+    size_t attempt = 0;
+    std::chrono::steady_clock::time_point due;
+  };
+  std::mutex followup_mutex;
+  std::condition_variable followup_cv;
+  std::vector<Followup> followups;
+  bool followup_stop = false;
+  std::thread followup_thread;
+
+  void follow_up(const std::string& ref, const std::string& digest) {
+    std::lock_guard lock(followup_mutex);
+    followups.push_back({ref, digest, 0, std::chrono::steady_clock::now() + k_followup_delays[0]});
+    followup_cv.notify_all();
+  }
+  // True when the stored state of `ref` shows `digest` (the tag's or a platform's).
+  bool shows(const std::string& ref, const std::string& digest) {
+    auto r = deps.store->get_ref(ref);
+    if (!r || !*r) return false;
+    if ((*r)->digest == digest) return true;
+    for (const auto& [platform, d] : (*r)->platforms) {
+      if (d == digest) return true;
+    }
+    return false;
+  }
+  void run_followups();
 
   std::string token() {
     std::lock_guard lock(cfg_mutex);
@@ -193,9 +231,12 @@ void Server::Impl::handle_inbound(const config::InboundConfig& h, const httplib:
       unwatched.push_back(n.ref);
     } else if (!deduper.first_sight(n, now, n.digest.empty() ? last_checked(n.ref) : TimePoint{})) {
       duplicates.push_back(n.ref);
-    } else if (requested.insert(n.ref).second) {
-      deps.watcher->request_check(n.ref, "webhook");
-      checks.push_back(n.ref);
+    } else {
+      if (requested.insert(n.ref).second) {
+        deps.watcher->request_check(n.ref, "webhook");
+        checks.push_back(n.ref);
+      }
+      if (!n.digest.empty() && !shows(n.ref, n.digest)) follow_up(n.ref, n.digest);
     }
   }
   if (!requested.empty() && deps.wake_poller) deps.wake_poller();
@@ -205,6 +246,44 @@ void Server::Impl::handle_inbound(const config::InboundConfig& h, const httplib:
   else spdlog::debug("inbound {}: {} ({} notices, {} ignored)", h.name, outcome, parsed->notices.size(), parsed->ignored);
   send_json(res, 202, {{"outcome", outcome}, {"checks", checks}, {"duplicates", duplicates},
                        {"unwatched", unwatched}, {"ignored", parsed->ignored}});
+}
+
+void Server::Impl::run_followups() {
+  std::unique_lock lock(followup_mutex);
+  while (!followup_stop) {
+    auto now = std::chrono::steady_clock::now();
+    auto next = now + std::chrono::hours(1);
+    std::vector<Followup> due;
+    for (auto it = followups.begin(); it != followups.end();) {
+      if (it->due <= now) {
+        due.push_back(*it);
+        it = followups.erase(it);
+      } else {
+        next = std::min(next, it->due);
+        ++it;
+      }
+    }
+    if (due.empty()) {
+      followup_cv.wait_until(lock, next);
+      continue;
+    }
+    lock.unlock();
+    bool woke = false;
+    std::vector<Followup> again;
+    for (auto& f : due) {
+      if (shows(f.ref, f.digest)) continue;
+      spdlog::debug("inbound: {} does not show {} yet, checking again", f.ref, f.digest);
+      deps.watcher->request_check(f.ref, "webhook");
+      woke = true;
+      if (++f.attempt < std::size(k_followup_delays)) {
+        f.due = std::chrono::steady_clock::now() + k_followup_delays[f.attempt];
+        again.push_back(f);
+      }
+    }
+    if (woke && deps.wake_poller) deps.wake_poller();
+    lock.lock();
+    followups.insert(followups.end(), again.begin(), again.end());
+  }
 }
 
 // The process-wide metrics plus the gauges that are read at scrape time.
@@ -245,6 +324,12 @@ void Server::reload(const config::Config& cfg) {
 }
 
 void Server::stop() {
+  {
+    std::lock_guard lock(m_impl->followup_mutex);
+    m_impl->followup_stop = true;
+    m_impl->followup_cv.notify_all();
+  }
+  if (m_impl->followup_thread.joinable()) m_impl->followup_thread.join();
   if (m_thread.joinable()) {
     m_impl->http.stop();
     m_thread.join();
@@ -443,6 +528,7 @@ Status Server::start() {
     m_port = port;
   }
   m_thread = std::thread([this] { m_impl->http.listen_after_bind(); });
+  s.followup_thread = std::thread([&s] { s.run_followups(); });
   spdlog::info("listening on {}:{}", host, m_port);
   for (const auto& h : s.hooks()) {
     if (h.secret.empty()) spdlog::warn("inbound {} ({}): no secret_file, anyone who can reach it can ask for checks", h.name, h.path);
