@@ -320,12 +320,12 @@ Result<net::Response> Client::request(Host& h, const oci::Reference& ref, net::R
   // scheduler waits them out; concurrency and per-minute spacing block.
   {
     std::unique_lock lock(h.mutex);
-    int64_t now_ms = to_unix_ms(m_clock.now());
-    if (h.status.paused_until > now_ms) {
+    // Waiting for a slot first: the registry may be paused meanwhile.
+    if (h.settings.concurrency > 0) h.cv.wait(lock, [&] { return h.in_flight < h.settings.concurrency; });
+    if (h.status.paused_until > to_unix_ms(m_clock.now())) {
       return make_error(h.pause_kind, h.settings.host + ": paused until " +
                                           format_rfc3339(from_unix_ms(h.status.paused_until)) + " (" + h.pause_reason + ")");
     }
-    if (h.settings.concurrency > 0) h.cv.wait(lock, [&] { return h.in_flight < h.settings.concurrency; });
     ++h.in_flight;
     if (h.settings.requests_per_minute > 0) {
       auto spacing = Millis(60'000 / h.settings.requests_per_minute);

@@ -2,7 +2,11 @@
 
 #include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "registry/client.h"
 #include "util/files.h"
@@ -436,4 +440,41 @@ TEST_CASE("an index resolved for no platform is not read", "[unit][registry]") {
   CHECK(res->index);
   CHECK(res->platforms.empty());
   CHECK(reg.gets == 0);
+}
+
+TEST_CASE("per-registry concurrency bounds the requests in flight to that registry", "[unit][registry]") {
+  FakeRegistry reg;
+  reg.put_manifest("team/app", "1", "v1");
+  std::mutex m;
+  std::condition_variable cv;
+  int in_flight = 0, max_in_flight = 0;
+  net::FakeHttpClient http([&](const net::Request& r) {
+    {
+      std::unique_lock lock(m);
+      max_in_flight = std::max(max_in_flight, ++in_flight);
+      cv.notify_all();
+      // Hold the request until a second one is in flight (bounded), so that
+      // a broken limit would let a third in.
+      cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return in_flight >= 2; });
+    }
+    auto res = reg.handle(r);
+    std::lock_guard lock(m);
+    --in_flight;
+    return res;
+  });
+  FakeClock clock;
+  registry::RegistrySettings s;
+  s.host = "registry.example.com";
+  s.concurrency = 2;
+  registry::Client client(http, clock, {s});
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&] {
+      if (client.resolve(ref("registry.example.com/team/app:1"), {plat("linux/amd64")}).ok()) ++ok;
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(ok == 6);
+  CHECK(max_in_flight == 2);
 }
