@@ -59,6 +59,9 @@ Result<std::unique_ptr<Runtime>> make_runtime(const config::Config& cfg) {
                                                    *rt->registry, rt->clock);
   rt->dispatcher = std::make_unique<triggers::Dispatcher>(*rt->store, rt->clock, 4, cfg.builds_concurrency);
   rt->dispatcher->set_triggers(make_triggers(cfg, *rt->http), retry_policy(cfg));
+  // The serve loop runs dispatch_once again at once while a delivery is due;
+  // builds waiting for a slot are due, so let it pause instead of spinning.
+  rt->dispatcher->set_idle_wait(Millis(100));
   return rt;
 }
 

@@ -143,6 +143,12 @@ DispatchStats Dispatcher::dispatch_once(TimePoint now) {
   };
 
   std::vector<db::Delivery> list;
+  int waiting = 0;  // due builds that could not start
+  uint64_t ended_before = 0;
+  {
+    std::lock_guard lock(m_build_mutex);
+    ended_before = m_builds_ended;
+  }
   for (auto& d : *due) {
     auto t = trigger_of(d);
     if (!t || !t->is_build()) {
@@ -151,7 +157,10 @@ DispatchStats Dispatcher::dispatch_once(TimePoint now) {
     }
     std::lock_guard lock(m_build_mutex);
     // Running already, or no slot free: it stays due for a later call.
-    if (m_running.count(d.id) || static_cast<int>(m_running.size()) >= m_build_limit) continue;
+    if (m_running.count(d.id) || static_cast<int>(m_running.size()) >= m_build_limit) {
+      ++waiting;
+      continue;
+    }
     m_running.insert(d.id);
     ++stats.builds_started;
     auto done = std::make_shared<std::atomic<bool>>(false);
@@ -162,7 +171,9 @@ DispatchStats Dispatcher::dispatch_once(TimePoint now) {
                                  std::lock_guard build_lock(m_build_mutex);
                                  m_build_stats += s;
                                  m_running.erase(d.id);
+                                 ++m_builds_ended;
                                  done->store(true);
+                                 m_build_ended.notify_all();
                                }),
                              done});
   }
@@ -177,6 +188,10 @@ DispatchStats Dispatcher::dispatch_once(TimePoint now) {
   for (size_t t = 1; t < n; ++t) threads.emplace_back(worker);
   if (n > 0) worker();
   for (auto& t : threads) t.join();
+  if (list.empty() && stats.builds_started == 0 && waiting > 0 && m_idle_wait.count() > 0) {
+    std::unique_lock lock(m_build_mutex);
+    m_build_ended.wait_for(lock, m_idle_wait, [&] { return m_builds_ended != ended_before; });
+  }
   return stats;
 }
 

@@ -13,6 +13,7 @@
 // restart (at least once, never lost).
 #pragma once
 
+#include <condition_variable>
 #include <list>
 #include <map>
 #include <memory>
@@ -65,6 +66,12 @@ class Dispatcher {
   // (and were not yet reported by dispatch_once).
   DispatchStats wait_builds();
   int running_builds() const;
+  // For the serve loop, which calls dispatch_once again at once while
+  // anything is due: when a call finds due deliveries but can start none
+  // (their builds are running, or every build slot is taken), it waits up to
+  // `wait` (or until a build ends) before returning, instead of letting the
+  // loop spin. 0 (the default, for step-by-step tests): no wait.
+  void set_idle_wait(Millis wait) { m_idle_wait = wait; }
 
  private:
   struct Build {
@@ -84,7 +91,10 @@ class Dispatcher {
   std::map<std::string, std::shared_ptr<Trigger>> m_triggers;
   RetryPolicy m_policy;
 
+  Millis m_idle_wait{0};
   mutable std::mutex m_build_mutex;
+  std::condition_variable m_build_ended;
+  uint64_t m_builds_ended = 0;
   std::set<std::string> m_running;  // delivery ids of builds in flight
   std::list<Build> m_builds;
   DispatchStats m_build_stats;  // of ended builds, not yet reported

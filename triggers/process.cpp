@@ -30,9 +30,12 @@ std::string errno_text(int e) { return std::strerror(e); }
 // Closes every descriptor from `from` up, except `keep`. Runs in the child
 // between fork and exec: only async-signal-safe calls.
 void close_fds_from(int from, int keep) {
-  if (keep > from) syscall(SYS_close_range, from, keep - 1, 0);
-  if (syscall(SYS_close_range, std::max(from, keep + 1), ~0U, 0) != 0) {
-    for (int fd = std::max(from, keep + 1); fd < 4096; ++fd) close(fd);
+  bool ok = keep <= from || syscall(SYS_close_range, from, keep - 1, 0) == 0;
+  ok = syscall(SYS_close_range, std::max(from, keep + 1), ~0U, 0) == 0 && ok;
+  if (!ok) {  // no close_range (kernels before 5.9)
+    for (int fd = from; fd < 4096; ++fd) {
+      if (fd != keep) close(fd);
+    }
   }
 }
 
@@ -113,7 +116,9 @@ Result<ProcessResult> RealProcessRunner::run(const ProcessSpec& spec) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD}) signal(sig, SIG_DFL);
+    struct sigaction dfl{};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaction(sig, &dfl, nullptr);
     dup2(in_pipe[0], 0);
     dup2(log_fd, 1);
     dup2(log_fd, 2);
