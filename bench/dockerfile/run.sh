@@ -34,4 +34,11 @@ hyperfine --warmup 2 --runs ${RUNS:-10} -N \
   -n "basewatch scan --json" "$build/app/basewatch scan --json $files" \
   -n "dockerfile-ast (node)" "node $here/npm/extract_froms.js $files"
 
+# CPU time of each side (task-clock), steadier than wall time on a shared machine.
+if command -v perf > /dev/null; then
+  perf stat -r 5 "$build/app/basewatch" scan --json "$files" 2>&1 > /dev/null | grep -E "task-clock|elapsed"
+  perf stat -r 3 node "$here/npm/extract_froms.js" "$files" 2>&1 > /dev/null | grep -E "task-clock|elapsed"
+fi
+
+"$build/bench/dockerfile/scan_bench" "$files" 10
 "$build/bench/dockerfile/graph_bench" 10000 10
