@@ -161,6 +161,13 @@ DispatchStats Dispatcher::dispatch_once(TimePoint now) {
       ++waiting;
       continue;
     }
+    // `due` may be stale: a build of this delivery can have ended (recorded,
+    // then left m_running) since it was read. Read it again under the lock.
+    auto fresh = m_store.get_delivery(d.id);
+    if (!fresh || !*fresh || (*fresh)->attempts != d.attempts ||
+        ((*fresh)->state != db::DeliveryState::pending && (*fresh)->state != db::DeliveryState::failed)) {
+      continue;
+    }
     m_running.insert(d.id);
     ++stats.builds_started;
     auto done = std::make_shared<std::atomic<bool>>(false);
