@@ -23,6 +23,7 @@ namespace {
 
 // The largest body any route reads; an inbound hook may set a smaller one.
 constexpr size_t k_max_body = 1 << 20;
+constexpr size_t k_workers = 32;
 constexpr const char* k_inbound_metric = "basewatch_inbound_notifications_total";
 constexpr const char* k_inbound_help = "Inbound registry notifications by format and outcome.";
 // A registry may announce a push before the tag points at it (the CNCF
@@ -139,6 +140,19 @@ struct Server::Impl {
     return r && *r ? from_unix_ms((*r)->last_checked) : TimePoint{};
   }
 
+  // The watcher's next due time, reused for up to a second: it walks every
+  // reference, and status pages are polled far more often than that matters.
+  std::mutex next_poll_mutex;
+  TimePoint next_poll_at{}, next_poll_value{};
+  TimePoint next_poll(TimePoint now) {
+    std::lock_guard lock(next_poll_mutex);
+    if (now < next_poll_at || now - next_poll_at >= std::chrono::seconds(1) || next_poll_value <= now) {
+      next_poll_value = deps.watcher->next_due(now);
+      next_poll_at = now;
+    }
+    return next_poll_value;
+  }
+
   json status_json();
   void handle_inbound(const config::InboundConfig& h, const httplib::Request& req, httplib::Response& res);
   std::string render_metrics();
@@ -182,7 +196,7 @@ json Server::Impl::status_json() {
   }
   auto last = deps.watcher->last_poll();
   j["last_poll"] = to_unix_ms(last) > 0 ? json(format_rfc3339(last)) : json(nullptr);
-  j["next_poll"] = format_rfc3339(deps.watcher->next_due(now));
+  j["next_poll"] = format_rfc3339(next_poll(now));
   j["registries"] = registry_status_json(deps.registry->status());
   j["errors"] = model->errors;
   json hooks = json::array();
@@ -342,6 +356,14 @@ Status Server::start() {
   http.set_payload_max_length(k_max_body);
   http.set_read_timeout(10, 0);
   http.set_write_timeout(10, 0);
+  // Headers and body go out in separate writes: without this, Nagle's
+  // algorithm meets the client's delayed ACK and every keep-alive answer
+  // waits tens of milliseconds.
+  http.set_tcp_nodelay(true);
+  // A keep-alive connection holds a worker while it lasts: enough workers
+  // that dashboards, scrapers and status scripts do not queue behind each other.
+  http.new_task_queue = [] { return new httplib::ThreadPool(k_workers); };
+  http.set_keep_alive_max_count(100);
 
   // /v1/* and / need the bearer token when api.token_file is set. Inbound
   // hooks authenticate with their own secret.
