@@ -425,7 +425,7 @@ Status Server::start() {
   http.Get("/v1/images", [&s](const httplib::Request&, httplib::Response& res) {
     auto refs = s.deps.store->list_refs();
     if (!refs) return send_error(res, 500, "database", refs.error().message);
-    send_json(res, 200, images_json(*refs, *s.deps.watcher->model()));
+    res.set_content(images_json_text(*refs, *s.deps.watcher->model()), "application/json");
   });
 
   http.Get("/v1/graph", [&s](const httplib::Request& req, httplib::Response& res) {

@@ -86,6 +86,86 @@ json images_json(const std::vector<db::RefState>& refs, const watcher::Model& mo
   return out;
 }
 
+namespace {
+
+// A JSON string literal; invalid UTF-8 is replaced (U+FFFD), like dump(-1, ' ', false, replace).
+void append_string(std::string& out, const std::string& s) {
+  out += json(s).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void append_stamp(std::string& out, int64_t ms) {
+  if (ms > 0) append_string(out, format_rfc3339(from_unix_ms(ms)));
+  else out += "null";
+}
+
+void append_opt(std::string& out, const std::string& s) {
+  if (s.empty()) out += "null";
+  else append_string(out, s);
+}
+
+}  // namespace
+
+std::string images_json_text(const std::vector<db::RefState>& refs, const watcher::Model& model) {
+  std::map<std::string, const db::RefState*> by_ref;
+  for (const auto& r : refs) by_ref[r.ref] = &r;
+  std::string out = "[";
+  out.reserve(model.items.size() * 512);
+  bool first = true;
+  for (const auto& [key, item] : model.items) {
+    auto it = by_ref.find(key);
+    const db::RefState* r = it == by_ref.end() ? nullptr : it->second;
+    out += first ? "{" : ",{";
+    first = false;
+    // Keys in the order nlohmann's std::map-backed objects print them.
+    out += "\"dependents\":[";
+    bool f = true;
+    for (const auto& p : item.projects) {
+      if (!f) out += ",";
+      f = false;
+      append_string(out, p);
+    }
+    out += "],\"digest\":";
+    append_opt(out, r ? r->digest : "");
+    out += ",\"error_kind\":";
+    append_opt(out, r ? r->error_kind : "");
+    out += ",\"last_changed\":";
+    append_stamp(out, r ? r->last_changed : 0);
+    out += ",\"last_checked\":";
+    append_stamp(out, r ? r->last_checked : 0);
+    out += ",\"last_error\":";
+    append_opt(out, r ? r->last_error : "");
+    out += ",\"media_type\":";
+    append_opt(out, r ? r->media_type : "");
+    out += ",\"next_check\":";
+    append_stamp(out, r ? r->next_check : 0);
+    out += ",\"platforms\":{";
+    if (r) {
+      f = true;
+      for (const auto& [p, d] : r->platforms) {
+        if (!f) out += ",";
+        f = false;
+        append_string(out, p);
+        out += ":";
+        append_string(out, d);
+      }
+    }
+    out += "},\"produced\":";
+    out += item.produced ? "true" : "false";
+    out += ",\"ref\":";
+    append_string(out, key);
+    out += ",\"watched_platforms\":[";
+    f = true;
+    for (const auto& p : item.platforms) {
+      if (!f) out += ",";
+      f = false;
+      append_string(out, p.str());
+    }
+    out += "]}";
+  }
+  out += "]";
+  return out;
+}
+
 json registry_status_json(const std::vector<registry::RegistryStatus>& status) {
   json out = json::object();
   for (const auto& s : status) {
