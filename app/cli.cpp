@@ -198,39 +198,45 @@ int cmd_check(const std::string& config_path, bool dry_run, bool as_json) {
   Runtime& r = **rt;
   for (const auto& e : r.watcher->model()->errors) std::cerr << "basewatch: " << e << "\n";
   TimePoint now = r.clock.now();
-  auto stats = r.watcher->poll_once(now, true, dry_run);
+  // Reports are printed (text) or turned into JSON as each reference is
+  // applied: nothing per reference is kept for the whole cycle.
+  std::vector<std::string> queued;
+  json references = json::array();
+  auto sink = [&](watcher::CheckReport&& rep) {
+    queued.insert(queued.end(), rep.deliveries.begin(), rep.deliveries.end());
+    if (as_json) {
+      json platforms = json::object();
+      for (const auto& [p, od] : rep.platforms) platforms[p] = {{"old", od.first}, {"new", od.second}};
+      references.push_back({{"ref", rep.ref}, {"outcome", rep.outcome},
+                            {"old_digest", rep.old_digest.empty() ? json(nullptr) : json(rep.old_digest)},
+                            {"new_digest", rep.new_digest.empty() ? json(nullptr) : json(rep.new_digest)},
+                            {"platforms", platforms}, {"deliveries", rep.deliveries},
+                            {"error", rep.error.empty() ? json(nullptr) : json(rep.error)}});
+      return;
+    }
+    std::cout << rep.outcome << "\t" << rep.ref;
+    if (rep.outcome == "error") std::cout << "\t" << rep.error;
+    else if (rep.outcome == "changed" || rep.outcome == "recorded") std::cout << "\t" << rep.old_digest << " -> " << rep.new_digest;
+    else std::cout << "\t" << rep.new_digest;
+    for (const auto& [p, od] : rep.platforms) std::cout << "\n\t" << p << ": " << od.first << " -> " << od.second;
+    if (!rep.deliveries.empty()) std::cout << "\n\tdeliveries: " << join(rep.deliveries, " ");
+    std::cout << "\n";
+  };
+  auto stats = r.watcher->poll_once(now, true, dry_run, sink);
   triggers::DispatchStats sent;
   if (!dry_run) {
     // A one-shot check does not wait out settle windows: it delivers what it queued now.
-    std::vector<std::string> queued;
-    for (const auto& rep : stats.reports) queued.insert(queued.end(), rep.deliveries.begin(), rep.deliveries.end());
     for (const auto& id : queued) r.store->requeue(id, to_unix_ms(now));
     sent = r.dispatcher->dispatch_once(r.clock.now());
+    // Builds run on their own threads: wait for them, so their outcome counts.
+    sent += r.dispatcher->wait_builds();
   }
   if (as_json) {
     json j = {{"checked", stats.checked}, {"changed", stats.changed}, {"errors", stats.errors}, {"dry_run", dry_run},
-              {"references", json::array()},
+              {"references", std::move(references)},
               {"deliveries", {{"attempted", sent.attempted}, {"delivered", sent.delivered}, {"failed", sent.failed}, {"dead", sent.dead}}}};
-    for (const auto& rep : stats.reports) {
-      json platforms = json::object();
-      for (const auto& [p, od] : rep.platforms) platforms[p] = {{"old", od.first}, {"new", od.second}};
-      j["references"].push_back({{"ref", rep.ref}, {"outcome", rep.outcome},
-                                 {"old_digest", rep.old_digest.empty() ? json(nullptr) : json(rep.old_digest)},
-                                 {"new_digest", rep.new_digest.empty() ? json(nullptr) : json(rep.new_digest)},
-                                 {"platforms", platforms}, {"deliveries", rep.deliveries},
-                                 {"error", rep.error.empty() ? json(nullptr) : json(rep.error)}});
-    }
     std::cout << j.dump(2) << "\n";
   } else {
-    for (const auto& rep : stats.reports) {
-      std::cout << rep.outcome << "\t" << rep.ref;
-      if (rep.outcome == "error") std::cout << "\t" << rep.error;
-      else if (rep.outcome == "changed" || rep.outcome == "recorded") std::cout << "\t" << rep.old_digest << " -> " << rep.new_digest;
-      else std::cout << "\t" << rep.new_digest;
-      for (const auto& [p, od] : rep.platforms) std::cout << "\n\t" << p << ": " << od.first << " -> " << od.second;
-      if (!rep.deliveries.empty()) std::cout << "\n\tdeliveries: " << join(rep.deliveries, " ");
-      std::cout << "\n";
-    }
     std::cout << stats.checked << " checked, " << stats.changed << " changed, " << stats.errors << " errors";
     if (!dry_run) std::cout << "; " << sent.delivered << " delivered, " << sent.failed + sent.dead << " failed";
     std::cout << (dry_run ? " (dry run: nothing recorded)" : "") << "\n";

@@ -239,7 +239,7 @@ int serve(const std::string& config_path) {
         rescan();
         next_rescan = std::chrono::steady_clock::now() + k_rescan_every;
       }
-      auto stats = rt.watcher->poll_once(rt.clock.now());
+      auto stats = rt.watcher->poll_once(rt.clock.now(), false, false, [](watcher::CheckReport&&) {});
       if (stats.changed > 0) dispatch_waker.wake();
       TimePoint now = rt.clock.now();
       auto until = std::min(steady_at(rt.watcher->next_due(now), now), next_rescan);

@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
 #include <random>
 #include <thread>
 
@@ -120,12 +122,15 @@ Millis Watcher::backoff(int failures, Millis interval) {
   return jittered(Millis(std::min(ms, interval.count())));
 }
 
-PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run) {
+PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const ReportSink& sink) {
+  // Due items point into `model`, which this call keeps alive: no copies of
+  // the watch set per cycle.
   std::vector<Due> due;
   std::shared_ptr<const Model> model;
   {
     std::lock_guard lock(m_mutex);
     model = m_model;
+    due.reserve(model->items.size());
     for (const auto& [key, item] : model->items) {
       std::string source = "poll";
       bool is_due = all;
@@ -141,50 +146,85 @@ PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run) {
       if (nc == m_next_check.end() || nc->second <= to_unix_ms(now)) is_due = true;
       // A registry paused by Retry-After is left alone until it may be asked again.
       if (is_due && m_client.available_at(item.ref.registry) > now && !all) continue;
-      if (is_due) due.push_back(Due{item, source});
+      if (is_due) due.push_back(Due{&item, std::move(source)});
     }
     m_request_all = false;
-    for (const auto& d : due) m_requested.erase(d.item.ref.tag_ref());
+    for (const auto& d : due) m_requested.erase(d.item->ref.tag_ref());
   }
   PollStats stats;
   if (due.empty()) return stats;
 
-  std::vector<std::optional<db::RefState>> known(due.size());
-  for (size_t i = 0; i < due.size(); ++i) {
-    if (auto r = m_store.get_ref(due[i].item.ref.tag_ref()); r) known[i] = *r;
-  }
-  std::vector<std::optional<Result<registry::Resolved>>> results(due.size());
-  std::atomic<size_t> next{0};
+  // Workers resolve; this thread applies each result as it arrives (the one
+  // writer) and drops it. When several registries are due, one registry may
+  // hold at most `cap` workers, so a slow or failing registry leaves workers
+  // for the others.
+  size_t n_threads = std::min<size_t>(due.size(), static_cast<size_t>(std::max(1, m_cfg.poll_concurrency)));
+  std::map<std::string, size_t> in_flight;
+  for (const auto& d : due) in_flight[d.item->ref.registry] = 0;
+  size_t cap = n_threads > in_flight.size() ? n_threads - (in_flight.size() - 1) : 1;
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<bool> taken(due.size(), false);
+  size_t remaining = due.size();
+  std::deque<std::pair<size_t, Result<registry::Resolved>>> done;
+
+  auto take = [&](std::unique_lock<std::mutex>& lock) -> std::optional<size_t> {
+    while (true) {
+      if (remaining == 0) return std::nullopt;
+      for (size_t i = 0; i < due.size(); ++i) {
+        if (!taken[i] && in_flight[due[i].item->ref.registry] < cap) {
+          taken[i] = true;
+          --remaining;
+          ++in_flight[due[i].item->ref.registry];
+          return i;
+        }
+      }
+      cv.wait(lock);
+    }
+  };
   auto worker = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < due.size();) {
+    std::unique_lock lock(mutex);
+    while (auto i = take(lock)) {
+      lock.unlock();
+      const WatchItem& item = *due[*i].item;
       registry::Known k;
       const registry::Known* kp = nullptr;
-      if (known[i] && !known[i]->digest.empty()) {
-        k.digest = known[i]->digest;
-        k.platforms = known[i]->platforms;
+      if (auto r = m_store.get_ref(item.ref.tag_ref()); r && *r && !(*r)->digest.empty()) {
+        k.digest = std::move((*r)->digest);
+        k.platforms = std::move((*r)->platforms);
         kp = &k;
       }
       auto started = std::chrono::steady_clock::now();
-      results[i] = m_client.resolve(due[i].item.ref, due[i].item.platforms, kp);
+      auto result = m_client.resolve(item.ref, item.platforms, kp);
       std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
       Metrics::global().histogram_observe("basewatch_check_duration_seconds", "Time to resolve one reference.",
-                                          {{"registry", due[i].item.ref.registry}}, took.count());
+                                          {{"registry", item.ref.registry}}, took.count());
+      lock.lock();
+      --in_flight[item.ref.registry];
+      done.emplace_back(*i, std::move(result));
+      cv.notify_all();
     }
   };
-  size_t n_threads = std::min<size_t>(due.size(), static_cast<size_t>(std::max(1, m_cfg.poll_concurrency)));
   std::vector<std::thread> threads;
-  for (size_t t = 1; t < n_threads; ++t) threads.emplace_back(worker);
-  worker();
-  for (auto& t : threads) t.join();
+  threads.reserve(n_threads);
+  for (size_t t = 0; t < n_threads; ++t) threads.emplace_back(worker);
 
-  for (size_t i = 0; i < due.size(); ++i) {
-    auto report = apply(due[i].item, *results[i], due[i].source, now, dry_run);
+  if (!sink) stats.reports.reserve(due.size());
+  for (size_t applied = 0; applied < due.size(); ++applied) {
+    std::unique_lock lock(mutex);
+    cv.wait(lock, [&] { return !done.empty(); });
+    auto [i, result] = std::move(done.front());
+    done.pop_front();
+    lock.unlock();
+    auto report = apply(*due[i].item, result, due[i].source, now, dry_run);
     ++stats.checked;
-    if (results[i]->ok()) stats.requests += results[i]->value().requests;
+    if (result.ok()) stats.requests += result.value().requests;
     if (report.outcome == "error") ++stats.errors;
     if (report.outcome == "changed") ++stats.changed;
-    stats.reports.push_back(std::move(report));
+    if (sink) sink(std::move(report));
+    else stats.reports.push_back(std::move(report));
   }
+  for (auto& t : threads) t.join();
   m_last_poll = to_unix_ms(now);
   if (!dry_run) m_store.set_meta("last_poll", std::to_string(to_unix_ms(now)));
   return stats;

@@ -57,7 +57,11 @@ class Watcher {
   // Resolves the due references and applies the results. With `all`, every
   // reference is due (basewatch check). `dry_run` records nothing and queues
   // nothing.
-  PollStats poll_once(TimePoint now, bool all = false, bool dry_run = false);
+  // With `sink`, each report goes there as soon as it is applied and is not
+  // kept in PollStats::reports (serve keeps none; check prints as it goes),
+  // so a cycle holds no per-reference state once a result is applied.
+  using ReportSink = std::function<void(CheckReport&&)>;
+  PollStats poll_once(TimePoint now, bool all = false, bool dry_run = false, const ReportSink& sink = nullptr);
 
   // Makes `ref` (a tag ref; "" = all) due now; `source` marks the changes it
   // finds ("webhook" for inbound notifications). Thread-safe.
@@ -69,7 +73,7 @@ class Watcher {
 
  private:
   struct Due {
-    WatchItem item;
+    const WatchItem* item;  // into the model this poll holds
     std::string source;
   };
   CheckReport apply(const WatchItem& item, const Result<registry::Resolved>& result, const std::string& source,
