@@ -199,6 +199,22 @@ json Server::Impl::status_json() {
   j["next_poll"] = format_rfc3339(next_poll(now));
   j["registries"] = registry_status_json(deps.registry->status());
   j["errors"] = model->errors;
+  // A pinned base whose tag has moved on: the build stays on the pin, so it is
+  // reported here rather than rebuilt.
+  json stale = json::array();
+  for (const auto& p : model->projects) {
+    for (const auto& b : p.bases) {
+      if (b.pinned.empty()) continue;
+      auto state = deps.store->get_ref(b.ref);
+      if (!state || !*state || (*state)->digest.empty() || (*state)->digest == b.pinned) continue;
+      bool is_platform = false;
+      for (const auto& [platform, digest] : (*state)->platforms) is_platform = is_platform || digest == b.pinned;
+      if (is_platform) continue;
+      stale.push_back({{"project", p.name}, {"ref", b.ref}, {"line", b.line}, {"pinned", b.pinned},
+                       {"current", (*state)->digest}});
+    }
+  }
+  j["stale_pins"] = stale;
   json hooks = json::array();
   std::lock_guard lock(stats_mutex);
   for (const auto& h : this->hooks()) {

@@ -110,6 +110,7 @@ TEST_CASE("serve: a pinned base whose tag moves is a stale pin, and no delivery 
   auto images = get_json(api_port, "/v1/images");
   REQUIRE(images.size() == 1);
   CHECK(images[0]["dependents"] == json::array({"pinned"}));
+  CHECK(get_json(api_port, "/v1/status")["stale_pins"] == json::array());  // on its pin: not stale
 
   std::string d2 = registry.push_image("team/alpine", "3.20", "release two");
   REQUIRE(d2 != d1);
@@ -125,6 +126,10 @@ TEST_CASE("serve: a pinned base whose tag moves is a stale pin, and no delivery 
   CHECK(events[0]["new_digest"] == d2);
   CHECK(events[0]["deliveries"] == json::array());
   CHECK(has_digest(api_port, ref, d2));
+  // Status names the stale pin: which project, which base, the pin and where the tag is now.
+  auto stale = get_json(api_port, "/v1/status")["stale_pins"];
+  REQUIRE(stale.size() == 1);
+  CHECK(stale[0] == json{{"project", "pinned"}, {"ref", ref}, {"line", 1}, {"pinned", d1}, {"current", d2}});
 
   // Two more poll cycles: still nothing sent or queued.
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
