@@ -74,6 +74,21 @@ SourceFile stat_source(const std::string& path) {
 
 }  // namespace
 
+std::string glob_project_name(const std::string& pattern, const std::string& file, const std::string& entry_name) {
+  // The folders before the first one with a wildcard are the glob's root.
+  fs::path root;
+  for (const auto& part : fs::path(pattern).parent_path()) {
+    if (part.string().find_first_of("*?[") != std::string::npos) break;
+    root /= part;
+  }
+  fs::path rel = fs::path(file).lexically_relative(root);
+  if (rel.empty() || rel.native().rfind("..", 0) == 0) rel = fs::path(file).filename();
+  std::string name = rel.parent_path().generic_string();
+  if (name.empty()) name = root.filename().string();  // a Dockerfile at the root itself
+  if (rel.filename() != "Dockerfile") name += (name.empty() ? "" : "/") + rel.filename().string();
+  return entry_name.empty() ? name : entry_name + "/" + name;
+}
+
 std::vector<std::string> expand_glob(const std::string& pattern) {
   std::vector<std::string> out;
   fs::path p(pattern);
@@ -156,14 +171,7 @@ Result<Model> build_model(const config::Config& cfg, const Model* previous) {
     m.globs[pc.dockerfiles] = files;
     if (files.empty()) m.errors.push_back(pc.mark.str() + ": dockerfiles: no file matches " + pc.dockerfiles);
     for (const auto& f : files) {
-      // One project per file, named from its folder (prefixed with the
-      // entry's name when it has one): "services/web/Dockerfile" -> "web".
-      std::string folder = fs::path(f).parent_path().filename().string();
-      std::string stem = fs::path(f).filename().string();
-      std::string name = folder;
-      if (stem != "Dockerfile") name += "/" + stem;
-      if (!pc.name.empty()) name = pc.name + "/" + name;
-      add_project(pc, name, f);
+      add_project(pc, glob_project_name(pc.dockerfiles, f, pc.name), f);
     }
   }
 

@@ -69,6 +69,13 @@ struct Model {
   const Project* project(const std::string& name) const;
 };
 
+// The project name of `file`, matched by the `dockerfiles:` glob `pattern`:
+// its path below the glob's fixed folders, so names are unique by
+// construction ("services/**/Dockerfile" names "services/team/api/Dockerfile"
+// "team/api"; a file not named Dockerfile keeps its name: "web/Dockerfile.prod").
+// Prefixed with the entry's `name` when it has one.
+std::string glob_project_name(const std::string& pattern, const std::string& file, const std::string& entry_name);
+
 // Expands a `dockerfiles:` glob (`*`, `?`, `[..]` within a segment, `**`
 // across folders), sorted.
 std::vector<std::string> expand_glob(const std::string& pattern);

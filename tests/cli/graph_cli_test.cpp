@@ -302,18 +302,18 @@ TEST_CASE("dockerfiles: a ** glob makes one project per file, named from its pat
   CHECK(r.status == 0);
   CHECK(r.output ==
         "projects, in build order:\n"
-        "  api\n"
+        "  team/api\n"
         "    uses docker.io/library/alpine:3.20\n"
         "    uses docker.io/library/golang:1.23\n"
+        "  team/api/worker\n"
+        "    uses docker.io/library/python:3.12-slim\n"
         "  web\n"
         "    uses docker.io/library/alpine:3.20\n"
-        "  worker\n"
-        "    uses docker.io/library/python:3.12-slim\n"
         "upstream references:\n"
-        "  docker.io/library/alpine:3.20 -> api web\n"
-        "  docker.io/library/golang:1.23 -> api\n"
-        "  docker.io/library/python:3.12-slim -> worker\n");
-  CHECK(basewatch({"impact", "-c", config, "alpine:3.20"}).output == "api\nweb\n");
+        "  docker.io/library/alpine:3.20 -> team/api web\n"
+        "  docker.io/library/golang:1.23 -> team/api\n"
+        "  docker.io/library/python:3.12-slim -> team/api/worker\n");
+  CHECK(basewatch({"impact", "-c", config, "alpine:3.20"}).output == "team/api\nweb\n");
 
   SECTION("a glob that matches nothing is reported, exit 1") {
     std::string none = dir.write("none.yaml", "projects:\n  - dockerfiles: nowhere/**/Dockerfile\n");

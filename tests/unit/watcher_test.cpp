@@ -218,3 +218,12 @@ TEST_CASE("a dry run records nothing and queues nothing", "[unit][watcher]") {
   CHECK(s.reports[0].outcome == "baseline");
   CHECK_FALSE(f.store->get_ref(k_app).value());
 }
+
+TEST_CASE("projects from a dockerfiles glob are named by their path below the glob's root", "[unit][watcher]") {
+  CHECK(watcher::glob_project_name("/srv/services/**/Dockerfile", "/srv/services/web/Dockerfile", "") == "web");
+  CHECK(watcher::glob_project_name("/srv/services/**/Dockerfile", "/srv/services/a/web/Dockerfile", "") == "a/web");
+  CHECK(watcher::glob_project_name("/srv/services/**/Dockerfile", "/srv/services/b/web/Dockerfile", "") == "b/web");
+  CHECK(watcher::glob_project_name("/srv/services/**/Dockerfile", "/srv/services/Dockerfile", "") == "services");
+  CHECK(watcher::glob_project_name("/srv/*/Dockerfile.*", "/srv/web/Dockerfile.prod", "") == "web/Dockerfile.prod");
+  CHECK(watcher::glob_project_name("/srv/services/*/Dockerfile", "/srv/services/web/Dockerfile", "svc") == "svc/web");
+}
