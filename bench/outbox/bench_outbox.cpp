@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "util/waker.h"
 #include "db/store.h"
 #include "net/http.h"
 #include "registry/client.h"
@@ -44,35 +45,6 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-// As app/service.cpp's: a sleep another thread can cut short.
-class Waker {
- public:
-  void wake() {
-    std::lock_guard lock(m_mutex);
-    m_woken = true;
-    m_cv.notify_all();
-  }
-  void stop() {
-    std::lock_guard lock(m_mutex);
-    m_stopped = true;
-    m_cv.notify_all();
-  }
-  bool wait_until(steady::time_point t) {
-    std::unique_lock lock(m_mutex);
-    m_cv.wait_until(lock, t, [&] { return m_woken || m_stopped; });
-    m_woken = false;
-    return !m_stopped;
-  }
-  bool stopped() {
-    std::lock_guard lock(m_mutex);
-    return m_stopped;
-  }
-
- private:
-  std::mutex m_mutex;
-  std::condition_variable m_cv;
-  bool m_woken = false, m_stopped = false;
-};
 
 // Records when each delivery id first arrived.
 struct Receiver {
