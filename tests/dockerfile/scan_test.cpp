@@ -506,7 +506,9 @@ const std::vector<Case>& cases() {
 
 }  // namespace
 
-TEST_CASE("dockerfile: the table has the cases the rules need") { REQUIRE(cases().size() >= 40); }
+TEST_CASE("dockerfile: the table has the cases the rules need") {
+  REQUIRE(cases().size() >= 40);
+}
 
 TEST_CASE("dockerfile: each Dockerfile yields exactly the expected images or error") {
   for (const auto& c : cases()) {

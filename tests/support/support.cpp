@@ -33,6 +33,7 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "net/http.h"
 #include "util/crypto.h"
 
 extern char** environ;
@@ -67,21 +68,6 @@ std::string read_file(const std::string& path) {
 
 std::string tail(const std::string& s, size_t n = 4000) {
   return s.size() <= n ? s : "..." + s.substr(s.size() - n);
-}
-
-std::string url_encode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
 }
 
 std::string url_decode(const std::string& s) {
@@ -811,7 +797,7 @@ void LocalRegistry::fetch_token(const std::string& repo, const std::string& chal
   if (params["realm"].empty()) throw std::runtime_error("Bearer challenge without realm: " + challenge);
   Url realm = split_url(params["realm"]);
   std::string path = realm.path + (realm.path.find('?') == std::string::npos ? "?" : "&") +
-                     "service=" + url_encode(params["service"]) + "&scope=" + url_encode("repository:" + repo + ":pull,push");
+                     "service=" + net::url_encode(params["service"]) + "&scope=" + net::url_encode("repository:" + repo + ":pull,push");
   auto client = make_client(realm.scheme_host_port);
   httplib::Headers headers;
   if (!m_options.token_user.empty()) {
@@ -844,7 +830,7 @@ std::string LocalRegistry::upload_blob(const std::string& repo, const std::strin
     location = uploads + location;  // relative to the uploads folder
   }
   location += (location.find('?') == std::string::npos ? "?" : "&");
-  location += "digest=" + url_encode(digest);
+  location += "digest=" + net::url_encode(digest);
   Answer done = call("PUT", location, repo, bytes, "application/octet-stream");
   if (done.status != 201) {
     throw std::runtime_error("blob upload for " + repo + ": " + done.describe() + "\nregistry log:\n" + tail(log()));
