@@ -2,6 +2,8 @@
 
 #include <malloc.h>
 
+#include <csignal>
+
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -582,6 +584,10 @@ int run_cli(int argc, char** argv) {
   // reference small (bench/registry: 2.5 KB -> 1.8 KB peak RSS per reference).
   // MALLOC_ARENA_MAX in the environment still wins.
   if (!std::getenv("MALLOC_ARENA_MAX")) mallopt(M_ARENA_MAX, 2);
+  // A peer that closes a socket (or a pipe) while we write must be an EPIPE
+  // error on that write, not a silent death of the process. Children get the
+  // default back (triggers/process.cpp, registry/credentials.cpp).
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"basewatch: watches the base images your Dockerfiles build FROM and triggers rebuilds when they change"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("basewatch ") + BASEWATCH_VERSION);

@@ -205,7 +205,16 @@ Result<HelperOutput> run_credential_helper(const std::string& helper, const std:
   posix_spawn_file_actions_adddup2(&actions, err[1], 2);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  // The helper starts with default signal handling and nothing blocked: basewatch
+  // ignores SIGPIPE and blocks SIGTERM/SIGINT/SIGHUP in its threads, and both
+  // would otherwise be inherited.
+  sigset_t defaults, empty;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  sigemptyset(&empty);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setsigmask(&attr, &empty);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
   posix_spawnattr_setpgroup(&attr, 0);
   std::vector<std::string> args{program, "get"};
   std::vector<char*> argv;

@@ -2,6 +2,7 @@
 // htpasswd Basic auth, token auth with a real token issuer, a multi-arch index
 // watched by the real basewatch binary, and a proxy in front of the registry
 // that answers 429 or strips Docker-Content-Digest.
+#include <csignal>
 #include <catch2/catch.hpp>
 
 #include <sys/stat.h>
@@ -449,4 +450,35 @@ TEST_CASE("basewatch check: one HEAD per repo:tag per cycle however many project
   reg.push_index("team/base", "1", {{"linux/amd64", amd}, {"linux/arm64", arm2}}, "att-e2");
   check();  // moved: HEAD and one GET
   CHECK(proxy.methods() == std::vector<std::string>{"HEAD", "GET", "HEAD", "HEAD", "HEAD", "GET"});
+}
+
+TEST_CASE("a credential helper starts with default signals, whatever basewatch ignores or blocks", "[integration][registry]") {
+  HelperPath helpers;
+  // Reports its own ignored and blocked signal masks from /proc.
+  helpers.add("sigcheck",
+              "#!/bin/sh\nread url\n"
+              "ign=$(awk '/^SigIgn/{print $2}' /proc/$$/status)\n"
+              "blk=$(awk '/^SigBlk/{print $2}' /proc/$$/status)\n"
+              "printf '{\"ServerURL\":\"%s\",\"Username\":\"u\",\"Secret\":\"%s/%s\"}' \"$url\" \"$ign\" \"$blk\"\n");
+  // As `basewatch serve` runs: SIGPIPE ignored, SIGTERM/SIGINT/SIGHUP blocked.
+  auto old_pipe = std::signal(SIGPIPE, SIG_IGN);
+  sigset_t block, old_mask;
+  sigemptyset(&block);
+  sigaddset(&block, SIGTERM);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &block, &old_mask);
+  auto out = registry::run_credential_helper("sigcheck", "ghcr.io");
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  std::signal(SIGPIPE, old_pipe);
+  REQUIRE(out.ok());
+  CHECK(out->status == 0);
+  auto secret = nlohmann::json::parse(out->out)["Secret"].get<std::string>();
+  auto slash = secret.find('/');
+  REQUIRE(slash != std::string::npos);
+  uint64_t ignored = std::stoull(secret.substr(0, slash), nullptr, 16);
+  uint64_t blocked = std::stoull(secret.substr(slash + 1), nullptr, 16);
+  auto bit = [](int sig) { return uint64_t{1} << (sig - 1); };
+  CHECK((ignored & bit(SIGPIPE)) == 0);
+  CHECK((blocked & (bit(SIGTERM) | bit(SIGINT) | bit(SIGHUP))) == 0);
 }
