@@ -150,6 +150,24 @@ class Reader {
     return true;
   }
 
+  // A list of mappings under `key`: each item, named "key[i]", must have only
+  // `known` keys; `fn(item, where)` reads it. Stops at the first bad item.
+  template <typename Fn>
+  void each_mapping(const YAML::Node& parent, const char* key, std::initializer_list<const char*> known, Fn fn) {
+    auto list = parent[key];
+    if (!list) return;
+    if (!list.IsSequence()) {
+      fail(list, std::string(key) + ": expected a list");
+      return;
+    }
+    for (size_t i = 0; i < list.size(); ++i) {
+      const YAML::Node n = list[i];
+      std::string where = std::string(key) + "[" + std::to_string(i) + "]";
+      if (!mapping(n, where, known)) return;
+      fn(n, where);
+    }
+  }
+
   std::string key_path(const std::string& where, const std::string& key) const {
     return where.empty() ? key : where + "." + key;
   }
@@ -442,71 +460,59 @@ Result<Config> parse(const std::string& text, const std::string& file) {
       }
     };
 
-    if (auto watch = root["watch"]) {
-      if (!watch.IsSequence()) r.fail(watch, "watch: expected a list");
-      else for (size_t i = 0; i < watch.size(); ++i) {
-        const YAML::Node n = watch[i];
-        std::string where = "watch[" + std::to_string(i) + "]";
-        if (!r.mapping(n, where, {"ref", "platforms", "interval", "triggers"})) break;
-        WatchConfig w;
-        w.mark = r.mark(n);
-        r.string(n, "ref", where, w.ref);
-        if (w.ref.empty()) r.fail(n, where + ": ref is required");
-        read_platforms(r, n, where, w.platforms);
-        r.opt_duration(n, "interval", where, w.interval);
-        r.string_list(n, "triggers", where, w.triggers);
-        check_trigger_names(n, where, w.triggers);
-        c.watch.push_back(w);
-      }
-    }
+    r.each_mapping(root, "watch", {"ref", "platforms", "interval", "triggers"}, [&](const YAML::Node& n, const std::string& where) {
+      WatchConfig w;
+      w.mark = r.mark(n);
+      r.string(n, "ref", where, w.ref);
+      if (w.ref.empty()) r.fail(n, where + ": ref is required");
+      read_platforms(r, n, where, w.platforms);
+      r.opt_duration(n, "interval", where, w.interval);
+      r.string_list(n, "triggers", where, w.triggers);
+      check_trigger_names(n, where, w.triggers);
+      c.watch.push_back(w);
+    });
 
-    if (auto projects = root["projects"]) {
-      std::set<std::string> names;
-      if (!projects.IsSequence()) r.fail(projects, "projects: expected a list");
-      else for (size_t i = 0; i < projects.size(); ++i) {
-        const YAML::Node n = projects[i];
-        std::string where = "projects[" + std::to_string(i) + "]";
-        if (!r.mapping(n, where, {"name", "dockerfile", "dockerfiles", "context", "build_args", "target", "platforms",
-                                  "image", "triggers", "quiet"})) break;
-        ProjectConfig p;
-        p.mark = r.mark(n);
-        r.string(n, "name", where, p.name);
-        r.string(n, "dockerfile", where, p.dockerfile);
-        r.string(n, "dockerfiles", where, p.dockerfiles);
-        r.string(n, "context", where, p.context);
-        r.string_map(n, "build_args", where, p.build_args);
-        r.string(n, "target", where, p.target);
-        read_platforms(r, n, where, p.platforms);
-        r.string(n, "image", where, p.image);
-        r.string_list(n, "triggers", where, p.triggers);
-        if (auto q = n["quiet"]) {
-          // A duration ("1d"), or a weekly window ("sat 02:00-06:00").
-          std::string value;
-          if (r.scalar(q, where + ".quiet", value)) {
-            if (auto d = parse_duration(value)) {
-              p.quiet = *d;
-            } else if (auto w = parse_quiet_window(value)) {
-              p.quiet_window = *w;
-            } else {
-              bool looks_like_window = value.find(':') != std::string::npos;
-              r.fail(q, where + ".quiet: " + (looks_like_window ? w.error().message : d.error().message) +
-                            " (a duration such as 1d, or a weekly window such as \"sat 02:00-06:00\")");
-            }
+    std::set<std::string> names;
+    r.each_mapping(root, "projects", {"name", "dockerfile", "dockerfiles", "context", "build_args", "target", "platforms",
+                                      "image", "triggers", "quiet"}, [&](const YAML::Node& n, const std::string& where) {
+      ProjectConfig p;
+      p.mark = r.mark(n);
+      r.string(n, "name", where, p.name);
+      r.string(n, "dockerfile", where, p.dockerfile);
+      r.string(n, "dockerfiles", where, p.dockerfiles);
+      r.string(n, "context", where, p.context);
+      r.string_map(n, "build_args", where, p.build_args);
+      r.string(n, "target", where, p.target);
+      read_platforms(r, n, where, p.platforms);
+      r.string(n, "image", where, p.image);
+      r.string_list(n, "triggers", where, p.triggers);
+      if (auto q = n["quiet"]) {
+        // A duration ("1d"), or a weekly window ("sat 02:00-06:00").
+        std::string value;
+        if (r.scalar(q, where + ".quiet", value)) {
+          if (auto d = parse_duration(value)) {
+            p.quiet = *d;
+          } else if (auto w = parse_quiet_window(value)) {
+            p.quiet_window = *w;
+          } else {
+            bool looks_like_window = value.find(':') != std::string::npos;
+            r.fail(q, where + ".quiet: " + (looks_like_window ? w.error().message : d.error().message) +
+                          " (a duration such as 1d, or a weekly window such as \"sat 02:00-06:00\")");
           }
         }
-        check_trigger_names(n, where, p.triggers);
-        if (p.dockerfile.empty() == p.dockerfiles.empty()) {
-          r.fail(n, where + ": exactly one of dockerfile or dockerfiles is required");
-        }
-        if (!p.dockerfile.empty()) p.dockerfile = r.resolve_path(p.dockerfile);
-        if (!p.dockerfiles.empty()) p.dockerfiles = r.resolve_path(p.dockerfiles);
-        if (!p.context.empty()) p.context = r.resolve_path(p.context);
-        if (p.name.empty() && !p.dockerfile.empty()) p.name = fs::path(p.dockerfile).parent_path().filename().string();
-        if (p.name.empty() && p.dockerfiles.empty()) r.fail(n, where + ": name is required");
-        if (!p.name.empty() && !names.insert(p.name).second) r.fail(n["name"] ? n["name"] : n, where + ".name: duplicate project name \"" + p.name + "\"");
-        c.projects.push_back(p);
       }
-    }
+      check_trigger_names(n, where, p.triggers);
+      if (p.dockerfile.empty() == p.dockerfiles.empty()) {
+        r.fail(n, where + ": exactly one of dockerfile or dockerfiles is required");
+      }
+      if (!p.dockerfile.empty()) p.dockerfile = r.resolve_path(p.dockerfile);
+      if (!p.dockerfiles.empty()) p.dockerfiles = r.resolve_path(p.dockerfiles);
+      if (!p.context.empty()) p.context = r.resolve_path(p.context);
+      if (p.name.empty() && !p.dockerfile.empty()) p.name = fs::path(p.dockerfile).parent_path().filename().string();
+      if (p.name.empty() && p.dockerfiles.empty()) r.fail(n, where + ": name is required");
+      if (!p.name.empty() && !names.insert(p.name).second) r.fail(n["name"] ? n["name"] : n, where + ".name: duplicate project name \"" + p.name + "\"");
+      c.projects.push_back(p);
+    });
 
     if (auto retry = root["retry"]; retry && r.mapping(retry, "retry", {"max_attempts", "initial", "max"})) {
       r.integer(retry, "max_attempts", "retry", c.retry_max_attempts, 1, 1000);
@@ -521,29 +527,23 @@ Result<Config> parse(const std::string& text, const std::string& file) {
       if (!c.builds_logs.empty()) c.builds_logs = r.resolve_path(c.builds_logs);
     }
 
-    if (auto inbound = root["inbound"]) {
-      static const std::set<std::string> formats{"distribution", "dockerhub", "acr", "harbor", "ghcr", "quay", "generic"};
-      std::set<std::string> paths;
-      if (!inbound.IsSequence()) r.fail(inbound, "inbound: expected a list");
-      else for (size_t i = 0; i < inbound.size(); ++i) {
-        const YAML::Node n = inbound[i];
-        std::string where = "inbound[" + std::to_string(i) + "]";
-        if (!r.mapping(n, where, {"name", "path", "format", "secret_file"})) break;
-        InboundConfig in;
-        in.mark = r.mark(n);
-        r.string(n, "name", where, in.name);
-        r.string(n, "path", where, in.path);
-        r.string(n, "format", where, in.format);
-        r.secret_file(n, "secret_file", where, in.secret);
-        if (in.path.empty() || in.path[0] != '/') r.fail(n["path"] ? n["path"] : n, where + ".path: expected a path starting with /");
-        else if (in.path.rfind("/v1/", 0) == 0 || in.path == "/metrics" || in.path == "/healthz" || in.path == "/readyz")
-          r.fail(n["path"], where + ".path: \"" + in.path + "\" is taken by the API");
-        else if (!paths.insert(in.path).second) r.fail(n["path"], where + ".path: duplicate path \"" + in.path + "\"");
-        if (!formats.count(in.format)) r.fail(n["format"] ? n["format"] : n, where + ".format: expected one of distribution, dockerhub, acr, harbor, ghcr, quay, generic");
-        if (in.name.empty()) in.name = in.format;
-        c.inbound.push_back(in);
-      }
-    }
+    static const std::set<std::string> formats{"distribution", "dockerhub", "acr", "harbor", "ghcr", "quay", "generic"};
+    std::set<std::string> paths;
+    r.each_mapping(root, "inbound", {"name", "path", "format", "secret_file"}, [&](const YAML::Node& n, const std::string& where) {
+      InboundConfig in;
+      in.mark = r.mark(n);
+      r.string(n, "name", where, in.name);
+      r.string(n, "path", where, in.path);
+      r.string(n, "format", where, in.format);
+      r.secret_file(n, "secret_file", where, in.secret);
+      if (in.path.empty() || in.path[0] != '/') r.fail(n["path"] ? n["path"] : n, where + ".path: expected a path starting with /");
+      else if (in.path.rfind("/v1/", 0) == 0 || in.path == "/metrics" || in.path == "/healthz" || in.path == "/readyz")
+        r.fail(n["path"], where + ".path: \"" + in.path + "\" is taken by the API");
+      else if (!paths.insert(in.path).second) r.fail(n["path"], where + ".path: duplicate path \"" + in.path + "\"");
+      if (!formats.count(in.format)) r.fail(n["format"] ? n["format"] : n, where + ".format: expected one of distribution, dockerhub, acr, harbor, ghcr, quay, generic");
+      if (in.name.empty()) in.name = in.format;
+      c.inbound.push_back(in);
+    });
 
     if (!r.failed() && c.projects.empty() && c.watch.empty()) {
       r.fail(root, "nothing to watch: add projects: (Dockerfiles) or watch: (references)");
