@@ -19,6 +19,7 @@
 #include "util/time.h"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace bw::db {
 
@@ -97,7 +98,12 @@ class Store {
   // References.
   Result<std::optional<RefState>> get_ref(const std::string& ref);
   Result<std::vector<RefState>> list_refs();
+  // Each reference's next_check, without reading the rest of its row.
+  Result<std::map<std::string, int64_t>> next_checks();
   Status put_ref(const RefState& state);
+  // A successful check that found what is stored: the check times move,
+  // the error clears, the digests stay. not_found when there is no row.
+  Status touch_ref(const std::string& ref, int64_t checked_at, int64_t next_check);
   Status set_ref_error(const std::string& ref, const std::string& kind, const std::string& message, int64_t checked_at,
                        int64_t next_check);
   Status delete_ref(const std::string& ref);
@@ -129,10 +135,15 @@ class Store {
   Result<std::optional<std::string>> get_meta(const std::string& key);
 
  private:
-  Store() = default;
+  Store();
   Status exec(const char* sql);
   Status migrate();
+  // The connection's prepared statement for `sql` (prepared on first use,
+  // kept until close); nullptr when it does not compile. Call under m_mutex.
+  sqlite3_stmt* prepare(const std::string& sql);
 
+  struct Statements;
+  std::unique_ptr<Statements> m_statements;
   sqlite3* m_db = nullptr;
   std::recursive_mutex m_mutex;
 };
