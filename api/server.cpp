@@ -72,7 +72,7 @@ struct Server::Impl {
 
   Deps deps;
   std::mutex cfg_mutex;
-  config::Config cfg;
+  std::shared_ptr<const config::Config> cfg;  // shared with the watcher, not copied
   httplib::Server http;
   inbound::Deduper deduper;
   std::mutex stats_mutex;
@@ -110,18 +110,18 @@ struct Server::Impl {
 
   std::string token() {
     std::lock_guard lock(cfg_mutex);
-    return cfg.api_token;
+    return cfg->api_token;
   }
   std::optional<config::InboundConfig> hook(const std::string& path) {
     std::lock_guard lock(cfg_mutex);
-    for (const auto& h : cfg.inbound) {
+    for (const auto& h : cfg->inbound) {
       if (h.path == path) return h;
     }
     return std::nullopt;
   }
   std::vector<config::InboundConfig> hooks() {
     std::lock_guard lock(cfg_mutex);
-    return cfg.inbound;
+    return cfg->inbound;
   }
 
   void count(const config::InboundConfig& h, const std::string& outcome) {
@@ -340,17 +340,17 @@ std::string Server::Impl::render_metrics() {
   return m.render();
 }
 
-Server::Server(Deps deps, const config::Config& cfg) : m_impl(std::make_unique<Impl>()) {
+Server::Server(Deps deps, std::shared_ptr<const config::Config> cfg) : m_impl(std::make_unique<Impl>()) {
   m_impl->deps = std::move(deps);
-  m_impl->cfg = cfg;
+  m_impl->cfg = std::move(cfg);
   m_impl->ready = &m_ready;
 }
 
 Server::~Server() { stop(); }
 
-void Server::reload(const config::Config& cfg) {
+void Server::reload(std::shared_ptr<const config::Config> cfg) {
   std::lock_guard lock(m_impl->cfg_mutex);
-  m_impl->cfg = cfg;
+  m_impl->cfg = std::move(cfg);
 }
 
 void Server::stop() {
@@ -555,14 +555,14 @@ Status Server::start() {
     s.handle_inbound(*h, req, res);
   });
 
-  auto listen = parse_listen(s.cfg.listen);
+  auto listen = parse_listen(s.cfg->listen);
   if (!listen) return listen.error();
   auto [host, port] = *listen;
   if (port == 0) {
     m_port = http.bind_to_any_port(host);
-    if (m_port < 0) return make_error(ErrorKind::io, "cannot listen on " + s.cfg.listen);
+    if (m_port < 0) return make_error(ErrorKind::io, "cannot listen on " + s.cfg->listen);
   } else {
-    if (!http.bind_to_port(host, port)) return make_error(ErrorKind::io, "cannot listen on " + s.cfg.listen + " (address in use?)");
+    if (!http.bind_to_port(host, port)) return make_error(ErrorKind::io, "cannot listen on " + s.cfg->listen + " (address in use?)");
     m_port = port;
   }
   m_thread = std::thread([this] { m_impl->http.listen_after_bind(); });

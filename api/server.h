@@ -31,14 +31,17 @@ struct Deps {
 
 class Server {
  public:
-  Server(Deps deps, const config::Config& cfg);
+  // The config is shared with the other parts (the watch list can be long).
+  Server(Deps deps, std::shared_ptr<const config::Config> cfg);
+  Server(Deps deps, const config::Config& cfg) : Server(std::move(deps), std::make_shared<const config::Config>(cfg)) {}
   ~Server();
   // Binds `listen` ("host:port", "[::1]:port"); error when the address is taken.
   Status start();
   void stop();
   int port() const { return m_port; }
   void set_ready(bool ready) { m_ready = ready; }
-  void reload(const config::Config& cfg);
+  void reload(std::shared_ptr<const config::Config> cfg);
+  void reload(const config::Config& cfg) { reload(std::make_shared<const config::Config>(cfg)); }
 
  private:
   struct Impl;

@@ -1,5 +1,7 @@
 #include "app/service.h"
 
+#include <malloc.h>
+
 #include <signal.h>
 #include <systemd/sd-daemon.h>
 #include <spdlog/spdlog.h>
@@ -113,17 +115,19 @@ int serve(const std::string& config_path) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  auto cfg = config::load(config_path);
-  if (!cfg) {
+  auto loaded = config::load(config_path);
+  if (!loaded) {
     setup_logging("info", "text");
-    spdlog::error("{}", cfg.error().message);
-    notify("STATUS=" + cfg.error().message);  // what `systemctl status` shows
+    spdlog::error("{}", loaded.error().message);
+    notify("STATUS=" + loaded.error().message);  // what `systemctl status` shows
     return k_exit_usage;
   }
+  // One copy of the config, shared by the watcher, the API and this loop.
+  auto cfg = std::make_shared<const config::Config>(std::move(*loaded));
   setup_logging(cfg->log_level, cfg->log_format);
   spdlog::info("basewatch {} starting; {}", BASEWATCH_VERSION, config::describe(*cfg));
   notify("STATUS=starting: opening the database, scanning Dockerfiles");
-  auto rt_result = make_runtime(*cfg);
+  auto rt_result = make_runtime(cfg);
   if (!rt_result) {
     spdlog::error("{}", rt_result.error().message);
     notify("STATUS=" + rt_result.error().message);
@@ -137,7 +141,7 @@ int serve(const std::string& config_path) {
   // thread when a Dockerfile rescan rebuilds the model. The mutex also
   // keeps a reload and a rescan from swapping models at the same time.
   std::mutex reload_mutex;
-  config::Config running = *cfg;
+  std::shared_ptr<const config::Config> running = cfg;
 
   Waker poll_waker, dispatch_waker;
   api::Deps deps;
@@ -148,7 +152,8 @@ int serve(const std::string& config_path) {
   deps.started_at = rt.clock.now();
   deps.wake_dispatcher = [&] { dispatch_waker.wake(); };
   deps.wake_poller = [&] { poll_waker.wake(); };
-  api::Server server(deps, *cfg);
+  api::Server server(deps, cfg);
+  cfg.reset();  // from here `running` (and what it was shared with) holds it
   if (auto st = server.start(); !st) {
     spdlog::error("{}", st.error().message);
     notify("STATUS=" + st.error().message);
@@ -171,7 +176,10 @@ int serve(const std::string& config_path) {
     last_status = line;
     notify("STATUS=" + line);
   };
-  // Database open, Dockerfiles scanned, listener up.
+  // Database open, Dockerfiles scanned, listener up. Parsing the config's
+  // YAML tree took about 1 KB per watched reference for a moment; give
+  // those pages back instead of keeping them for the life of the service.
+  malloc_trim(0);
   refresh_status(true);
   notify("READY=1");
   spdlog::info("ready: {}", last_status);
@@ -184,7 +192,7 @@ int serve(const std::string& config_path) {
     if (why.empty()) return;
     std::lock_guard lock(reload_mutex);
     current = rt.watcher->model();  // a reload may have just swapped it
-    auto model = watcher::build_model(running, current.get());
+    auto model = watcher::build_model(*running, current.get());
     if (!model) {
       // Logged once per distinct problem, not every rescan.
       if (model.error().message != last_rescan_error) {
@@ -255,22 +263,25 @@ int serve(const std::string& config_path) {
     notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(monotonic_usec()) + "\nSTATUS=reloading " + config_path);
     {
       std::lock_guard lock(reload_mutex);
-      auto fresh = config::load(config_path);
+      auto fresh_loaded = config::load(config_path);
+      auto fresh = fresh_loaded ? std::make_shared<const config::Config>(std::move(*fresh_loaded)) : nullptr;
       if (!fresh) {
-        spdlog::error("reload refused, keeping the running config: {}", fresh.error().message);
+        spdlog::error("reload refused, keeping the running config: {}", fresh_loaded.error().message);
       } else if (auto model = watcher::build_model(*fresh, rt.watcher->model().get()); !model) {
         spdlog::error("reload refused, keeping the running config: {}", model.error().message);
       } else {
-        for (const auto& field : restart_only_changes(running, *fresh)) {
+        for (const auto& field : restart_only_changes(*running, *fresh)) {
           spdlog::warn("reload: {} changed; it takes effect on restart (systemctl restart basewatch)", field);
         }
         for (const auto& e : model->errors) spdlog::error("{}", e);
         setup_logging(fresh->log_level, fresh->log_format);
-        rt.watcher->reload(*fresh, std::make_shared<const watcher::Model>(std::move(*model)));
+        rt.watcher->reload(fresh, std::make_shared<const watcher::Model>(std::move(*model)));
         rt.dispatcher->set_triggers(make_triggers(*fresh, *rt.http), retry_policy(*fresh));
-        server.reload(*fresh);
-        running = *fresh;
-        spdlog::info("reloaded {}; {}", config_path, config::describe(running));
+        server.reload(fresh);
+        running = fresh;
+        rt.cfg = fresh;
+        spdlog::info("reloaded {}; {}", config_path, config::describe(*running));
+        malloc_trim(0);  // the old config and model, and the YAML tree
         poll_waker.wake();
       }
     }

@@ -48,14 +48,15 @@ triggers::RetryPolicy retry_policy(const config::Config& cfg) {
   return p;
 }
 
-Result<std::unique_ptr<Runtime>> make_runtime(const config::Config& cfg) {
+Result<std::unique_ptr<Runtime>> make_runtime(std::shared_ptr<const config::Config> shared) {
   auto rt = std::make_unique<Runtime>();
-  rt->cfg = cfg;
+  rt->cfg = std::move(shared);
+  const config::Config& cfg = *rt->cfg;
   BW_TRY(auto model, watcher::build_model(cfg));
   BW_TRY(rt->store, db::Store::open(cfg.database));
   rt->http = std::make_unique<net::HttplibClient>();
   rt->registry = std::make_unique<registry::Client>(*rt->http, rt->clock, registry_settings(cfg));
-  rt->watcher = std::make_unique<watcher::Watcher>(cfg, std::make_shared<const watcher::Model>(std::move(model)), *rt->store,
+  rt->watcher = std::make_unique<watcher::Watcher>(rt->cfg, std::make_shared<const watcher::Model>(std::move(model)), *rt->store,
                                                    *rt->registry, rt->clock);
   rt->dispatcher = std::make_unique<triggers::Dispatcher>(*rt->store, rt->clock, 4, cfg.builds_concurrency);
   rt->dispatcher->set_triggers(make_triggers(cfg, *rt->http), retry_policy(cfg));

@@ -22,7 +22,7 @@ std::map<std::string, std::unique_ptr<triggers::Trigger>> make_triggers(const co
 triggers::RetryPolicy retry_policy(const config::Config& cfg);
 
 struct Runtime {
-  config::Config cfg;
+  std::shared_ptr<const config::Config> cfg;  // one copy, shared by the parts
   RealClock clock;
   std::unique_ptr<db::Store> store;
   std::unique_ptr<net::HttplibClient> http;
@@ -33,6 +33,6 @@ struct Runtime {
 
 // Errors: ErrorKind::invalid for config-level problems (a dependency cycle),
 // others (the database) are operational.
-Result<std::unique_ptr<Runtime>> make_runtime(const config::Config& cfg);
+Result<std::unique_ptr<Runtime>> make_runtime(std::shared_ptr<const config::Config> cfg);
 
 }  // namespace bw::app

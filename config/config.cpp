@@ -460,6 +460,7 @@ Result<Config> parse(const std::string& text, const std::string& file) {
       }
     };
 
+    if (auto list = root["watch"]; list && list.IsSequence()) c.watch.reserve(list.size());
     r.each_mapping(root, "watch", {"ref", "platforms", "interval", "triggers"}, [&](const YAML::Node& n, const std::string& where) {
       WatchConfig w;
       w.mark = r.mark(n);

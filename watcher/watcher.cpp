@@ -64,17 +64,15 @@ std::string make_payload(const std::string& delivery_id, TimePoint created_at, c
   return j.dump();
 }
 
-Watcher::Watcher(const config::Config& cfg, std::shared_ptr<const Model> model, db::Store& store,
+Watcher::Watcher(std::shared_ptr<const config::Config> cfg, std::shared_ptr<const Model> model, db::Store& store,
                  registry::Client& client, const ClockSource& clock)
-    : m_cfg(cfg), m_model(std::move(model)), m_store(store), m_client(client), m_clock(clock) {
-  if (auto refs = m_store.list_refs()) {
-    for (const auto& r : *refs) m_next_check[r.ref] = r.next_check;
-  }
+    : m_cfg(std::move(cfg)), m_model(std::move(model)), m_store(store), m_client(client), m_clock(clock) {
+  if (auto next = m_store.next_checks()) m_next_check = std::move(*next);
 }
 
-void Watcher::reload(const config::Config& cfg, std::shared_ptr<const Model> model) {
+void Watcher::reload(std::shared_ptr<const config::Config> cfg, std::shared_ptr<const Model> model) {
   std::lock_guard lock(m_mutex);
-  m_cfg = cfg;
+  m_cfg = std::move(cfg);
   m_model = std::move(model);
 }
 
@@ -106,20 +104,20 @@ TimePoint Watcher::next_due(TimePoint now) {
   return next;
 }
 
-Millis Watcher::jittered(Millis interval) {
+Millis Watcher::jittered(const config::Config& cfg, Millis interval) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
-  double j = m_cfg.poll_jitter;
+  double j = cfg.poll_jitter;
   if (j <= 0) return interval;
   std::uniform_real_distribution<double> dist(-j, j);
   return Millis(static_cast<int64_t>(static_cast<double>(interval.count()) * (1.0 + dist(rng))));
 }
 
-Millis Watcher::backoff(int failures, Millis interval) {
+Millis Watcher::backoff(const config::Config& cfg, int failures, Millis interval) {
   // 30s, 1m, 2m, ... capped at the poll interval: a failed check is retried
   // well before the next scheduled one (missed updates are users.md item 9).
   int64_t ms = k_first_backoff.count();
   for (int i = 1; i < failures && ms < interval.count(); ++i) ms *= 2;
-  return jittered(Millis(std::min(ms, interval.count())));
+  return jittered(cfg, Millis(std::min(ms, interval.count())));
 }
 
 PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const ReportSink& sink) {
@@ -127,9 +125,11 @@ PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const Report
   // the watch set per cycle.
   std::vector<Due> due;
   std::shared_ptr<const Model> model;
+  std::shared_ptr<const config::Config> cfg;
   {
     std::lock_guard lock(m_mutex);
     model = m_model;
+    cfg = m_cfg;
     due.reserve(model->items.size());
     for (const auto& [key, item] : model->items) {
       std::string source = "poll";
@@ -158,7 +158,7 @@ PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const Report
   // writer) and drops it. When several registries are due, one registry may
   // hold at most `cap` workers, so a slow or failing registry leaves workers
   // for the others.
-  size_t n_threads = std::min<size_t>(due.size(), static_cast<size_t>(std::max(1, m_cfg.poll_concurrency)));
+  size_t n_threads = std::min<size_t>(due.size(), static_cast<size_t>(std::max(1, cfg->poll_concurrency)));
   std::map<std::string, size_t> in_flight;
   for (const auto& d : due) in_flight[d.item->ref.registry] = 0;
   size_t cap = n_threads > in_flight.size() ? n_threads - (in_flight.size() - 1) : 1;
@@ -166,12 +166,19 @@ PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const Report
   std::condition_variable cv;
   std::vector<bool> taken(due.size(), false);
   size_t remaining = due.size();
-  std::deque<std::pair<size_t, Result<registry::Resolved>>> done;
+  struct Done {
+    size_t index;
+    Stored stored;  // the row as the worker read it: apply needs no second read
+    Result<registry::Resolved> result;
+  };
+  std::deque<Done> done;
 
+  size_t first_open = 0;  // every item before it is taken: the scan starts here, not at 0
   auto take = [&](std::unique_lock<std::mutex>& lock) -> std::optional<size_t> {
     while (true) {
       if (remaining == 0) return std::nullopt;
-      for (size_t i = 0; i < due.size(); ++i) {
+      while (first_open < due.size() && taken[first_open]) ++first_open;
+      for (size_t i = first_open; i < due.size(); ++i) {
         if (!taken[i] && in_flight[due[i].item->ref.registry] < cap) {
           taken[i] = true;
           --remaining;
@@ -187,21 +194,25 @@ PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const Report
     while (auto i = take(lock)) {
       lock.unlock();
       const WatchItem& item = *due[*i].item;
+      Stored stored = m_store.get_ref(item.ref.tag_ref());
       registry::Known k;
       const registry::Known* kp = nullptr;
-      if (auto r = m_store.get_ref(item.ref.tag_ref()); r && *r && !(*r)->digest.empty()) {
-        k.digest = std::move((*r)->digest);
-        k.platforms = std::move((*r)->platforms);
+      if (stored && *stored && !(*stored)->digest.empty()) {
+        k.digest = (*stored)->digest;
+        k.platforms = (*stored)->platforms;
         kp = &k;
       }
       auto started = std::chrono::steady_clock::now();
-      auto result = m_client.resolve(item.ref, item.platforms, kp);
+      // A row that cannot be read is not checked: without it a moved digest
+      // would look like a first sight.
+      Result<registry::Resolved> result = stored ? m_client.resolve(item.ref, item.platforms, kp)
+                                                 : Result<registry::Resolved>(stored.error());
       std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
       Metrics::global().histogram_observe("basewatch_check_duration_seconds", "Time to resolve one reference.",
                                           {{"registry", item.ref.registry}}, took.count());
       lock.lock();
       --in_flight[item.ref.registry];
-      done.emplace_back(*i, std::move(result));
+      done.push_back(Done{*i, std::move(stored), std::move(result)});
       cv.notify_all();
     }
   };
@@ -210,13 +221,38 @@ PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const Report
   for (size_t t = 0; t < n_threads; ++t) threads.emplace_back(worker);
 
   if (!sink) stats.reports.reserve(due.size());
-  for (size_t applied = 0; applied < due.size(); ++applied) {
+  // Unchanged and first-sight rows are written in batches, one transaction
+  // per batch (a commit per reference was most of an unchanged cycle's CPU);
+  // a batch waits at most k_batch_wait for more. Changes commit on their own.
+  constexpr size_t k_batch_max = 256;
+  constexpr auto k_batch_wait = std::chrono::milliseconds(100);
+  std::vector<PendingWrite> batch;
+  auto batch_due = std::chrono::steady_clock::time_point::max();
+  for (size_t applied = 0; applied < due.size();) {
     std::unique_lock lock(mutex);
+    if (done.empty() && !batch.empty()) {
+      if (!cv.wait_until(lock, batch_due, [&] { return !done.empty(); })) {
+        lock.unlock();
+        flush(batch, now);
+        batch_due = std::chrono::steady_clock::time_point::max();
+        continue;
+      }
+    }
     cv.wait(lock, [&] { return !done.empty(); });
-    auto [i, result] = std::move(done.front());
+    Done d = std::move(done.front());
     done.pop_front();
     lock.unlock();
-    auto report = apply(*due[i].item, result, due[i].source, now, dry_run);
+    size_t i = d.index;
+    const auto& result = d.result;
+    auto report = apply(*cfg, *due[i].item, result, d.stored, due[i].source, now, dry_run, batch);
+    ++applied;
+    if (!batch.empty() && batch_due == std::chrono::steady_clock::time_point::max()) {
+      batch_due = std::chrono::steady_clock::now() + k_batch_wait;
+    }
+    if (batch.size() >= k_batch_max) {
+      flush(batch, now);
+      batch_due = std::chrono::steady_clock::time_point::max();
+    }
     ++stats.checked;
     if (result.ok()) stats.requests += result.value().requests;
     if (report.outcome == "error") ++stats.errors;
@@ -225,25 +261,65 @@ PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const Report
     else stats.reports.push_back(std::move(report));
   }
   for (auto& t : threads) t.join();
+  flush(batch, now);
   m_last_poll = to_unix_ms(now);
   if (!dry_run) m_store.set_meta("last_poll", std::to_string(to_unix_ms(now)));
   return stats;
 }
 
-CheckReport Watcher::apply(const WatchItem& item, const Result<registry::Resolved>& result, const std::string& source,
-                           TimePoint now, bool dry_run) {
+void Watcher::flush(std::vector<PendingWrite>& batch, TimePoint now) {
+  if (batch.empty()) return;
+  auto st = m_store.transaction([&]() -> Status {
+    for (const auto& w : batch) {
+      if (w.touch) {
+        auto touched = m_store.touch_ref(w.state.ref, w.state.last_checked, w.state.next_check);
+        if (touched) continue;
+        if (touched.error().kind != ErrorKind::not_found) return touched;
+      }
+      BW_TRY(auto put, m_store.put_ref(w.state));
+      (void)put;
+    }
+    return ok_status();
+  });
+  std::lock_guard lock(m_mutex);
+  if (st) {
+    for (const auto& w : batch) m_next_check[w.state.ref] = w.state.next_check;
+  } else {
+    // Nothing of the batch was written: check these again soon rather than
+    // at once (a broken database must not turn the poll loop into a spin).
+    spdlog::error("recording {} checked reference(s) failed: {}", batch.size(), st.error().message);
+    for (const auto& w : batch) m_next_check[w.state.ref] = to_unix_ms(now) + k_first_backoff.count();
+  }
+  batch.clear();
+}
+
+CheckReport Watcher::apply(const config::Config& cfg, const WatchItem& item, const Result<registry::Resolved>& result,
+                           const Stored& stored, const std::string& source, TimePoint now, bool dry_run,
+                           std::vector<PendingWrite>& batch) {
   CheckReport rep;
   rep.ref = item.ref.tag_ref();
   rep.source = source;
   int64_t now_ms = to_unix_ms(now);
-  std::optional<db::RefState> old;
-  if (auto r = m_store.get_ref(rep.ref); r) old = *r;
+  static const std::optional<db::RefState> k_none;
+  const std::optional<db::RefState>& old = stored ? *stored : k_none;
+  if (!stored) {
+    // The stored row could not be read, so nothing was checked: say so and
+    // try again after a pause; writing now could lose what the row holds.
+    rep.outcome = "error";
+    rep.error = stored.error().message;
+    spdlog::error("check {}: {}", rep.ref, rep.error);
+    if (!dry_run) {
+      std::lock_guard lock(m_mutex);
+      m_next_check[rep.ref] = now_ms + k_first_backoff.count();
+    }
+    return rep;
+  }
 
   if (!result.ok()) {
     rep.outcome = "error";
     rep.error = result.error().message;
     int failures = (old ? old->failures : 0) + 1;
-    int64_t next = now_ms + backoff(failures, item.interval).count();
+    int64_t next = now_ms + backoff(cfg, failures, item.interval).count();
     if (result.error().kind == ErrorKind::rate_limited) next = std::max(next, to_unix_ms(m_client.available_at(item.ref.registry)));
     if (!dry_run) {
       m_store.set_ref_error(rep.ref, to_string(result.error().kind), rep.error, now_ms, next);
@@ -261,7 +337,7 @@ CheckReport Watcher::apply(const WatchItem& item, const Result<registry::Resolve
   state.platforms = r.platforms;
   state.last_checked = now_ms;
   state.last_changed = old ? old->last_changed : 0;
-  state.next_check = now_ms + jittered(item.interval).count();
+  state.next_check = now_ms + jittered(cfg, item.interval).count();
   rep.new_digest = r.digest;
 
   auto commit_state = [&]() -> Status {
@@ -276,7 +352,7 @@ CheckReport Watcher::apply(const WatchItem& item, const Result<registry::Resolve
   if (!old || old->digest.empty()) {
     rep.outcome = "baseline";
     spdlog::info("baseline {} at {}", rep.ref, r.digest);
-    commit_state();
+    if (!dry_run) batch.push_back(PendingWrite{std::move(state), false});
     return rep;
   }
   rep.old_digest = old->digest;
@@ -295,7 +371,12 @@ CheckReport Watcher::apply(const WatchItem& item, const Result<registry::Resolve
 
   if (old->digest == r.digest && rep.platforms.empty()) {
     rep.outcome = "unchanged";
-    commit_state();
+    if (!dry_run) {
+      // The usual case: same digest, no platform digest that is not stored
+      // yet, no error to clear... only the check times move.
+      bool touch = state.platforms == old->platforms && state.media_type == old->media_type;
+      batch.push_back(PendingWrite{std::move(state), touch});
+    }
     return rep;
   }
   state.last_changed = now_ms;
@@ -367,7 +448,7 @@ CheckReport Watcher::apply(const WatchItem& item, const Result<registry::Resolve
   // durations only); globbed projects are named "<name>/<folder>".
   auto window_of = [&](const Project* p) -> const config::QuietWindow* {
     if (!p) return nullptr;
-    for (const auto& pc : m_cfg.projects) {
+    for (const auto& pc : cfg.projects) {
       if (pc.quiet_window && (pc.name == p->name || p->name.rfind(pc.name + "/", 0) == 0)) return &*pc.quiet_window;
     }
     return nullptr;
@@ -378,7 +459,7 @@ CheckReport Watcher::apply(const WatchItem& item, const Result<registry::Resolve
     (void)a;
     for (const auto& t : targets) {
       std::string project = t.project ? t.project->name : "";
-      Millis delay = std::max(m_cfg.poll_settle, t.project ? t.project->quiet : Millis(0));
+      Millis delay = std::max(cfg.poll_settle, t.project ? t.project->quiet : Millis(0));
       BW_TRY(auto settling, m_store.find_settling(t.trigger, project, now_ms));
       if (settling) {
         // Join the batch that is still settling: one delivery, several changes.

@@ -46,12 +46,20 @@ struct PollStats {
 
 class Watcher {
  public:
+  // The config is shared, not copied: with thousands of `watch:` entries a
+  // copy per part was most of the memory a watched reference cost.
+  Watcher(std::shared_ptr<const config::Config> cfg, std::shared_ptr<const Model> model, db::Store& store,
+          registry::Client& client, const ClockSource& clock);
   Watcher(const config::Config& cfg, std::shared_ptr<const Model> model, db::Store& store, registry::Client& client,
-          const ClockSource& clock);
+          const ClockSource& clock)
+      : Watcher(std::make_shared<const config::Config>(cfg), std::move(model), store, client, clock) {}
 
   // Swaps in a new config and model (SIGHUP, Dockerfile edits); state in the
   // store is kept.
-  void reload(const config::Config& cfg, std::shared_ptr<const Model> model);
+  void reload(std::shared_ptr<const config::Config> cfg, std::shared_ptr<const Model> model);
+  void reload(const config::Config& cfg, std::shared_ptr<const Model> model) {
+    reload(std::make_shared<const config::Config>(cfg), std::move(model));
+  }
   std::shared_ptr<const Model> model() const;
 
   // Resolves the due references and applies the results. With `all`, every
@@ -76,17 +84,25 @@ class Watcher {
     const WatchItem* item;  // into the model this poll holds
     std::string source;
   };
-  CheckReport apply(const WatchItem& item, const Result<registry::Resolved>& result, const std::string& source,
-                    TimePoint now, bool dry_run);
+  // A successful check's row, written with others in one transaction.
+  struct PendingWrite {
+    db::RefState state;
+    bool touch = false;  // only the check times move (nothing new to store)
+  };
+  using Stored = Result<std::optional<db::RefState>>;
+  CheckReport apply(const config::Config& cfg, const WatchItem& item, const Result<registry::Resolved>& result,
+                    const Stored& stored, const std::string& source, TimePoint now, bool dry_run,
+                    std::vector<PendingWrite>& batch);
+  void flush(std::vector<PendingWrite>& batch, TimePoint now);
   // True when the project's current image already names the new base digest
   // in its org.opencontainers.image.base.digest annotation: it was built on
   // it (by a chain upstream, or by hand), so rebuilding again is waste.
   // Any doubt (no image, no annotation, an error) means false: rebuild.
   bool already_built(const Project& project, const registry::Resolved& base);
-  Millis jittered(Millis interval);
-  Millis backoff(int failures, Millis interval);
+  static Millis jittered(const config::Config& cfg, Millis interval);
+  static Millis backoff(const config::Config& cfg, int failures, Millis interval);
 
-  config::Config m_cfg;
+  std::shared_ptr<const config::Config> m_cfg;
   std::shared_ptr<const Model> m_model;
   db::Store& m_store;
   registry::Client& m_client;

@@ -209,6 +209,43 @@ TEST_CASE("a failed check is recorded on the reference and retried with backoff"
   CHECK(f.store->get_ref(k_app).value()->failures == 2);
 }
 
+TEST_CASE("a good check after a failure clears the error and keeps the digest; a new watcher keeps the schedule", "[unit][watcher]") {
+  Fixture f;
+  std::string d1 = f.reg.put_manifest("team/base", "1", "v1");
+  f.add_project("web", {{k_app, ""}});
+  f.build();
+  CHECK(f.poll().reports[0].outcome == "baseline");
+  f.reg.require_token = true;  // the token endpoint wants credentials the client does not have
+  f.reg.token_user = "ci";
+  f.reg.token_password = "secret";
+  CHECK(f.poll().reports[0].outcome == "error");
+  auto failed = f.store->get_ref(k_app).value();
+  REQUIRE(failed);
+  CHECK(failed->failures == 1);
+  CHECK(failed->digest == d1);
+  f.reg.require_token = false;
+  f.reg.token_user.clear();  // the client, now knowing the realm, asks for a token first: it gets one
+  auto s = f.poll();
+  REQUIRE(s.reports.size() == 1);
+  CHECK(s.reports[0].outcome == "unchanged");
+  auto ok = f.store->get_ref(k_app).value();
+  REQUIRE(ok);
+  CHECK(ok->digest == d1);
+  CHECK(ok->platforms == failed->platforms);
+  CHECK(ok->failures == 0);
+  CHECK(ok->last_error.empty());
+  CHECK(ok->error_kind.empty());
+  CHECK(ok->last_checked == to_unix_ms(f.clock.now()) - 61'000);  // poll() advanced the clock after the check
+  CHECK(ok->next_check == ok->last_checked + 60'000);
+
+  // A restart (a new Watcher on the same store) reads next_check back: nothing is due before it.
+  f.w = std::make_unique<watcher::Watcher>(f.cfg, f.w->model(), *f.store, f.client, f.clock);
+  f.clock.advance(Millis(-2'000));
+  CHECK(f.w->poll_once(f.clock.now()).reports.empty());
+  f.clock.advance(Millis(2'000));
+  CHECK(f.w->poll_once(f.clock.now()).reports.size() == 1);
+}
+
 TEST_CASE("a dry run records nothing and queues nothing", "[unit][watcher]") {
   Fixture f;
   f.reg.put_manifest("team/base", "1", "v1");
