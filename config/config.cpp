@@ -1,12 +1,13 @@
 #include "config/config.h"
 
-#include <yaml-cpp/yaml.h>
+#include <yaml-cpp/exceptions.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <set>
 #include <sstream>
 
+#include "config/yaml_tree.h"
 #include "util/files.h"
 #include "util/strings.h"
 
@@ -118,12 +119,12 @@ class Reader {
     m_dir = fs::path(m_file).parent_path().string();
   }
 
-  Mark mark(const YAML::Node& n) const {
+  Mark mark(const yaml::Node& n) const {
     auto m = n.Mark();
     return Mark{m_file, m.line + 1, m.column + 1};
   }
 
-  void fail(const YAML::Node& n, const std::string& message) {
+  void fail(const yaml::Node& n, const std::string& message) {
     if (!m_error.empty()) return;  // the first error is the one to fix first
     m_error = mark(n).str() + ": " + message;
   }
@@ -131,7 +132,7 @@ class Reader {
   const std::string& error() const { return m_error; }
 
   // Checks that `n` is a mapping with only `known` keys.
-  bool mapping(const YAML::Node& n, const std::string& where, std::initializer_list<const char*> known) {
+  bool mapping(const yaml::Node& n, const std::string& where, std::initializer_list<const char*> known) {
     if (!n.IsMap()) {
       fail(n, where + ": expected a mapping");
       return false;
@@ -153,7 +154,7 @@ class Reader {
   // A list of mappings under `key`: each item, named "key[i]", must have only
   // `known` keys; `fn(item, where)` reads it. Stops at the first bad item.
   template <typename Fn>
-  void each_mapping(const YAML::Node& parent, const char* key, std::initializer_list<const char*> known, Fn fn) {
+  void each_mapping(const yaml::Node& parent, const char* key, std::initializer_list<const char*> known, Fn fn) {
     auto list = parent[key];
     if (!list) return;
     if (!list.IsSequence()) {
@@ -161,7 +162,7 @@ class Reader {
       return;
     }
     for (size_t i = 0; i < list.size(); ++i) {
-      const YAML::Node n = list[i];
+      const yaml::Node n = list[i];
       std::string where = std::string(key) + "[" + std::to_string(i) + "]";
       if (!mapping(n, where, known)) return;
       fn(n, where);
@@ -172,7 +173,7 @@ class Reader {
     return where.empty() ? key : where + "." + key;
   }
 
-  bool scalar(const YAML::Node& n, const std::string& key, std::string& out) {
+  bool scalar(const yaml::Node& n, const std::string& key, std::string& out) {
     if (!n.IsScalar()) {
       fail(n, key + ": expected a string");
       return false;
@@ -181,11 +182,11 @@ class Reader {
     return true;
   }
 
-  void string(const YAML::Node& parent, const char* key, const std::string& where, std::string& out) {
+  void string(const yaml::Node& parent, const char* key, const std::string& where, std::string& out) {
     if (auto n = parent[key]) scalar(n, key_path(where, key), out);
   }
 
-  void boolean(const YAML::Node& parent, const char* key, const std::string& where, bool& out) {
+  void boolean(const yaml::Node& parent, const char* key, const std::string& where, bool& out) {
     auto n = parent[key];
     if (!n) return;
     std::string s;
@@ -196,7 +197,7 @@ class Reader {
     else fail(n, key_path(where, key) + ": expected true or false, got \"" + s + "\"");
   }
 
-  void integer(const YAML::Node& parent, const char* key, const std::string& where, int& out, int min, int max) {
+  void integer(const yaml::Node& parent, const char* key, const std::string& where, int& out, int min, int max) {
     auto n = parent[key];
     if (!n) return;
     std::string s;
@@ -212,7 +213,7 @@ class Reader {
     }
   }
 
-  void duration(const YAML::Node& parent, const char* key, const std::string& where, Millis& out) {
+  void duration(const yaml::Node& parent, const char* key, const std::string& where, Millis& out) {
     auto n = parent[key];
     if (!n) return;
     std::string s;
@@ -222,14 +223,14 @@ class Reader {
     else out = *d;
   }
 
-  void opt_duration(const YAML::Node& parent, const char* key, const std::string& where, std::optional<Millis>& out) {
+  void opt_duration(const yaml::Node& parent, const char* key, const std::string& where, std::optional<Millis>& out) {
     if (!parent[key]) return;
     Millis d{0};
     duration(parent, key, where, d);
     out = d;
   }
 
-  void string_list(const YAML::Node& parent, const char* key, const std::string& where, std::vector<std::string>& out) {
+  void string_list(const yaml::Node& parent, const char* key, const std::string& where, std::vector<std::string>& out) {
     auto n = parent[key];
     if (!n) return;
     if (!n.IsSequence()) {
@@ -244,7 +245,7 @@ class Reader {
     }
   }
 
-  void string_map(const YAML::Node& parent, const char* key, const std::string& where,
+  void string_map(const yaml::Node& parent, const char* key, const std::string& where,
                   std::map<std::string, std::string>& out) {
     auto n = parent[key];
     if (!n) return;
@@ -274,7 +275,7 @@ class Reader {
   }
 
   // `<key>_file`: reads the secret; errors name the key's place.
-  void secret_file(const YAML::Node& parent, const char* key, const std::string& where, std::string& out) {
+  void secret_file(const yaml::Node& parent, const char* key, const std::string& where, std::string& out) {
     auto n = parent[key];
     if (!n) return;
     std::string p;
@@ -297,7 +298,7 @@ bool valid_platform_text(const std::string& p) {
   return true;
 }
 
-void read_platforms(Reader& r, const YAML::Node& parent, const std::string& where, std::vector<std::string>& out) {
+void read_platforms(Reader& r, const yaml::Node& parent, const std::string& where, std::vector<std::string>& out) {
   r.string_list(parent, "platforms", where, out);
   if (auto n = parent["platforms"]; n && n.IsSequence()) {
     size_t i = 0;
@@ -315,13 +316,14 @@ void read_platforms(Reader& r, const YAML::Node& parent, const std::string& wher
 Result<Config> parse(const std::string& text, const std::string& file) {
   Config c;
   c.file = file;
-  YAML::Node root;
+  std::unique_ptr<yaml::Document> doc;
   try {
-    root = YAML::Load(text);
+    doc = yaml::Document::parse(text);
   } catch (const YAML::Exception& e) {
     return make_error(ErrorKind::invalid, file + ":" + std::to_string(e.mark.line + 1) + ":" +
                                               std::to_string(e.mark.column + 1) + ": " + e.msg);
   }
+  yaml::Node root = doc->root();
   Reader r(file);
   try {
     if (!root || root.IsNull()) {
@@ -394,7 +396,7 @@ Result<Config> parse(const std::string& text, const std::string& file) {
         t.name = kv.first.Scalar();
         t.mark = r.mark(kv.first);
         std::string where = "triggers." + t.name;
-        const YAML::Node& n = kv.second;
+        const yaml::Node& n = kv.second;
         if (!n.IsMap()) { r.fail(n, where + ": expected a mapping"); break; }
         r.string(n, "type", where, t.type);
         if (t.type == "webhook") {
@@ -454,14 +456,14 @@ Result<Config> parse(const std::string& text, const std::string& file) {
       }
     }
 
-    auto check_trigger_names = [&](const YAML::Node& n, const std::string& where, const std::vector<std::string>& names) {
+    auto check_trigger_names = [&](const yaml::Node& n, const std::string& where, const std::vector<std::string>& names) {
       for (const auto& name : names) {
         if (!c.triggers.count(name)) r.fail(n["triggers"], where + ".triggers: unknown trigger \"" + name + "\"");
       }
     };
 
     if (auto list = root["watch"]; list && list.IsSequence()) c.watch.reserve(list.size());
-    r.each_mapping(root, "watch", {"ref", "platforms", "interval", "triggers"}, [&](const YAML::Node& n, const std::string& where) {
+    r.each_mapping(root, "watch", {"ref", "platforms", "interval", "triggers"}, [&](const yaml::Node& n, const std::string& where) {
       WatchConfig w;
       w.mark = r.mark(n);
       r.string(n, "ref", where, w.ref);
@@ -475,7 +477,7 @@ Result<Config> parse(const std::string& text, const std::string& file) {
 
     std::set<std::string> names;
     r.each_mapping(root, "projects", {"name", "dockerfile", "dockerfiles", "context", "build_args", "target", "platforms",
-                                      "image", "triggers", "quiet"}, [&](const YAML::Node& n, const std::string& where) {
+                                      "image", "triggers", "quiet"}, [&](const yaml::Node& n, const std::string& where) {
       ProjectConfig p;
       p.mark = r.mark(n);
       r.string(n, "name", where, p.name);
@@ -530,7 +532,7 @@ Result<Config> parse(const std::string& text, const std::string& file) {
 
     static const std::set<std::string> formats{"distribution", "dockerhub", "acr", "harbor", "ghcr", "quay", "generic"};
     std::set<std::string> paths;
-    r.each_mapping(root, "inbound", {"name", "path", "format", "secret_file"}, [&](const YAML::Node& n, const std::string& where) {
+    r.each_mapping(root, "inbound", {"name", "path", "format", "secret_file"}, [&](const yaml::Node& n, const std::string& where) {
       InboundConfig in;
       in.mark = r.mark(n);
       r.string(n, "name", where, in.name);
