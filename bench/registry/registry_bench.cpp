@@ -18,6 +18,11 @@
 #include <thread>
 #include <vector>
 
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
 #include "net/http.h"
 #include "oci/platform.h"
 #include "registry/client.h"
@@ -39,9 +44,10 @@ std::string tag_ref(const LocalRegistry& reg, int i) {
   return reg.host() + "/bench/r" + std::to_string(i % 50) + ":t" + std::to_string(i);
 }
 
-std::string write_config(const TempDir& dir, const LocalRegistry& reg, int n, int concurrency, const std::string& name) {
-  std::string yaml = "database: " + dir.path() + "/" + name + ".db\n"
-                     "listen: 127.0.0.1:0\n"
+std::string write_config(const TempDir& dir, const LocalRegistry& reg, int n, int concurrency, const std::string& name,
+                         int port = 0, const std::string& db = "") {
+  std::string yaml = "database: " + dir.path() + "/" + (db.empty() ? name : db) + ".db\n"
+                     "listen: 127.0.0.1:" + std::to_string(port) + "\n"
                      "log: {level: warn}\n"
                      "poll: {concurrency: " + std::to_string(concurrency) + "}\n"
                      "registries:\n  " + reg.host() + ": {insecure: true}\n"
@@ -68,6 +74,74 @@ Timed timed_check(const std::string& config) {
   std::smatch m;
   if (std::regex_search(r.errors, m, std::regex(R"(Maximum resident set size \(kbytes\): (\d+))"))) t.max_rss_kb = std::stol(m[1]);
   return t;
+}
+
+// VmRSS / VmHWM of a running process, in KB.
+std::pair<long, long> rss_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  long rss = 0, hwm = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) rss = std::stol(line.substr(6));
+    if (line.rfind("VmHWM:", 0) == 0) hwm = std::stol(line.substr(6));
+  }
+  return {rss, hwm};
+}
+
+struct Served {
+  long rss_kb = 0;   // after the first cycle and a second one
+  long peak_kb = 0;  // VmHWM: the high-water mark since start (config parse included)
+  double first_cycle = 0;
+};
+
+// `basewatch serve` on an already baselined database: its RSS once two
+// unchanged cycles have run (the second asked for through POST /v1/check),
+// which is what a long-running service holds per watched reference.
+Served serve_rss(const TempDir& dir, const LocalRegistry& reg, int n, int concurrency, const std::string& db) {
+  int port = free_port();
+  std::string cfg = write_config(dir, reg, n, concurrency, db + "-serve", port, db);
+  Served out;
+  auto t0 = steady::now();
+  Process p({BASEWATCH_BINARY, "serve", "-c", cfg}, {}, dir.path() + "/" + db + "-serve.log");
+  auto last_poll = [&]() -> std::string {
+    httplib::Client c("127.0.0.1", port);
+    c.set_connection_timeout(1, 0);
+    auto res = c.Get("/v1/status");
+    if (!res || res->status != 200) return "";
+    auto j = nlohmann::json::parse(res->body, nullptr, false);
+    return j.is_object() && j["last_poll"].is_string() ? j["last_poll"].get<std::string>() : "";
+  };
+  auto ready = [&] {
+    httplib::Client c("127.0.0.1", port);
+    c.set_connection_timeout(1, 0);
+    auto res = c.Get("/healthz");
+    return res && res->status == 200;
+  };
+  // check ran before, so nothing is due: each cycle is asked for (a manual
+  // check of every reference) and waited for.
+  auto cycle = [&]() -> bool {
+    std::string before = last_poll();
+    httplib::Client c("127.0.0.1", port);
+    auto res = c.Post("/v1/check", "", "application/json");
+    if (!res || res->status >= 300) {
+      std::cerr << "POST /v1/check: " << (res ? res->status : 0) << "\n";
+      return false;
+    }
+    return wait_until([&] { std::string l = last_poll(); return !l.empty() && l != before; }, std::chrono::seconds(60));
+  };
+  if (!wait_until(ready, std::chrono::seconds(30)) || !cycle()) {
+    std::cerr << "serve did not finish a cycle:\n" << p.log() << "\n";
+    return out;
+  }
+  out.first_cycle = seconds_since(t0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // last_poll has second resolution
+  if (!cycle()) std::cerr << "serve did not finish a second cycle\n";
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto [rss, hwm] = rss_of(p.pid());
+  out.rss_kb = rss;
+  out.peak_kb = hwm;
+  p.signal(SIGTERM);
+  p.wait(std::chrono::seconds(30));
+  return out;
 }
 
 std::string last_line(const std::string& s) {
@@ -165,6 +239,12 @@ int main(int argc, char** argv) {
 
   std::string cfg_n = write_config(dir, reg, n, concurrency, "n");
   std::string cfg_2n = write_config(dir, reg, 2 * n, concurrency, "n2");
+  if (std::getenv("BW_BENCH_HOLD")) {
+    // Keep the registry up for profiling by hand: perf, heaptrack, strace.
+    std::printf("registry %s; configs %s %s; press Enter to go on\n", reg.url().c_str(), cfg_n.c_str(), cfg_2n.c_str());
+    std::fflush(stdout);
+    std::getchar();
+  }
 
   // Baselines (first sight: HEADs plus one row per reference).
   Timed base_n = timed_check(cfg_n);
@@ -208,6 +288,23 @@ int main(int argc, char** argv) {
               (base_2n.max_rss_kb - base_n.max_rss_kb) * 1024.0 / n);
   std::printf("registry::Client heap kept per resolved reference (N=%d, one thread): %.1f bytes\n", n,
               client_retained_bytes_per_ref(reg, n));
+  // The service: resident memory after two unchanged cycles, N and 2N.
+  long serve_n = 0, serve_2n = 0, serve_peak_n = 0, serve_peak_2n = 0;
+  for (int round = 0; round < rounds; ++round) {
+    Served a = serve_rss(dir, reg, n, concurrency, "n");
+    Served b = serve_rss(dir, reg, 2 * n, concurrency, "n2");
+    std::printf("round %d: serve N RSS %ld KB (peak %ld KB, first cycle after %.2f s); serve 2N RSS %ld KB (peak %ld KB, %.2f s)\n",
+                round + 1, a.rss_kb, a.peak_kb, a.first_cycle, b.rss_kb, b.peak_kb, b.first_cycle);
+    auto keep_min = [](long& best, long v) { best = best ? std::min(best, v) : v; };
+    keep_min(serve_n, a.rss_kb);
+    keep_min(serve_2n, b.rss_kb);
+    keep_min(serve_peak_n, a.peak_kb);
+    keep_min(serve_peak_2n, b.peak_kb);
+  }
+  std::printf("basewatch serve, resident after two cycles: N %ld KB, 2N %ld KB: growth per watched reference %.0f bytes\n",
+              serve_n, serve_2n, (serve_2n - serve_n) * 1024.0 / n);
+  std::printf("basewatch serve, peak resident (VmHWM): N %ld KB, 2N %ld KB: growth per watched reference %.0f bytes\n",
+              serve_peak_n, serve_peak_2n, (serve_peak_2n - serve_peak_n) * 1024.0 / n);
   if (const char* ht = std::getenv("BW_BENCH_HEAPTRACK")) {
     // heaptrack of the 2N unchanged cycle, to see where the memory goes.
     RunResult h = run({"heaptrack", "-o", std::string(ht), BASEWATCH_BINARY, "check", "-c", cfg_2n}, {}, "", std::chrono::minutes(5));
