@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "oci/challenge.h"
@@ -71,6 +72,38 @@ bool vague_media_type(const std::string& t) {
   return t.empty() || t == "application/json" || t == "application/octet-stream" || t == "text/plain";
 }
 
+std::string base_url(const RegistrySettings& s) {
+  return std::string(s.insecure ? "http://" : "https://") + oci::api_host(s.host);
+}
+
+bool same_credentials(const RegistrySettings& a, const RegistrySettings& b) {
+  return a.username == b.username && a.password == b.password && a.docker_config == b.docker_config;
+}
+bool same_tls(const RegistrySettings& a, const RegistrySettings& b) { return a.insecure == b.insecure && a.ca_file == b.ca_file; }
+bool same_settings(const RegistrySettings& a, const RegistrySettings& b) {
+  return same_credentials(a, b) && same_tls(a, b) && a.requests_per_minute == b.requests_per_minute &&
+         a.concurrency == b.concurrency && a.timeout == b.timeout;
+}
+
+// Who a cached token was fetched for: a keyed digest of the credentials
+// (never the secret itself), so that changed credentials (a reload, a
+// rotated docker config.json) never get a token fetched with the old ones.
+std::string credentials_key(const Credentials& c) {
+  if (c.username.empty() && c.password.empty() && c.identity_token.empty()) return "anonymous";
+  static const std::string salt = [] {
+    std::random_device rd;
+    std::string out;
+    for (int i = 0; i < 4; ++i) out += std::to_string(rd());
+    return out;
+  }();
+  std::string who = c.username;
+  who += '\0';
+  who += c.password;
+  who += '\0';
+  who += c.identity_token;
+  return hmac_sha256_hex(salt, who);
+}
+
 Millis jitter(Millis d) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   std::uniform_real_distribution<double> dist(0.8, 1.2);
@@ -85,13 +118,20 @@ struct Client::TokenCache {
     TimePoint expires_at;
   };
   std::mutex mutex;
-  std::map<std::string, Entry> entries;  // realm|service|scope|user
+  std::map<std::string, Entry> entries;  // host|realm|service|scope|credentials_key
 };
 
 struct Client::Host {
-  RegistrySettings settings;
+  explicit Host(std::string n) : name(std::move(n)) {}
+  const std::string name;
   std::mutex mutex;
   std::condition_variable cv;
+  // The settings in force, under `mutex`: update_settings replaces the
+  // pointer, nobody changes what it points to. A resolve takes one View.
+  std::shared_ptr<const RegistrySettings> settings;
+  // Bumped by update_settings when the credentials must be read again;
+  // cached credentials of an older generation are not used.
+  uint64_t generation = 0;
   int in_flight = 0;
   TimePoint next_slot{};                        // requests_per_minute spacing
   bool basic = false;                           // the registry challenged with Basic
@@ -104,6 +144,7 @@ struct Client::Host {
   // k_credentials_ttl or a refusal. Their own mutex: a helper may be slow.
   std::mutex creds_mutex;
   std::optional<Credentials> creds;
+  uint64_t creds_generation = 0;
   TimePoint creds_at{};
 };
 
@@ -113,7 +154,10 @@ Client::Client(net::HttpClient& http, const ClockSource& clock, std::vector<Regi
       m_tokens(std::make_unique<TokenCache>()),
       m_helper_runner([](const std::string& helper, const std::string& url) { return run_credential_helper(helper, url); }),
       m_sleep([](Millis d) { std::this_thread::sleep_for(d); }) {
-  for (auto& s : settings) m_settings[s.host] = std::move(s);
+  for (auto& s : settings) {
+    std::string name = s.host;
+    m_settings[name] = std::make_shared<const RegistrySettings>(std::move(s));
+  }
 }
 
 Client::~Client() = default;
@@ -121,21 +165,103 @@ Client::~Client() = default;
 void Client::set_helper_runner(HelperRunner run) { m_helper_runner = std::move(run); }
 void Client::set_sleeper(std::function<void(Millis)> sleep) { m_sleep = std::move(sleep); }
 
+namespace {
+
+// The configured settings of `name`, or the defaults (anonymous, verified
+// TLS, no limits) for a host the config does not name.
+std::shared_ptr<const RegistrySettings> settings_of(
+    const std::map<std::string, std::shared_ptr<const RegistrySettings>>& configured, const std::string& name) {
+  auto it = configured.find(name);
+  if (it != configured.end()) return it->second;
+  auto s = std::make_shared<RegistrySettings>();
+  s->host = name;
+  return s;
+}
+
+}  // namespace
+
 Client::Host& Client::host(const std::string& name) {
   std::lock_guard lock(m_mutex);
   auto& h = m_hosts[name];
   if (!h) {
-    h = std::make_unique<Host>();
-    auto it = m_settings.find(name);
-    if (it != m_settings.end()) h->settings = it->second;
-    h->settings.host = name;
+    h = std::make_unique<Host>(name);
+    h->settings = settings_of(m_settings, name);
     h->status.host = name;
   }
   return *h;
 }
 
-std::string Client::base_url(const Host& h) const {
-  return std::string(h.settings.insecure ? "http://" : "https://") + oci::api_host(h.settings.host);
+Client::View Client::view(Host& h) {
+  std::lock_guard lock(h.mutex);
+  return View{h.settings, h.generation};
+}
+
+void Client::forget_tokens(const std::string& key_prefix) {
+  std::lock_guard lock(m_tokens->mutex);
+  for (auto it = m_tokens->entries.begin(); it != m_tokens->entries.end();) {
+    it = it->first.rfind(key_prefix, 0) == 0 ? m_tokens->entries.erase(it) : std::next(it);
+  }
+}
+
+std::vector<std::string> Client::update_settings(std::vector<RegistrySettings> settings) {
+  std::map<std::string, std::shared_ptr<const RegistrySettings>> fresh;
+  for (auto& s : settings) {
+    std::string name = s.host;
+    fresh[name] = std::make_shared<const RegistrySettings>(std::move(s));
+  }
+  std::vector<std::string> changed;
+  std::vector<Host*> notify;
+  std::vector<std::string> drop_tokens;
+  {
+    std::lock_guard lock(m_mutex);
+    std::set<std::string> names;
+    for (const auto& [name, s] : m_settings) names.insert(name);
+    for (const auto& [name, s] : fresh) names.insert(name);
+    for (const auto& name : names) {
+      if (!same_settings(*settings_of(m_settings, name), *settings_of(fresh, name))) changed.push_back(name);
+    }
+    for (auto& [name, h] : m_hosts) {
+      auto next = settings_of(fresh, name);
+      std::lock_guard hl(h->mutex);
+      const RegistrySettings& old = *h->settings;
+      bool credentials_changed = !same_credentials(old, *next);
+      bool tls_changed = !same_tls(old, *next);
+      // A docker config.json may have changed behind the same path: read it
+      // (and run its helpers) again at the next challenge.
+      if (credentials_changed || tls_changed || !next->docker_config.empty()) ++h->generation;
+      if (credentials_changed || tls_changed) drop_tokens.push_back(name + "|");
+      if (tls_changed) {
+        // Another scheme or CA may reach another server: learn its challenge
+        // again, and give it a chance now instead of after the breaker's pause
+        // (a Retry-After pause stays: the registry asked for it).
+        h->basic = false;
+        h->bearer.reset();
+        h->scopes.clear();
+        h->status.consecutive_failures = 0;
+        if (h->pause_kind != ErrorKind::rate_limited) {
+          h->status.paused_until = 0;
+          h->pause_reason.clear();
+        }
+      }
+      if (old.requests_per_minute != next->requests_per_minute && h->next_slot != TimePoint{}) {
+        // next_slot is the last slot given out plus the old spacing: space
+        // the next request from that last slot by the new one.
+        TimePoint last = h->next_slot;
+        if (old.requests_per_minute > 0) last -= Millis(60'000 / old.requests_per_minute);
+        h->next_slot = next->requests_per_minute > 0 ? last + Millis(60'000 / next->requests_per_minute) : TimePoint{};
+      }
+      if (old.concurrency != next->concurrency) notify.push_back(h.get());
+      h->settings = std::move(next);
+    }
+    m_settings = std::move(fresh);
+  }
+  // Hosts live as long as the client: the pointers stay good.
+  for (Host* h : notify) {
+    std::lock_guard lock(h->mutex);  // a waiter between its check and its wait sees the new limit
+    h->cv.notify_all();
+  }
+  for (const auto& prefix : drop_tokens) forget_tokens(prefix);
+  return changed;
 }
 
 TimePoint Client::available_at(const std::string& name) {
@@ -157,19 +283,25 @@ std::vector<RegistryStatus> Client::status() const {
 
 int64_t Client::token_requests() const { return m_token_requests.load(); }
 
-Result<Credentials> Client::credentials(Host& h) {
+Result<Credentials> Client::credentials(Host& h, const View& v) {
   std::lock_guard lock(h.creds_mutex);
   TimePoint now = m_clock.now();
-  if (h.creds && now < h.creds_at + k_credentials_ttl) return *h.creds;
+  if (h.creds && h.creds_generation == v.generation && now < h.creds_at + k_credentials_ttl) return *h.creds;
+  const RegistrySettings& s = *v.settings;
   Credentials c;
-  if (!h.settings.username.empty()) {
-    c.username = h.settings.username;
-    c.password = h.settings.password;
-  } else if (!h.settings.docker_config.empty()) {
-    BW_TRY(c, load_docker_config_credentials(h.settings.docker_config, h.settings.host, m_helper_runner));
+  if (!s.username.empty()) {
+    c.username = s.username;
+    c.password = s.password;
+  } else if (!s.docker_config.empty()) {
+    BW_TRY(c, load_docker_config_credentials(s.docker_config, h.name, m_helper_runner));
   }
-  h.creds = c;
-  h.creds_at = now;
+  // A resolve that began before a reload must not put its old credentials
+  // over newer ones.
+  if (!h.creds || v.generation >= h.creds_generation) {
+    h.creds = c;
+    h.creds_at = now;
+    h.creds_generation = v.generation;
+  }
   return c;
 }
 
@@ -214,11 +346,11 @@ Result<net::Response> Client::exchange(Host& h, const net::Request& req, const c
     ++h.status.requests;
   }
   if (!res) {
-    count_request(h.settings.host, method, res.error().kind == ErrorKind::timeout ? "timeout" : "network");
+    count_request(h.name, method, res.error().kind == ErrorKind::timeout ? "timeout" : "network");
     note_failure(h, res.error());
     return res;
   }
-  count_request(h.settings.host, method, outcome_of(res->status));
+  count_request(h.name, method, outcome_of(res->status));
   // Rate-limit headers ride on every answer, HEAD included.
   if (auto limit = oci::parse_ratelimit(res->header("ratelimit-limit"))) {
     std::lock_guard lock(h.mutex);
@@ -237,16 +369,16 @@ Result<net::Response> Client::exchange(Host& h, const net::Request& req, const c
   return res;
 }
 
-Result<std::string> Client::fetch_token(Host& h, const Bearer& bearer, const std::string& scope, const Credentials& creds,
-                                        int& count) {
+Result<std::string> Client::fetch_token(Host& h, const View& v, const Bearer& bearer, const std::string& scope,
+                                        const Credentials& creds, int& count) {
+  const RegistrySettings& settings = *v.settings;
   const std::string& realm = bearer.realm;
-  if (realm.empty()) return make_error(ErrorKind::bad_answer, h.settings.host + ": Bearer challenge without a realm");
-  if (realm.rfind("https://", 0) != 0 && !(h.settings.insecure && realm.rfind("http://", 0) == 0)) {
-    return make_error(ErrorKind::bad_answer, h.settings.host + ": refusing token realm " + net::redact_url(realm) +
-                                                 " (https required unless the registry is marked insecure)");
+  if (realm.empty()) return make_error(ErrorKind::bad_answer, h.name + ": Bearer challenge without a realm");
+  if (realm.rfind("https://", 0) != 0 && !(settings.insecure && realm.rfind("http://", 0) == 0)) {
+    return make_error(ErrorKind::bad_answer, h.name + ": refusing token realm " + net::redact_url(realm) +
+                                             " (https required unless the registry is marked insecure)");
   }
-  std::string who = !creds.identity_token.empty() ? "<identity token>" : creds.username;
-  std::string key = realm + "|" + bearer.service + "|" + scope + "|" + who;
+  std::string key = h.name + "|" + realm + "|" + bearer.service + "|" + scope + "|" + credentials_key(creds);
   TimePoint now = m_clock.now();
   {
     std::lock_guard lock(m_tokens->mutex);
@@ -254,8 +386,8 @@ Result<std::string> Client::fetch_token(Host& h, const Bearer& bearer, const std
     if (it != m_tokens->entries.end() && it->second.expires_at > now + k_token_renew_margin) return it->second.token;
   }
   net::Request req;
-  req.tls = net::TlsOptions{true, h.settings.ca_file};
-  req.timeout = h.settings.timeout;
+  req.tls = net::TlsOptions{true, settings.ca_file};
+  req.timeout = settings.timeout;
   if (!creds.identity_token.empty()) {
     // OAuth2 refresh-token grant: what docker does with an identity token.
     req.method = "POST";
@@ -278,14 +410,14 @@ Result<std::string> Client::fetch_token(Host& h, const Bearer& bearer, const std
   }
   ++m_token_requests;
   auto res = exchange(h, req, "TOKEN", count);
-  if (!res) return make_error(res.error().kind, h.settings.host + ": token request failed: " + res.error().message);
+  if (!res) return make_error(res.error().kind, h.name + ": token request failed: " + res.error().message);
   if (res->status == 401 || res->status == 403) {
-    return make_error(ErrorKind::unauthorized, h.settings.host + ": credentials refused by the token service (HTTP " +
-                                                   std::to_string(res->status) + ")");
+    return make_error(ErrorKind::unauthorized,
+                      h.name + ": credentials refused by the token service (HTTP " + std::to_string(res->status) + ")");
   }
   if (res->status != 200) {
     return make_error(oci::classify_status(res->status),
-                      h.settings.host + ": token service answered HTTP " + std::to_string(res->status));
+                      h.name + ": token service answered HTTP " + std::to_string(res->status));
   }
   auto body = json::parse(res->body, nullptr, false);
   std::string token;
@@ -293,9 +425,9 @@ Result<std::string> Client::fetch_token(Host& h, const Bearer& bearer, const std
   if (token.empty() && body.is_object() && body.contains("access_token") && body["access_token"].is_string())
     token = body["access_token"].get<std::string>();
   if (token.empty()) {
-    count_request(h.settings.host, "TOKEN", "bad_answer");
-    return make_error(ErrorKind::bad_answer, h.settings.host + (body.is_object() ? ": token answer has no token"
-                                                                                 : ": token answer is not JSON"));
+    count_request(h.name, "TOKEN", "bad_answer");
+    return make_error(ErrorKind::bad_answer,
+                      h.name + (body.is_object() ? ": token answer has no token" : ": token answer is not JSON"));
   }
   Millis lifetime{60'000};
   if (body.contains("expires_in") && body["expires_in"].is_number()) {
@@ -315,20 +447,22 @@ Result<std::string> Client::fetch_token(Host& h, const Bearer& bearer, const std
   return token;
 }
 
-Result<net::Response> Client::request(Host& h, const oci::Reference& ref, net::Request req, int& count) {
+Result<net::Response> Client::request(Host& h, const View& v, const oci::Reference& ref, net::Request req, int& count) {
   // Budget: pauses (Retry-After, failures in a row) fail fast and the
   // scheduler waits them out; concurrency and per-minute spacing block.
+  // Both limits are read from the host's current settings, not the view: a
+  // reload applies to requests already waiting.
   {
     std::unique_lock lock(h.mutex);
     // Waiting for a slot first: the registry may be paused meanwhile.
-    if (h.settings.concurrency > 0) h.cv.wait(lock, [&] { return h.in_flight < h.settings.concurrency; });
+    h.cv.wait(lock, [&] { return h.settings->concurrency <= 0 || h.in_flight < h.settings->concurrency; });
     if (h.status.paused_until > to_unix_ms(m_clock.now())) {
-      return make_error(h.pause_kind, h.settings.host + ": paused until " +
-                                          format_rfc3339(from_unix_ms(h.status.paused_until)) + " (" + h.pause_reason + ")");
+      return make_error(h.pause_kind, h.name + ": paused until " + format_rfc3339(from_unix_ms(h.status.paused_until)) +
+                                          " (" + h.pause_reason + ")");
     }
     ++h.in_flight;
-    if (h.settings.requests_per_minute > 0) {
-      auto spacing = Millis(60'000 / h.settings.requests_per_minute);
+    if (int rpm = h.settings->requests_per_minute; rpm > 0) {
+      auto spacing = Millis(60'000 / rpm);
       TimePoint now = m_clock.now();
       TimePoint slot = std::max(now, h.next_slot);
       h.next_slot = slot + spacing;
@@ -347,9 +481,10 @@ Result<net::Response> Client::request(Host& h, const oci::Reference& ref, net::R
     }
   } release{h};
 
-  req.tls = net::TlsOptions{true, h.settings.ca_file};
-  req.timeout = h.settings.timeout;
+  req.tls = net::TlsOptions{true, v.settings->ca_file};
+  req.timeout = v.settings->timeout;
   std::string challenged_with;
+  std::optional<Credentials> sent;  // what the last attempt authenticated with
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::optional<Bearer> bearer;
     bool basic = false;
@@ -363,13 +498,14 @@ Result<net::Response> Client::request(Host& h, const oci::Reference& ref, net::R
     }
     net::Request r = req;
     if (bearer || basic) {
-      BW_TRY(Credentials creds, credentials(h));
+      BW_TRY(Credentials creds, credentials(h, v));
+      sent = creds;
       if (bearer && !creds.registry_token.empty()) {
         r.headers.emplace_back("Authorization", "Bearer " + creds.registry_token);
       } else if (bearer) {
         // Known Bearer registry: ask for this repository's token up front
         // (cached), skipping the 401 round trip.
-        auto token = fetch_token(h, *bearer, scope, creds, count);
+        auto token = fetch_token(h, v, *bearer, scope, creds, count);
         if (!token) {
           if (token.error().kind == ErrorKind::unauthorized) {
             std::lock_guard lock(h.creds_mutex);
@@ -393,13 +529,7 @@ Result<net::Response> Client::request(Host& h, const oci::Reference& ref, net::R
     if (res->status != 401) return res;
 
     // The token we sent (if any) is no good: never reuse it.
-    if (bearer) {
-      std::lock_guard lock(m_tokens->mutex);
-      for (auto it = m_tokens->entries.begin(); it != m_tokens->entries.end();) {
-        it = it->first.rfind(bearer->realm + "|" + bearer->service + "|" + scope + "|", 0) == 0 ? m_tokens->entries.erase(it)
-                                                                                                : std::next(it);
-      }
-    }
+    if (bearer) forget_tokens(h.name + "|" + bearer->realm + "|" + bearer->service + "|" + scope + "|");
     if (attempt == 1) break;
 
     auto challenges = oci::parse_challenges(res->header_values("www-authenticate"));
@@ -419,10 +549,10 @@ Result<net::Response> Client::request(Host& h, const oci::Reference& ref, net::R
       h.scopes[ref.repository] = want;
       challenged_with = "Bearer";
     } else if (basic_c) {
-      BW_TRY(Credentials creds, credentials(h));
+      BW_TRY(Credentials creds, credentials(h, v));
       if (creds.username.empty()) {
         return make_error(ErrorKind::unauthorized, ref.str() + ": the registry requires credentials (set registries." +
-                                                       h.settings.host + ".username and password_file, or docker_config)");
+                                                       h.name + ".username and password_file, or docker_config)");
       }
       std::lock_guard lock(h.mutex);
       h.basic = true;
@@ -435,28 +565,28 @@ Result<net::Response> Client::request(Host& h, const oci::Reference& ref, net::R
   // credentials again next time: the user may have fixed them.
   std::string who;
   {
-    std::lock_guard lock(h.creds_mutex);
-    const Credentials c = h.creds.value_or(Credentials{});
+    const Credentials c = sent.value_or(Credentials{});
     if (!c.registry_token.empty()) who = "registry token";
     else if (!c.identity_token.empty()) who = "identity token";
     else if (!c.username.empty()) who = "user \"" + c.username + "\"";
+    std::lock_guard lock(h.creds_mutex);
     h.creds.reset();
   }
   if (who.empty()) {
     return make_error(ErrorKind::unauthorized, ref.str() + ": anonymous access refused (" + challenged_with +
-                                                   "); set registries." + h.settings.host +
+                                                   "); set registries." + h.name +
                                                    ".username and password_file, or docker_config");
   }
   return make_error(ErrorKind::unauthorized, ref.str() + ": credentials refused (" + challenged_with + ", " + who + ")");
 }
 
-Result<std::pair<std::string, std::string>> Client::fetch_manifest(Host& h, const oci::Reference& ref,
+Result<std::pair<std::string, std::string>> Client::fetch_manifest(Host& h, const View& v, const oci::Reference& ref,
                                                                    const std::string& tag_or_digest, int& count) {
   net::Request req;
   req.method = "GET";
-  req.url = base_url(h) + "/v2/" + ref.repository + "/manifests/" + tag_or_digest;
+  req.url = base_url(*v.settings) + "/v2/" + ref.repository + "/manifests/" + tag_or_digest;
   req.headers.emplace_back("Accept", oci::k_accept_header);
-  auto res = request(h, ref, req, count);
+  auto res = request(h, v, ref, req, count);
   if (!res) return res.error();
   if (res->status != 200) {
     auto errors = oci::parse_error_body(res->body);
@@ -481,16 +611,18 @@ Result<std::pair<std::string, std::string>> Client::fetch_manifest(Host& h, cons
 
 Result<std::pair<std::string, std::string>> Client::get_manifest(const oci::Reference& ref, const std::string& tag_or_digest) {
   int count = 0;
-  return fetch_manifest(host(ref.registry), ref, tag_or_digest, count);
+  Host& h = host(ref.registry);
+  return fetch_manifest(h, view(h), ref, tag_or_digest, count);
 }
 
 Result<Resolved> Client::resolve(const oci::Reference& ref, const std::vector<oci::Platform>& platforms, const Known* known) {
   Host& h = host(ref.registry);
+  const View v = view(h);  // one set of settings for the whole resolve
   Resolved out;
   std::string what = ref.tag.empty() ? ref.digest : ref.tag;
   net::Request req;
   req.method = "HEAD";
-  req.url = base_url(h) + "/v2/" + ref.repository + "/manifests/" + what;
+  req.url = base_url(*v.settings) + "/v2/" + ref.repository + "/manifests/" + what;
   req.headers.emplace_back("Accept", oci::k_accept_header);
   auto record_error = [&](const Error& e) {
     std::lock_guard lock(h.mutex);
@@ -499,7 +631,7 @@ Result<Resolved> Client::resolve(const oci::Reference& ref, const std::vector<oc
     h.status.last_error_at = to_unix_ms(m_clock.now());
     return e;
   };
-  auto res = request(h, ref, req, out.requests);
+  auto res = request(h, v, ref, req, out.requests);
   if (!res) return record_error(res.error());
   if (res->status != 200) {
     // A HEAD has no body: classify by status alone. Never a GET instead.
@@ -514,7 +646,7 @@ Result<Resolved> Client::resolve(const oci::Reference& ref, const std::vector<oc
     if (ref.registry == "docker.io") {
       return record_error(make_error(ErrorKind::bad_answer, ref.str() + ": no Docker-Content-Digest in the HEAD answer"));
     }
-    auto got = fetch_manifest(h, ref, what, out.requests);
+    auto got = fetch_manifest(h, v, ref, what, out.requests);
     if (!got) return record_error(got.error());
     body = got->first;
     out.media_type = got->second;
@@ -535,7 +667,7 @@ Result<Resolved> Client::resolve(const oci::Reference& ref, const std::vector<oc
       return out;
     }
     // The digest moved and the HEAD does not say what it is: read it once.
-    auto got = fetch_manifest(h, ref, out.digest, out.requests);
+    auto got = fetch_manifest(h, v, ref, out.digest, out.requests);
     if (!got) return record_error(got.error());
     body = got->first;
     out.media_type = got->second;
@@ -554,7 +686,7 @@ Result<Resolved> Client::resolve(const oci::Reference& ref, const std::vector<oc
   }
   // The tag moved (or a platform is new to us): read the index once.
   if (body.empty()) {
-    auto got = fetch_manifest(h, ref, out.digest, out.requests);
+    auto got = fetch_manifest(h, v, ref, out.digest, out.requests);
     if (!got) return record_error(got.error());
     body = got->first;
   }
@@ -572,7 +704,7 @@ Result<Resolved> Client::resolve(const oci::Reference& ref, const std::vector<oc
       }
       auto cached = nested_bodies.find(entry->digest);
       if (cached == nested_bodies.end()) {
-        auto nested = fetch_manifest(h, ref, entry->digest, out.requests);
+        auto nested = fetch_manifest(h, v, ref, entry->digest, out.requests);
         if (!nested) return record_error(nested.error());
         cached = nested_bodies.emplace(entry->digest, nested->first).first;
       }

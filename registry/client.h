@@ -92,6 +92,34 @@ class Client {
   // Hub). Returns the body and its media type.
   Result<std::pair<std::string, std::string>> get_manifest(const oci::Reference& ref, const std::string& tag_or_digest);
 
+  // Replaces the registry settings while other threads resolve (what a
+  // SIGHUP reload does). Returns the hosts whose settings changed, sorted;
+  // a host absent from `settings` falls back to the defaults (anonymous, TLS
+  // with the system CAs, no limits), like any unconfigured host.
+  //  - Credentials changed (username, password, docker_config): the host's
+  //    cached credentials and bearer tokens are dropped, so the next request
+  //    authenticates with the new ones; a request already in flight finishes
+  //    with what it started with.
+  //  - TLS changed (insecure, ca_file): the same; also the Bearer/Basic
+  //    challenge learned from the registry is forgotten and a pause of the
+  //    failure breaker lifted (a fixed CA is tried at once; a Retry-After
+  //    pause stays). net::HttplibClient pools
+  //    connections per origin, scheme and CA file path, so the next request
+  //    opens a connection with the new settings (idle ones of the old
+  //    settings are no longer used). A CA bundle replaced under the same
+  //    path is not reliably applied: a pooled connection keeps the CA it
+  //    loaded when made (docs/configuration.md, "Reloading").
+  //  - requests_per_minute and concurrency apply to the next request; the
+  //    requests_per_minute slot is recomputed, threads waiting for a
+  //    concurrency slot see the new limit.
+  //  - Hosts using docker_config read it (and its helpers) again at the next
+  //    challenge even when the settings are the same: the file may have
+  //    changed. Tokens are cached per credentials, so unchanged credentials
+  //    keep their tokens.
+  // Everything else (status counters, rate-limit figures, Retry-After
+  // pauses, tokens of unchanged hosts) is kept. Thread-safe.
+  std::vector<std::string> update_settings(std::vector<RegistrySettings> settings);
+
   // The moment a request to `host` may go out again (Retry-After / budget).
   TimePoint available_at(const std::string& host);
   std::vector<RegistryStatus> status() const;
@@ -109,26 +137,33 @@ class Client {
   struct Bearer {
     std::string realm, service;
   };
+  // The settings one resolve works with, taken once at its start:
+  // update_settings swaps a host's settings, never changes them in place.
+  struct View {
+    std::shared_ptr<const RegistrySettings> settings;
+    uint64_t generation = 0;  // of the host's credentials (Host::generation)
+  };
   Host& host(const std::string& name);
-  Result<net::Response> request(Host& h, const oci::Reference& ref, net::Request req, int& count);
+  View view(Host& h);
+  Result<net::Response> request(Host& h, const View& v, const oci::Reference& ref, net::Request req, int& count);
   // One HTTP exchange with its bookkeeping: counts, metrics, rate-limit
   // headers, 429 pauses, the failure breaker.
   Result<net::Response> exchange(Host& h, const net::Request& req, const char* method, int& count);
-  Result<std::string> fetch_token(Host& h, const Bearer& bearer, const std::string& scope, const Credentials& creds,
-                                  int& count);
+  Result<std::string> fetch_token(Host& h, const View& v, const Bearer& bearer, const std::string& scope,
+                                  const Credentials& creds, int& count);
   void pause_for_429(Host& h, const net::Response& res);
-  Result<Credentials> credentials(Host& h);
-  Result<std::pair<std::string, std::string>> fetch_manifest(Host& h, const oci::Reference& ref,
+  Result<Credentials> credentials(Host& h, const View& v);
+  Result<std::pair<std::string, std::string>> fetch_manifest(Host& h, const View& v, const oci::Reference& ref,
                                                              const std::string& tag_or_digest, int& count);
   void note_failure(Host& h, const Error& e);
   void note_success(Host& h);
-  std::string base_url(const Host& h) const;
+  void forget_tokens(const std::string& key_prefix);
 
   net::HttpClient& m_http;
   const ClockSource& m_clock;
-  mutable std::mutex m_mutex;
+  mutable std::mutex m_mutex;  // m_hosts and m_settings; taken before a Host's mutex, never after
   std::map<std::string, std::unique_ptr<Host>> m_hosts;
-  std::map<std::string, RegistrySettings> m_settings;
+  std::map<std::string, std::shared_ptr<const RegistrySettings>> m_settings;  // as configured, by host
   std::unique_ptr<TokenCache> m_tokens;
   std::atomic<int64_t> m_token_requests{0};
   HelperRunner m_helper_runner;

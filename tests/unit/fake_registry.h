@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "net/http.h"
 #include "util/crypto.h"
@@ -61,6 +62,14 @@ class FakeRegistry {
   std::string token_user, token_password;  // when set, the token endpoint wants Basic with these
   int heads = 0, gets = 0, token_requests = 0;
 
+  // The tokens issued so far, in order ("tok-1", "tok-2", ...): each one a
+  // new token, so a test can tell which request got which. The registry
+  // accepts any of them.
+  std::vector<std::string> issued() {
+    std::lock_guard lock(m_mutex);
+    return m_issued;
+  }
+
   Result<net::Response> handle(const net::Request& req) {
     std::lock_guard lock(m_mutex);
     net::Response res;
@@ -75,13 +84,16 @@ class FakeRegistry {
           return res;
         }
       }
+      m_issued.push_back("tok-" + std::to_string(m_issued.size() + 1));
       res.status = 200;
-      res.body = R"({"token":"tok-123","expires_in":300})";
+      res.body = nlohmann::json{{"token", m_issued.back()}, {"expires_in", 300}}.dump();
       return res;
     }
     if (require_token) {
       bool ok = false;
-      for (const auto& [k, v] : req.headers) ok = ok || (k == "Authorization" && v == "Bearer tok-123");
+      for (const auto& [k, v] : req.headers) {
+        for (const auto& t : m_issued) ok = ok || (k == "Authorization" && v == "Bearer " + t);
+      }
       if (!ok) {
         res.status = 401;
         res.headers.emplace("www-authenticate", R"(Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:team/app:pull")");
@@ -123,6 +135,7 @@ class FakeRegistry {
   std::mutex m_mutex;
   std::map<std::string, std::pair<std::string, std::string>> m_manifests;  // digest -> body, media type
   std::map<std::string, std::string> m_tags;
+  std::vector<std::string> m_issued;
 };
 
 }  // namespace bw::testing

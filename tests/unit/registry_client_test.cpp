@@ -478,3 +478,345 @@ TEST_CASE("per-registry concurrency bounds the requests in flight to that regist
   CHECK(ok == 6);
   CHECK(max_in_flight == 2);
 }
+
+namespace {
+
+std::string authorization_of(const net::Request& r) {
+  for (const auto& [k, v] : r.headers) {
+    if (k == "Authorization") return v;
+  }
+  return "";
+}
+
+registry::RegistrySettings with_password(const std::string& host, const std::string& user, const std::string& password) {
+  registry::RegistrySettings s;
+  s.host = host;
+  s.username = user;
+  s.password = password;
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("update_settings: the next resolve authenticates with the new password, not the old token", "[unit][registry][reload]") {
+  FakeRegistry reg;
+  reg.require_token = true;
+  reg.token_user = "bot";
+  reg.token_password = "old-secret";
+  std::string d = reg.put_manifest("team/app", "1", "v1");
+  net::FakeHttpClient http([&](const net::Request& r) { return reg.handle(r); });
+  FakeClock clock;
+  auto s = with_password("registry.example.com", "bot", "old-secret");
+  registry::Client client(http, clock, {s});
+  auto r = ref("registry.example.com/team/app:1");
+  REQUIRE(client.resolve(r, {plat("linux/amd64")}).ok());
+  REQUIRE(client.resolve(r, {plat("linux/amd64")}).ok());
+  CHECK(reg.token_requests == 1);  // cached
+
+  // The password is rotated at the registry and in the secret file, then SIGHUP.
+  reg.token_password = "new-secret";
+  s.password = "new-secret";
+  CHECK(client.update_settings({s}) == std::vector<std::string>{"registry.example.com"});
+  size_t before = http.requests().size();
+  auto res = client.resolve(r, {plat("linux/amd64")});
+  REQUIRE(res.ok());
+  CHECK(res->digest == d);
+  CHECK(reg.token_requests == 2);  // the token of the old password is not reused
+  auto reqs = http.requests();
+  REQUIRE(reqs.size() == before + 2);  // a token up front (the challenge is still known), then the HEAD
+  CHECK(reqs[before].url.find("https://auth.example.com/token?") == 0);
+  CHECK(authorization_of(reqs[before]) == "Basic " + base64_encode("bot:new-secret"));
+  REQUIRE(reg.issued().size() == 2);
+  CHECK(authorization_of(reqs[before + 1]) == "Bearer " + reg.issued()[1]);
+  REQUIRE(client.resolve(r, {plat("linux/amd64")}).ok());
+  CHECK(reg.token_requests == 2);  // the new token is cached in turn
+
+  // Back to the old password: refused at once (no token of the new one is
+  // used for it either), and no secret in the error or the status.
+  s.password = "old-secret";
+  CHECK(client.update_settings({s}) == std::vector<std::string>{"registry.example.com"});
+  auto refused = client.resolve(r, {plat("linux/amd64")});
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().kind == ErrorKind::unauthorized);
+  CHECK(refused.error().message == "registry.example.com: credentials refused by the token service (HTTP 401)");
+  CHECK(reg.token_requests == 3);
+  for (const auto& st : client.status()) {
+    CHECK(st.last_error.find("secret") == std::string::npos);
+  }
+}
+
+TEST_CASE("update_settings keeps the state of hosts whose settings did not change", "[unit][registry][reload]") {
+  FakeRegistry reg;
+  reg.require_token = true;  // tokens for anyone (no token_user): the client's credentials decide its cache
+  reg.put_manifest("team/app", "1", "v1");
+  bool limited = false;
+  net::FakeHttpClient http([&](const net::Request& r) -> Result<net::Response> {
+    if (limited && r.url.find("limited.example.com") != std::string::npos) {
+      net::Response res;
+      res.status = 429;
+      res.headers.emplace("retry-after", "120");
+      return res;
+    }
+    auto res = reg.handle(r);
+    if (res) res->headers.emplace("ratelimit-remaining", "87;w=21600");
+    return res;
+  });
+  FakeClock clock;
+  auto changed = with_password("changed.example.com", "bot", "one");
+  auto same = with_password("same.example.com", "bot", "one");
+  auto paused = with_password("limited.example.com", "bot", "one");
+  paused.requests_per_minute = 600;
+  registry::Client client(http, clock, {changed, same, paused});
+  client.set_sleeper([&](Millis d) { clock.advance(d); });
+  for (const auto* host : {"changed.example.com", "same.example.com", "limited.example.com"}) {
+    REQUIRE(client.resolve(::ref(std::string(host) + "/team/app:1"), {plat("linux/amd64")}).ok());
+  }
+  CHECK(reg.token_requests == 3);
+  limited = true;
+  REQUIRE_FALSE(client.resolve(ref("limited.example.com/team/app:1"), {plat("linux/amd64")}).ok());
+  TimePoint limited_until = client.available_at("limited.example.com");
+  CHECK(limited_until == clock.now() + std::chrono::seconds(120));
+  std::map<std::string, registry::RegistryStatus> before;
+  for (const auto& st : client.status()) before[st.host] = st;
+
+  changed.password = "two";
+  CHECK(client.update_settings({changed, same, paused}) == std::vector<std::string>{"changed.example.com"});
+  std::map<std::string, registry::RegistryStatus> after;
+  for (const auto& st : client.status()) after[st.host] = st;
+  REQUIRE(after.size() == 3);
+  for (const auto& [host, st] : after) {
+    INFO(host);
+    CHECK(st.requests == before[host].requests);
+    CHECK(st.ratelimit_remaining == 87);
+    CHECK(st.ratelimit_window_seconds == 21600);
+    CHECK(st.paused_until == before[host].paused_until);
+    CHECK(st.next_request_at == before[host].next_request_at);
+    CHECK(st.last_error == before[host].last_error);
+  }
+  CHECK(client.available_at("limited.example.com") == limited_until);  // Retry-After still holds
+  REQUIRE_FALSE(client.resolve(ref("limited.example.com/team/app:1"), {plat("linux/amd64")}).ok());
+
+  // The unchanged host goes on with its cached token; the changed one fetches one.
+  size_t sent = http.requests().size();
+  REQUIRE(client.resolve(ref("same.example.com/team/app:1"), {plat("linux/amd64")}).ok());
+  CHECK(reg.token_requests == 3);
+  CHECK(http.requests().size() == sent + 1);
+  REQUIRE(client.resolve(ref("changed.example.com/team/app:1"), {plat("linux/amd64")}).ok());
+  CHECK(reg.token_requests == 4);
+  CHECK(authorization_of(http.requests()[sent + 1]) == "Basic " + base64_encode("bot:two"));
+}
+
+TEST_CASE("update_settings: a removed host is anonymous again, a new host gets its settings", "[unit][registry][reload]") {
+  FakeRegistry reg;
+  reg.require_token = true;
+  reg.put_manifest("team/app", "1", "v1");
+  net::FakeHttpClient http([&](const net::Request& r) { return reg.handle(r); });
+  FakeClock clock;
+  registry::Client client(http, clock, {with_password("registry.example.com", "bot", "pw")});
+  REQUIRE(client.resolve(ref("registry.example.com/team/app:1"), {plat("linux/amd64")}).ok());
+  REQUIRE(http.requests().size() == 3);
+  CHECK(authorization_of(http.requests()[1]) == "Basic " + base64_encode("bot:pw"));
+
+  registry::RegistrySettings added;
+  added.host = "new.example.com";
+  added.insecure = true;
+  CHECK(client.update_settings({added}) == std::vector<std::string>{"new.example.com", "registry.example.com"});
+  size_t sent = http.requests().size();
+  REQUIRE(client.resolve(ref("registry.example.com/team/app:1"), {plat("linux/amd64")}).ok());
+  auto reqs = http.requests();
+  REQUIRE(reqs.size() == sent + 2);  // an anonymous token, the HEAD
+  CHECK(reqs[sent].url.find("https://auth.example.com/token?") == 0);
+  CHECK(authorization_of(reqs[sent]).empty());
+  REQUIRE(client.resolve(ref("new.example.com/team/app:1"), {plat("linux/amd64")}).ok());
+  CHECK(http.requests()[sent + 2].url == "http://new.example.com/v2/team/app/manifests/1");
+  // The same settings again: nothing changed.
+  CHECK(client.update_settings({added}).empty());
+}
+
+TEST_CASE("update_settings: requests_per_minute and concurrency apply to the next requests", "[unit][registry][reload]") {
+  FakeRegistry reg;
+  reg.put_manifest("team/app", "1", "v1");
+  auto r = ref("registry.example.com/team/app:1");
+
+  SECTION("requests_per_minute") {
+    net::FakeHttpClient http([&](const net::Request& q) { return reg.handle(q); });
+    FakeClock clock;
+    registry::RegistrySettings s;
+    s.host = "registry.example.com";
+    s.requests_per_minute = 30;  // one every 2 s
+    registry::Client client(http, clock, {s});
+    std::vector<Millis> waits;
+    client.set_sleeper([&](Millis d) {
+      waits.push_back(d);
+      clock.advance(d);
+    });
+    for (int i = 0; i < 2; ++i) REQUIRE(client.resolve(r, {plat("linux/amd64")}).ok());
+    CHECK(waits == std::vector<Millis>{Millis(2000)});
+    s.requests_per_minute = 120;  // one every 500 ms, counted from the last request
+    CHECK(client.update_settings({s}) == std::vector<std::string>{"registry.example.com"});
+    CHECK(client.available_at("registry.example.com") == clock.now() + Millis(500));
+    REQUIRE(client.resolve(r, {plat("linux/amd64")}).ok());
+    CHECK(waits == std::vector<Millis>{Millis(2000), Millis(500)});
+    s.requests_per_minute = 0;
+    client.update_settings({s});
+    for (int i = 0; i < 3; ++i) REQUIRE(client.resolve(r, {plat("linux/amd64")}).ok());
+    CHECK(waits.size() == 2);
+    CHECK(client.status()[0].next_request_at == 0);
+  }
+
+  SECTION("concurrency: a request waiting for a slot goes once the limit is raised") {
+    std::mutex m;
+    std::condition_variable cv;
+    int in_flight = 0;
+    bool release = false;
+    net::FakeHttpClient http([&](const net::Request& q) {
+      std::unique_lock lock(m);
+      ++in_flight;
+      cv.notify_all();
+      cv.wait_for(lock, std::chrono::seconds(10), [&] { return release; });
+      --in_flight;
+      lock.unlock();
+      return reg.handle(q);
+    });
+    FakeClock clock;
+    registry::RegistrySettings s;
+    s.host = "registry.example.com";
+    s.concurrency = 1;
+    registry::Client client(http, clock, {s});
+    std::atomic<int> ok{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 2; ++t) {
+      threads.emplace_back([&] {
+        if (client.resolve(r, {plat("linux/amd64")}).ok()) ++ok;
+      });
+    }
+    bool one_in_flight, two_in_flight;
+    {
+      std::unique_lock lock(m);
+      one_in_flight = cv.wait_for(lock, std::chrono::seconds(10), [&] { return in_flight == 1; });
+    }
+    CHECK(one_in_flight);
+    s.concurrency = 2;
+    client.update_settings({s});
+    {
+      std::unique_lock lock(m);
+      two_in_flight = cv.wait_for(lock, std::chrono::seconds(10), [&] { return in_flight == 2; });
+      release = true;
+      cv.notify_all();
+    }
+    for (auto& t : threads) t.join();
+    CHECK(two_in_flight);
+    CHECK(ok == 2);
+  }
+}
+
+TEST_CASE("update_settings: a changed CA or insecure flag lifts the failure breaker, not a Retry-After",
+          "[unit][registry][reload]") {
+  FakeRegistry reg;
+  std::string d = reg.put_manifest("team/app", "1", "v1");
+  net::FakeHttpClient http([&](const net::Request& r) -> Result<net::Response> {
+    net::Response res;
+    if (r.url.rfind("https://sick.example.com/", 0) == 0) {
+      return make_error(ErrorKind::network, "HEAD " + net::redact_url(r.url) + ": SSL server verification failed");
+    }
+    if (r.url.find("limited.example.com") != std::string::npos) {
+      res.status = 429;
+      res.headers.emplace("retry-after", "120");
+      return res;
+    }
+    return reg.handle(r);
+  });
+  FakeClock clock;
+  registry::Client client(http, clock, {});
+  for (int i = 0; i < 3; ++i) CHECK_FALSE(client.resolve(ref("sick.example.com/team/app:1"), {plat("linux/amd64")}).ok());
+  REQUIRE_FALSE(client.resolve(ref("limited.example.com/team/app:1"), {plat("linux/amd64")}).ok());
+  CHECK(client.available_at("sick.example.com") > clock.now());  // paused after 3 failures in a row
+  TimePoint limited_until = client.available_at("limited.example.com");
+  CHECK(limited_until == clock.now() + std::chrono::seconds(120));
+
+  registry::RegistrySettings sick, limited;
+  sick.host = "sick.example.com";
+  sick.insecure = true;
+  limited.host = "limited.example.com";
+  limited.ca_file = "/etc/basewatch/ca.pem";
+  CHECK(client.update_settings({sick, limited}) == std::vector<std::string>{"limited.example.com", "sick.example.com"});
+  CHECK(client.available_at("sick.example.com") <= clock.now());
+  auto res = client.resolve(ref("sick.example.com/team/app:1"), {plat("linux/amd64")});
+  REQUIRE(res.ok());
+  CHECK(res->digest == d);
+  CHECK(http.requests().back().url == "http://sick.example.com/v2/team/app/manifests/1");
+  CHECK(client.available_at("limited.example.com") == limited_until);
+}
+
+TEST_CASE("update_settings while other threads resolve: each resolve succeeds or is refused, nothing else",
+          "[unit][registry][reload]") {
+  FakeRegistry reg;
+  reg.require_token = true;
+  reg.token_user = "bot";
+  reg.token_password = "right";
+  std::string d = reg.put_manifest("team/app", "1", "v1");
+  net::FakeHttpClient http([&](const net::Request& r) { return reg.handle(r); });
+  FakeClock clock;
+  auto settings = [](const std::string& password, int concurrency, int rpm) {
+    auto s = with_password("registry.example.com", "bot", password);
+    s.concurrency = concurrency;
+    s.requests_per_minute = rpm;
+    return std::vector<registry::RegistrySettings>{s};
+  };
+  registry::Client client(http, clock, settings("right", 0, 0));
+  client.set_sleeper([](Millis) {});
+  const std::string refused_message = "registry.example.com: credentials refused by the token service (HTTP 401)";
+  std::atomic<bool> done{false};
+  std::atomic<int> ok{0}, refused{0};
+  std::mutex m;
+  std::vector<std::string> unexpected;
+  auto resolver = [&] {
+    for (int i = 0; !done || i < 100; ++i) {
+      auto res = client.resolve(ref("registry.example.com/team/app:1"), {plat("linux/amd64")});
+      if (res.ok() && res->digest == d) {
+        ++ok;
+      } else if (!res.ok() && res.error().kind == ErrorKind::unauthorized && res.error().message == refused_message) {
+        ++refused;
+      } else {
+        std::lock_guard lock(m);
+        unexpected.push_back(res.ok() ? "digest " + res->digest : res.error().message);
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  threads.emplace_back(resolver);
+  threads.emplace_back(resolver);
+  threads.emplace_back([&] {  // the API: status and the scheduler's look at the budget
+    while (!done) {
+      for (const auto& st : client.status()) {
+        if (st.last_error.find("wrong") != std::string::npos) {
+          std::lock_guard lock(m);
+          unexpected.push_back("a secret in last_error");
+        }
+      }
+      (void)client.available_at("registry.example.com");
+    }
+  });
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (int i = 0; i < 100; ++i) {
+    switch (i % 4) {
+      case 0: client.update_settings(settings("wrong", 1, 600)); break;
+      case 1: client.update_settings({}); break;  // removed: anonymous, also refused by the token service
+      case 2: client.update_settings(settings("right", 2, 0)); break;
+      default: client.update_settings(settings("right", 0, 60)); break;
+    }
+    // Let a few resolves end under each setting (bounded, in case one hangs).
+    int seen = ok + refused;
+    while (ok + refused < seen + 3 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  }
+  done = true;
+  for (auto& t : threads) t.join();
+  INFO((unexpected.empty() ? std::string() : unexpected.front()));
+  CHECK(unexpected.empty());
+  INFO("ok " << ok << ", refused " << refused);
+  CHECK(ok > 0);  // both outcomes were seen: the settings really changed under the resolves
+  CHECK(refused > 0);
+  // Settled on the right password: the next resolve succeeds.
+  client.update_settings(settings("right", 0, 0));
+  REQUIRE(client.resolve(ref("registry.example.com/team/app:1"), {plat("linux/amd64")}).ok());
+}
