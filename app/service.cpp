@@ -17,6 +17,7 @@
 #include "app/cli.h"
 #include "app/logging.h"
 #include "app/wiring.h"
+#include "util/strings.h"
 #include "util/waker.h"
 
 namespace bw::app {
@@ -78,20 +79,11 @@ std::string plural(int64_t n, const char* one, const char* many) {
 }
 
 // Settings the running service cannot change without a restart; a reload
-// that changes them says so.
+// that changes them says so. (registries: are applied by the reload.)
 std::vector<std::string> restart_only_changes(const config::Config& a, const config::Config& b) {
   std::vector<std::string> out;
   if (a.database != b.database) out.push_back("database");
   if (a.listen != b.listen) out.push_back("listen");
-  bool same_registries = a.registries.size() == b.registries.size();
-  for (auto ia = a.registries.begin(), ib = b.registries.begin(); same_registries && ia != a.registries.end(); ++ia, ++ib) {
-    const auto& x = ia->second;
-    const auto& y = ib->second;
-    same_registries = ia->first == ib->first && x.username == y.username && x.password == y.password &&
-                      x.docker_config == y.docker_config && x.insecure == y.insecure && x.ca_file == y.ca_file &&
-                      x.requests_per_minute == y.requests_per_minute && x.concurrency == y.concurrency;
-  }
-  if (!same_registries) out.push_back("registries");
   return out;
 }
 
@@ -275,6 +267,11 @@ int serve(const std::string& config_path) {
         }
         for (const auto& e : model->errors) spdlog::error("{}", e);
         setup_logging(fresh->log_level, fresh->log_format);
+        // Before the watcher's reload: its next poll uses the new settings.
+        // Hosts only: the settings hold secrets.
+        if (auto hosts = rt.registry->update_settings(registry_settings(*fresh)); !hosts.empty()) {
+          spdlog::info("reload: registry settings changed for {}", join(hosts, ", "));
+        }
         rt.watcher->reload(fresh, std::make_shared<const watcher::Model>(std::move(*model)));
         rt.dispatcher->set_triggers(make_triggers(*fresh, *rt.http), retry_policy(*fresh));
         server.reload(fresh);

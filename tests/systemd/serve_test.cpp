@@ -127,7 +127,7 @@ TEST_CASE("SIGHUP applies a valid config and refuses a broken one with its file:
   auto first_check = image(api_port, ref1)["last_changed"];
 
   // A new project: its base becomes watched and resolved; the old state stays.
-  // (with a registry setting changed too, which waits for a restart)
+  // (with a registry setting changed too, applied by the reload)
   std::string two_projects = std::regex_replace(one_project, std::regex("\\{insecure: true\\}"),
                                                 "{insecure: true, requests_per_minute: 600}") +
                              "  - name: worker\n    dockerfile: worker/Dockerfile\n";
@@ -139,8 +139,8 @@ TEST_CASE("SIGHUP applies a valid config and refuses a broken one with its file:
   CHECK(image(api_port, ref1)["digest"] == alpine);
   CHECK(image(api_port, ref1)["last_changed"] == first_check);
   CHECK(bw->log().find("reloaded " + config) != std::string::npos);
-  CHECK(bw->log().find("reload: registries changed; it takes effect on restart (systemctl restart basewatch)") !=
-        std::string::npos);
+  CHECK(bw->log().find("reload: registry settings changed for " + registry.host() + "\n") != std::string::npos);
+  CHECK(bw->log().find("takes effect on restart") == std::string::npos);
 
   // A broken config (a misspelt key on line 10): refused, named by file:line,
   // the running config stays and the API still answers.
@@ -159,6 +159,60 @@ TEST_CASE("SIGHUP applies a valid config and refuses a broken one with its file:
   CHECK(!get_json(api_port, "/healthz").is_null());
   CHECK(watched_refs(api_port) == std::set<std::string>{ref1, ref2});
   CHECK(notify.count("WATCHDOG=1") == 0);  // no $WATCHDOG_USEC, no pings
+
+  bw->signal(SIGTERM);
+  auto code = bw->wait(std::chrono::seconds(15));
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+}
+
+TEST_CASE("SIGHUP applies a rotated registry password: the next check authenticates with it, no restart",
+          "[integration][systemd]") {
+  RegistryOptions options;
+  options.htpasswd = {{"bot", "right-password"}};
+  LocalRegistry registry(options);
+  std::string alpine = registry.push_image("team/alpine", "3.20", "alpine");
+  TempDir dir("bw-rotate");
+  int api_port = free_port();
+  std::string ref = registry.host() + "/team/alpine:3.20";
+  dir.write("web/Dockerfile", "FROM " + ref + "\n");
+  std::string secret = dir.write("registry-password", "wrong-password\n");
+  std::string text = std::regex_replace(
+      config_text(dir, api_port, registry.host(), "projects:\n  - name: web\n    dockerfile: web/Dockerfile\n"),
+      std::regex("\\{insecure: true\\}"), "{insecure: true, username: bot, password_file: " + secret + "}");
+  REQUIRE(text.find("password_file: " + secret) != std::string::npos);
+  std::string config = dir.write("config.yaml", text);
+  NotifySocket notify(dir.path() + "/notify.sock");
+  auto bw = start_basewatch(config, api_port, dir.path() + "/basewatch.log", {{"NOTIFY_SOCKET", notify.path()}});
+  REQUIRE(bw->running());
+
+  // The wrong password: the first check is refused and /v1/status says why.
+  auto registry_error = [&]() -> json {
+    auto st = get_json(api_port, "/v1/status");
+    if (!st.is_object() || !st["registries"].contains(registry.host())) return nullptr;
+    return st["registries"][registry.host()]["last_error"];
+  };
+  REQUIRE(wait_until([&] { return registry_error().is_string(); }, std::chrono::seconds(15)));
+  CHECK(registry_error() == ref + ": credentials refused (Basic, user \"bot\")");
+  CHECK(image(api_port, ref)["digest"].is_null());
+
+  // The right password in the secret file, then SIGHUP: no restart.
+  dir.write("registry-password", "right-password\n");
+  int readies = notify.count("READY=1");
+  bw->signal(SIGHUP);
+  REQUIRE(wait_until([&] { return notify.count("READY=1") > readies; }, std::chrono::seconds(10)));
+  CHECK(bw->log().find("reload: registry settings changed for " + registry.host() + "\n") != std::string::npos);
+  // A refused reference is checked again much later: ask for it now.
+  httplib::Client api("127.0.0.1", api_port);
+  auto queued = api.Post("/v1/check", "", "application/json");
+  REQUIRE(queued);
+  CHECK(queued->status == 202);
+  REQUIRE(wait_until([&] { return image(api_port, ref)["digest"] == alpine; }, std::chrono::seconds(15)));
+  CHECK(image(api_port, ref)["last_error"].is_null());
+  std::string log = bw->log();
+  CHECK(log.find("takes effect on restart") == std::string::npos);
+  CHECK(log.find("wrong-password") == std::string::npos);
+  CHECK(log.find("right-password") == std::string::npos);
 
   bw->signal(SIGTERM);
   auto code = bw->wait(std::chrono::seconds(15));
