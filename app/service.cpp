@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 #include <time.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -269,10 +270,17 @@ int serve(const std::string& config_path) {
         setup_logging(fresh->log_level, fresh->log_format);
         // Before the watcher's reload: its next poll uses the new settings.
         // Hosts only: the settings hold secrets.
-        if (auto hosts = rt.registry->update_settings(registry_settings(*fresh)); !hosts.empty()) {
-          spdlog::info("reload: registry settings changed for {}", join(hosts, ", "));
+        auto changed_hosts = rt.registry->update_settings(registry_settings(*fresh));
+        if (!changed_hosts.empty()) spdlog::info("reload: registry settings changed for {}", join(changed_hosts, ", "));
+        auto new_model = std::make_shared<const watcher::Model>(std::move(*model));
+        rt.watcher->reload(fresh, new_model);
+        // A fixed password or CA should not wait out the backoff of the
+        // checks it failed: the references on those registries are due now.
+        for (const auto& [key, item] : new_model->items) {
+          if (std::find(changed_hosts.begin(), changed_hosts.end(), item.ref.registry) != changed_hosts.end()) {
+            rt.watcher->request_check(key, "poll");
+          }
         }
-        rt.watcher->reload(fresh, std::make_shared<const watcher::Model>(std::move(*model)));
         rt.dispatcher->set_triggers(make_triggers(*fresh, *rt.http), retry_policy(*fresh));
         server.reload(fresh);
         running = fresh;
