@@ -78,6 +78,14 @@ Status done(Stmt& s, const std::string& what) {
   return ok_status();
 }
 
+// done(), and not_found with `missing` when the statement changed no row.
+Status changed_one(sqlite3* db, Stmt& s, const std::string& what, const std::string& missing) {
+  BW_TRY(auto x, done(s, what));
+  (void)x;
+  if (sqlite3_changes(db) == 0) return make_error(ErrorKind::not_found, missing);
+  return ok_status();
+}
+
 std::string platforms_to_json(const std::map<std::string, std::string>& m) { return json(m).dump(); }
 
 std::map<std::string, std::string> platforms_from_json(const std::string& s) {
@@ -338,10 +346,7 @@ Status Store::touch_ref(const std::string& ref, int64_t checked_at, int64_t next
   std::lock_guard lock(m_mutex);
   Stmt s(m_db, prepare("UPDATE refs SET last_checked=?, next_check=?, last_error='', error_kind='', failures=0 WHERE ref=?"));
   s.bind(1, checked_at).bind(2, next_check).bind(3, ref);
-  BW_TRY(auto x, done(s, "touch ref"));
-  (void)x;
-  if (sqlite3_changes(m_db) == 0) return make_error(ErrorKind::not_found, "no reference " + ref);
-  return ok_status();
+  return changed_one(m_db, s, "touch ref", "no reference " + ref);
 }
 
 Status Store::set_ref_error(const std::string& ref, const std::string& kind, const std::string& message, int64_t checked_at,
@@ -507,10 +512,7 @@ Status Store::requeue(const std::string& id, int64_t now) {
   std::lock_guard lock(m_mutex);
   Stmt s(m_db, prepare("UPDATE deliveries SET state=CASE WHEN attempts=0 THEN 'pending' ELSE 'failed' END, next_attempt_at=?, updated_at=? WHERE id=?"));
   s.bind(1, now).bind(2, now).bind(3, id);
-  BW_TRY(auto x, done(s, "requeue"));
-  (void)x;
-  if (sqlite3_changes(m_db) == 0) return make_error(ErrorKind::not_found, "no delivery with id " + id);
-  return ok_status();
+  return changed_one(m_db, s, "requeue", "no delivery with id " + id);
 }
 
 Result<std::map<std::string, int64_t>> Store::delivery_counts() {

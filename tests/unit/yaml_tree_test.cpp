@@ -15,39 +15,11 @@ using namespace bw::config;
 namespace {
 
 // A description of a tree, the same for both readers: type, mark, scalar,
-// children in order. Depth-limited so a recursive alias ends.
-void describe(const YAML::Node& n, std::ostringstream& out, int depth) {
-  out << n.Mark().line << ':' << n.Mark().column << ' ';
-  if (depth > 6) {
-    out << "...";
-    return;
-  }
-  switch (n.Type()) {
-    case YAML::NodeType::Null: out << "null"; break;
-    case YAML::NodeType::Scalar: out << "scalar[" << n.Scalar() << "]"; break;
-    case YAML::NodeType::Sequence:
-      out << "seq(";
-      for (const auto& item : n) {
-        describe(item, out, depth + 1);
-        out << ", ";
-      }
-      out << ")";
-      break;
-    case YAML::NodeType::Map:
-      out << "map(";
-      for (const auto& kv : n) {
-        describe(kv.first, out, depth + 1);
-        out << " => ";
-        describe(kv.second, out, depth + 1);
-        out << ", ";
-      }
-      out << ")";
-      break;
-    case YAML::NodeType::Undefined: out << "undefined"; break;
-  }
-}
-
-void describe(const yaml::Node& n, std::ostringstream& out, int depth) {
+// children in order. Depth-limited so a recursive alias ends. N is
+// YAML::Node or yaml::Node: both iterate a sequence as nodes and a mapping
+// as pairs.
+template <typename N>
+void describe(const N& n, std::ostringstream& out, int depth) {
   out << n.Mark().line << ':' << n.Mark().column << ' ';
   if (depth > 6) {
     out << "...";
@@ -60,16 +32,16 @@ void describe(const yaml::Node& n, std::ostringstream& out, int depth) {
   } else if (n.IsSequence()) {
     out << "seq(";
     for (const auto& item : n) {
-      describe(static_cast<const yaml::Node&>(item), out, depth + 1);
+      describe<N>(item, out, depth + 1);
       out << ", ";
     }
     out << ")";
   } else if (n.IsMap()) {
     out << "map(";
     for (const auto& kv : n) {
-      describe(kv.first, out, depth + 1);
+      describe<N>(kv.first, out, depth + 1);
       out << " => ";
-      describe(kv.second, out, depth + 1);
+      describe<N>(kv.second, out, depth + 1);
       out << ", ";
     }
     out << ")";
