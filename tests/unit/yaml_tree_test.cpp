@@ -50,9 +50,11 @@ void describe(const N& n, std::ostringstream& out, int depth) {
   }
 }
 
-std::string with_yaml_cpp(const std::string& text) {
+// Describes the root `root_of()` gives, or the parse error it throws.
+template <typename F>
+std::string described(F root_of) {
   try {
-    YAML::Node root = YAML::Load(text);
+    auto root = root_of();
     if (!root) return "no document";
     std::ostringstream out;
     describe(root, out, 0);
@@ -62,17 +64,16 @@ std::string with_yaml_cpp(const std::string& text) {
   }
 }
 
+std::string with_yaml_cpp(const std::string& text) {
+  return described([&] { return YAML::Load(text); });
+}
+
 std::string with_tree(const std::string& text) {
-  try {
-    auto doc = yaml::Document::parse(text);
-    yaml::Node root = doc->root();
-    if (!root) return "no document";
-    std::ostringstream out;
-    describe(root, out, 0);
-    return out.str();
-  } catch (const YAML::Exception& e) {
-    return "error " + std::to_string(e.mark.line) + ":" + std::to_string(e.mark.column) + " " + e.msg;
-  }
+  std::unique_ptr<yaml::Document> doc;
+  return described([&] {
+    doc = yaml::Document::parse(text);
+    return doc->root();
+  });
 }
 
 }  // namespace
