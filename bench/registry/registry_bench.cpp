@@ -8,6 +8,7 @@
 // Prints one line per measurement; README.md has the numbers.
 #include <malloc.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -259,6 +260,9 @@ int main(int argc, char** argv) {
   const int rounds = std::getenv("BW_BENCH_ROUNDS") ? std::atoi(std::getenv("BW_BENCH_ROUNDS")) : 3;
   double capacity = 0, client_best = 1e9, check_best = 1e9, check2_best = 1e9;
   long rss_n = 0, rss_2n = 0;
+  // Within one round the registry's load is about the same for wrk and for
+  // basewatch, so the ratio per round is steadier than best against best.
+  std::vector<double> ratio_client, ratio_n, ratio_2n;
   for (int round = 0; round < rounds; ++round) {
     double cap = wrk_capacity(dir, reg, n, concurrency, wrk_secs);
     double cl = client_cycle(reg, n, concurrency);
@@ -267,6 +271,11 @@ int main(int argc, char** argv) {
     std::printf("round %d: wrk %.0f req/s; client %.3f s (%.0f req/s); check N %.3f s (%.0f req/s, %ld KB); check 2N %.3f s (%.0f req/s, %ld KB)\n",
                 round + 1, cap, cl, n / cl, c1.seconds, n / c1.seconds, c1.max_rss_kb, c2.seconds, 2 * n / c2.seconds,
                 c2.max_rss_kb);
+    if (cap > 0) {
+      ratio_client.push_back(n / cl / cap);
+      ratio_n.push_back(n / c1.seconds / cap);
+      ratio_2n.push_back(2 * n / c2.seconds / cap);
+    }
     capacity = std::max(capacity, cap);
     client_best = std::min(client_best, cl);
     check_best = std::min(check_best, c1.seconds);
@@ -282,6 +291,19 @@ int main(int argc, char** argv) {
               check_best, n / check_best, n / check_best / capacity);
   std::printf("basewatch check (whole process, startup included), 2N=%d: %.3f s = %.0f req/s = %.2f of capacity\n", 2 * n,
               check2_best, 2 * n / check2_best, 2 * n / check2_best / capacity);
+  auto median = [](std::vector<double> v) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  auto listed = [](const std::vector<double>& v) {
+    std::string out;
+    for (double x : v) out += (out.empty() ? "" : ", ") + std::to_string(x).substr(0, 4);
+    return out;
+  };
+  std::printf("per round (same round's wrk): client %s (median %.2f); check N %s (median %.2f); check 2N %s (median %.2f)\n",
+              listed(ratio_client).c_str(), median(ratio_client), listed(ratio_n).c_str(), median(ratio_n),
+              listed(ratio_2n).c_str(), median(ratio_2n));
   std::printf("peak RSS: N %ld KB, 2N %ld KB: growth per watched reference %.0f bytes (unchanged cycle)\n", rss_n, rss_2n,
               (rss_2n - rss_n) * 1024.0 / n);
   std::printf("peak RSS growth per watched reference (baseline cycle): %.0f bytes\n",
