@@ -320,6 +320,33 @@ Result<std::vector<RefState>> Store::list_refs() {
   return out;
 }
 
+Result<std::vector<RefState>> Store::get_refs(const std::vector<std::string>& refs) {
+  std::lock_guard lock(m_mutex);
+  const std::string sql = std::string("SELECT ") + k_ref_columns + " FROM refs WHERE ref=?";
+  std::vector<RefState> out;
+  out.reserve(refs.size());
+  for (const auto& ref : refs) {
+    Stmt s(m_db, prepare(sql));
+    if (!s.prepared()) return s.error("get refs");
+    s.bind(1, ref);
+    int rc = s.step();
+    if (rc == SQLITE_ROW) out.push_back(read_ref(s));
+    else if (rc != SQLITE_DONE) return s.error("get refs");
+  }
+  return out;
+}
+
+Result<std::set<std::string>> Store::failing_refs() {
+  std::lock_guard lock(m_mutex);
+  Stmt s(m_db, prepare("SELECT ref FROM refs WHERE last_error != ''"));
+  if (!s.prepared()) return s.error("failing refs");
+  std::set<std::string> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) out.insert(s.text(0));
+  if (rc != SQLITE_DONE) return s.error("failing refs");
+  return out;
+}
+
 Status Store::put_ref(const RefState& r) {
   std::lock_guard lock(m_mutex);
   Stmt s(m_db, prepare("INSERT INTO refs(ref, digest, media_type, platforms, last_checked, last_changed, next_check, last_error, error_kind, failures) "

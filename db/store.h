@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -98,6 +99,12 @@ class Store {
   // References.
   Result<std::optional<RefState>> get_ref(const std::string& ref);
   Result<std::vector<RefState>> list_refs();
+  // The rows of `refs`, in that order; references without a row are left
+  // out. One lookup by key each: a page of the API reads only its rows.
+  Result<std::vector<RefState>> get_refs(const std::vector<std::string>& refs);
+  // The references whose last check failed (last_error set), without
+  // reading the rest of their rows.
+  Result<std::set<std::string>> failing_refs();
   // Each reference's next_check, without reading the rest of its row.
   Result<std::map<std::string, int64_t>> next_checks();
   Status put_ref(const RefState& state);
