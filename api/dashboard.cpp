@@ -1,5 +1,6 @@
 #include "api/dashboard.h"
 
+#include <algorithm>
 #include <string>
 
 namespace bw::api {
@@ -38,6 +39,8 @@ code{font:12.5px ui-monospace,"DejaVu Sans Mono",monospace;background:#eef1f4;pa
 button{font:inherit;padding:3px 10px;border:1px solid var(--accent);background:#fff;color:var(--accent);border-radius:4px;cursor:pointer}
 button:disabled{opacity:.6;cursor:default}
 form{margin:0}
+.pager{margin:0;padding:8px 14px;color:var(--muted);display:flex;gap:16px;flex-wrap:wrap}
+.pager a{color:var(--accent)}
 )CSS";
 
 constexpr const char* k_retry_js = R"JS(
@@ -111,9 +114,47 @@ std::string tile(const std::string& label, int64_t value, const char* cls = "") 
          "</span></div>";
 }
 
-std::string images_section(const json& images, TimePoint now) {
+// A link to another page of references; the default page size stays out of it.
+std::string page_href(size_t offset, size_t limit) {
+  if (limit == k_dashboard_page_size) return "/?offset=" + std::to_string(offset);
+  return "/?limit=" + std::to_string(limit) + "&amp;offset=" + std::to_string(offset);
+}
+
+// "References 201–400 of 10000 · 3 with errors, listed first", previous/next.
+std::string images_pager(const DashboardInput& in, size_t shown) {
+  size_t total = in.images_total ? in.images_total : shown;
+  bool paged = in.images_limit > 0 && (in.images_offset > 0 || total > shown);
+  if (!paged && in.images_failing == 0) return "";
+  std::string h = "<p class=\"pager\"><span>";
+  if (shown > 0) {
+    h += "References " + std::to_string(in.images_offset + 1) + "&ndash;" + std::to_string(in.images_offset + shown) + " of " +
+         std::to_string(total);
+  } else {
+    h += "No references on this page, " + std::to_string(total) + " in all";
+  }
+  if (in.images_failing > 0) h += " &middot; " + std::to_string(in.images_failing) + " with errors, listed first";
+  h += "</span>";
+  if (paged && in.images_offset > 0) {
+    size_t prev = in.images_offset > in.images_limit ? in.images_offset - in.images_limit : 0;
+    if (prev >= total && total > 0) prev = (total - 1) / in.images_limit * in.images_limit;  // from past the end: the last page
+    h += "<a rel=\"prev\" href=\"" + page_href(prev, in.images_limit) + "\">&larr; Previous " + std::to_string(in.images_limit) + "</a>";
+  }
+  if (paged && in.images_offset + shown < total) {
+    h += "<a rel=\"next\" href=\"" + page_href(in.images_offset + shown, in.images_limit) + "\">Next " +
+         std::to_string(std::min(in.images_limit, total - in.images_offset - shown)) + " &rarr;</a>";
+  }
+  return h + "</p>";
+}
+
+std::string images_section(const DashboardInput& in) {
+  const json& images = in.images;
+  TimePoint now = in.now;
+  size_t shown = images.is_array() ? images.size() : 0;
   std::string h = "<section id=\"images\"><h2>Watched bases</h2>";
-  if (!images.is_array() || images.empty()) return h + "<p class=\"empty\">Nothing is watched yet.</p></section>";
+  if (shown == 0 && in.images_total == 0) return h + "<p class=\"empty\">Nothing is watched yet.</p></section>";
+  std::string pager = images_pager(in, shown);
+  h += pager;
+  if (shown == 0) return h + "</section>";
   h += "<table><thead><tr><th>Reference</th><th>Platforms</th><th>Tag digest</th><th>Last check</th>"
        "<th>Last change</th><th>Feeds</th><th>State</th></tr></thead><tbody>";
   for (const auto& i : images) {
@@ -137,7 +178,7 @@ std::string images_section(const json& images, TimePoint now) {
     else h += badge("ok", "ok");
     h += "</td></tr>";
   }
-  return h + "</tbody></table></section>";
+  return h + "</tbody></table>" + pager + "</section>";
 }
 
 std::string deliveries_section(const json& deliveries, TimePoint now) {
@@ -255,7 +296,7 @@ std::string render_dashboard(const DashboardInput& in) {
        tile("failed", failed, failed ? "t-warn" : "") + tile("dead", dead, dead ? "t-bad" : "") +
        tile("delivered", num(c, "delivered"));
   h += "</div>";
-  h += images_section(in.images, in.now);
+  h += images_section(in);
   h += deliveries_section(in.deliveries, in.now);
   h += events_section(in.events, in.now);
   h += service_section(s, in.now);
@@ -279,7 +320,7 @@ std::string render_login_page() {
   var key = 'basewatch-token';
   var msg = document.getElementById('msg');
   function open(t){
-    fetch('/', {headers: {'Authorization': 'Bearer ' + t}}).then(function(r){
+    fetch(location.pathname + location.search, {headers: {'Authorization': 'Bearer ' + t}}).then(function(r){
       if (r.ok) return r.text().then(function(html){
         sessionStorage.setItem(key, t); document.open(); document.write(html); document.close();
       });

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -16,11 +17,21 @@ namespace bw::api {
 struct DashboardInput {
   TimePoint now;
   nlohmann::json status;      // /v1/status
-  nlohmann::json images;      // /v1/images
+  nlohmann::json images;      // /v1/images: the page shown (failing references first)
+  // Where that page lies in the list of all watched references. With
+  // images_limit 0 (or everything on one page and no failing ones) there is
+  // no pager line.
+  size_t images_total = 0;    // all watched references; 0: images.size()
+  size_t images_offset = 0;   // the first one shown, counted from 0
+  size_t images_limit = 0;    // the page size the links keep
+  size_t images_failing = 0;  // watched references whose last check failed
   nlohmann::json events;      // /v1/events (recent first)
   nlohmann::json deliveries;  // /v1/deliveries entries that are pending, failed or dead
   bool token_required = false;  // api.token_file is set: buttons send the pasted token
 };
+
+// References per dashboard page (`/?offset=` pages through them).
+inline constexpr size_t k_dashboard_page_size = 200;
 
 std::string render_dashboard(const DashboardInput& in);
 

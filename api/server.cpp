@@ -7,6 +7,8 @@
 #include <condition_variable>
 #include <iterator>
 #include <mutex>
+#include <set>
+#include <variant>
 
 #include "api/dashboard.h"
 #include "api/inbound.h"
@@ -162,7 +164,8 @@ namespace {
 
 void send_json(httplib::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  // Echoed input (a query value) may not be UTF-8: replaced, never a throw.
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
 void send_error(httplib::Response& res, int status, const std::string& error, const json& detail = nullptr) {
@@ -178,6 +181,13 @@ int status_for(ErrorKind kind) {
 }
 
 json stamp(int64_t ms) { return ms > 0 ? json(format_rfc3339(from_unix_ms(ms))) : json(nullptr); }
+
+std::vector<std::string> page_keys(const ImagesPage& page) {
+  std::vector<std::string> keys;
+  keys.reserve(page.items.size());
+  for (const ImageItem* item : page.items) keys.push_back(item->first);
+  return keys;
+}
 
 }  // namespace
 
@@ -438,10 +448,33 @@ Status Server::start() {
 
   http.Get("/v1/status", [&s](const httplib::Request&, httplib::Response& res) { send_json(res, 200, s.status_json()); });
 
-  http.Get("/v1/images", [&s](const httplib::Request&, httplib::Response& res) {
-    auto refs = s.deps.store->list_refs();
-    if (!refs) return send_error(res, 500, "database", refs.error().message);
-    res.set_content(images_json_text(*refs, *s.deps.watcher->model()), "application/json");
+  // The whole list without parameters (as it always was); with them a page
+  // or a filter that reads only the rows it answers with.
+  http.Get("/v1/images", [&s](const httplib::Request& req, httplib::Response& res) {
+    auto parsed = parse_images_query(req.params);
+    if (auto* e = std::get_if<ApiError>(&parsed)) return send_error(res, e->status, e->error, e->detail);
+    const auto& q = std::get<ImagesQuery>(parsed);
+    auto model = s.deps.watcher->model();
+    if (q.ref && !model->items.count(*q.ref)) return send_error(res, 404, "reference not watched", *q.ref);
+    if (!q.limit && q.offset == 0 && !q.ref && !q.errors_only) {
+      auto refs = s.deps.store->list_refs();
+      if (!refs) return send_error(res, 500, "database", refs.error().message);
+      res.set_header("X-Total-Count", std::to_string(model->items.size()));
+      res.set_content(images_json_text(*refs, *model), "application/json");
+      return;
+    }
+    std::set<std::string> failing;
+    if (q.errors_only) {
+      auto f = s.deps.store->failing_refs();
+      if (!f) return send_error(res, 500, "database", f.error().message);
+      failing = std::move(*f);
+    }
+    auto page = select_images(*model, q, failing);
+    auto rows = s.deps.store->get_refs(page_keys(page));
+    if (!rows) return send_error(res, 500, "database", rows.error().message);
+    res.set_header("X-Total-Count", std::to_string(page.total));
+    if (auto link = images_link_header(q, page.total); !link.empty()) res.set_header("Link", link);
+    res.set_content(images_json_text(*rows, page.items), "application/json");
   });
 
   http.Get("/v1/graph", [&s](const httplib::Request& req, httplib::Response& res) {
@@ -526,11 +559,29 @@ Status Server::start() {
     res.set_content(s.render_metrics(), "text/plain; version=0.0.4");
   });
 
-  http.Get("/", [&s](const httplib::Request&, httplib::Response& res) {
+  // One page of references (failing ones first): `/?offset=200`, `&limit=`.
+  http.Get("/", [&s](const httplib::Request& req, httplib::Response& res) {
+    std::multimap<std::string, std::string> paging;
+    for (const char* name : {"limit", "offset"}) {
+      if (auto it = req.params.find(name); it != req.params.end()) paging.emplace(*it);
+    }
+    auto parsed = parse_images_query(paging);
+    if (auto* e = std::get_if<ApiError>(&parsed)) return send_error(res, e->status, e->error, e->detail);
+    ImagesQuery q = std::get<ImagesQuery>(parsed);
+    if (!q.limit) q.limit = k_dashboard_page_size;
+    q.errors_first = true;
     DashboardInput in;
     in.now = s.deps.clock->now();
     in.status = s.status_json();
-    if (auto refs = s.deps.store->list_refs()) in.images = images_json(*refs, *s.deps.watcher->model());
+    auto model = s.deps.watcher->model();
+    std::set<std::string> failing;
+    if (auto f = s.deps.store->failing_refs()) failing = std::move(*f);
+    auto page = select_images(*model, q, failing);
+    if (auto rows = s.deps.store->get_refs(page_keys(page))) in.images = images_json(*rows, page.items);
+    in.images_total = page.total;
+    in.images_offset = q.offset;
+    in.images_limit = *q.limit;
+    for (const auto& ref : failing) in.images_failing += model->items.count(ref);
     in.events = json::array();
     if (auto events = s.deps.store->list_events(20)) {
       for (const auto& e : *events) in.events.push_back(event_json(e));

@@ -1,5 +1,9 @@
 #include "api/views.h"
 
+#include <algorithm>
+#include <cctype>
+#include <iterator>
+
 #include "util/time.h"
 
 namespace bw::api {
@@ -59,11 +63,32 @@ json event_json(const db::Event& e) {
           {"deliveries", e.deliveries}};
 }
 
-json images_json(const std::vector<db::RefState>& refs, const watcher::Model& model) {
-  json out = json::array();
+namespace {
+
+std::vector<const ImageItem*> all_items(const watcher::Model& model) {
+  std::vector<const ImageItem*> items;
+  items.reserve(model.items.size());
+  for (const auto& entry : model.items) items.push_back(&entry);
+  return items;
+}
+
+std::map<std::string, const db::RefState*> rows_by_ref(const std::vector<db::RefState>& refs) {
   std::map<std::string, const db::RefState*> by_ref;
   for (const auto& r : refs) by_ref[r.ref] = &r;
-  for (const auto& [key, item] : model.items) {
+  return by_ref;
+}
+
+}  // namespace
+
+json images_json(const std::vector<db::RefState>& refs, const watcher::Model& model) {
+  return images_json(refs, all_items(model));
+}
+
+json images_json(const std::vector<db::RefState>& refs, const std::vector<const ImageItem*>& items) {
+  json out = json::array();
+  auto by_ref = rows_by_ref(refs);
+  for (const ImageItem* entry : items) {
+    const auto& [key, item] = *entry;
     json j;
     j["ref"] = key;
     json wanted = json::array();
@@ -106,12 +131,16 @@ void append_opt(std::string& out, const std::string& s) {
 }  // namespace
 
 std::string images_json_text(const std::vector<db::RefState>& refs, const watcher::Model& model) {
-  std::map<std::string, const db::RefState*> by_ref;
-  for (const auto& r : refs) by_ref[r.ref] = &r;
+  return images_json_text(refs, all_items(model));
+}
+
+std::string images_json_text(const std::vector<db::RefState>& refs, const std::vector<const ImageItem*>& items) {
+  auto by_ref = rows_by_ref(refs);
   std::string out = "[";
-  out.reserve(model.items.size() * 512);
+  out.reserve(items.size() * 512);
   bool first = true;
-  for (const auto& [key, item] : model.items) {
+  for (const ImageItem* entry : items) {
+    const auto& [key, item] = *entry;
     auto it = by_ref.find(key);
     const db::RefState* r = it == by_ref.end() ? nullptr : it->second;
     out += first ? "{" : ",{";
@@ -163,6 +192,112 @@ std::string images_json_text(const std::vector<db::RefState>& refs, const watche
     out += "]}";
   }
   out += "]";
+  return out;
+}
+
+namespace {
+
+// Digits only (no sign, no spaces), at most 18 of them.
+std::optional<size_t> parse_count(const std::string& text) {
+  if (text.empty() || text.size() > 18) return std::nullopt;
+  size_t n = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + static_cast<size_t>(c - '0');
+  }
+  return n;
+}
+
+std::string quoted(const std::string& text) { return "\"" + text + "\""; }
+
+}  // namespace
+
+std::variant<ImagesQuery, ApiError> parse_images_query(const std::multimap<std::string, std::string>& params) {
+  ImagesQuery q;
+  if (auto it = params.find("limit"); it != params.end()) {
+    auto n = parse_count(it->second);
+    if (!n || *n < 1 || *n > k_images_max_limit) {
+      return ApiError{400, "invalid limit",
+                      "expected an integer from 1 to " + std::to_string(k_images_max_limit) + ", got " + quoted(it->second)};
+    }
+    q.limit = *n;
+  }
+  if (auto it = params.find("offset"); it != params.end()) {
+    auto n = parse_count(it->second);
+    if (!n) return ApiError{400, "invalid offset", "expected an integer of 0 or more, got " + quoted(it->second)};
+    q.offset = *n;
+  }
+  if (auto it = params.find("errors"); it != params.end()) {
+    if (it->second != "1" && it->second != "0") return ApiError{400, "invalid errors", "expected 1 or 0, got " + quoted(it->second)};
+    q.errors_only = it->second == "1";
+  }
+  if (auto it = params.find("ref"); it != params.end()) {
+    auto parsed = oci::parse_reference(it->second);
+    if (!parsed) return ApiError{400, "invalid ref", parsed.error().message};
+    q.ref = parsed->tag_ref();
+  }
+  return q;
+}
+
+ImagesPage select_images(const watcher::Model& model, const ImagesQuery& q, const std::set<std::string>& failing) {
+  ImagesPage page;
+  auto take = [&](auto begin, auto end) {
+    for (auto it = begin; it != end && (!q.limit || page.items.size() < *q.limit); ++it) page.items.push_back(&*it);
+  };
+  if (!q.ref && !q.errors_only && !q.errors_first) {
+    // The common page: walk to the offset, read nothing else.
+    page.total = model.items.size();
+    auto it = model.items.begin();
+    std::advance(it, std::min(q.offset, page.total));
+    take(it, model.items.end());
+    return page;
+  }
+  std::vector<const ImageItem*> matching;
+  if (q.ref) {
+    auto it = model.items.find(*q.ref);
+    if (it != model.items.end() && (!q.errors_only || failing.count(it->first))) matching.push_back(&*it);
+  } else {
+    matching.reserve(q.errors_only ? failing.size() : model.items.size());
+    for (const auto& entry : model.items) {
+      if (!q.errors_only || failing.count(entry.first)) matching.push_back(&entry);
+    }
+  }
+  if (q.errors_first && !q.errors_only) {
+    std::stable_partition(matching.begin(), matching.end(), [&](const ImageItem* e) { return failing.count(e->first) > 0; });
+  }
+  page.total = matching.size();
+  auto from = matching.begin() + static_cast<std::ptrdiff_t>(std::min(q.offset, matching.size()));
+  for (auto it = from; it != matching.end() && (!q.limit || page.items.size() < *q.limit); ++it) page.items.push_back(*it);
+  return page;
+}
+
+std::string query_escape(std::string_view value) {
+  static const char* k_hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : value) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += k_hex[c >> 4];
+      out += k_hex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string images_link_header(const ImagesQuery& q, size_t total) {
+  if (!q.limit) return "";
+  size_t limit = *q.limit;
+  std::string rest;
+  if (q.errors_only) rest += "&errors=1";
+  if (q.ref) rest += "&ref=" + query_escape(*q.ref);
+  auto link = [&](size_t offset, const char* rel) {
+    return "</v1/images?limit=" + std::to_string(limit) + "&offset=" + std::to_string(offset) + rest + ">; rel=\"" + rel + "\"";
+  };
+  std::string out;
+  if (q.offset + limit < total) out = link(q.offset + limit, "next");
+  if (q.offset > 0) out += (out.empty() ? "" : ", ") + link(q.offset > limit ? q.offset - limit : 0, "prev");
   return out;
 }
 

@@ -88,4 +88,50 @@ TEST_CASE("empty state reads as such, and the login page asks for the token", "[
   CHECK(has(login, "API token needed"));
   CHECK(has(login, "sessionStorage"));
   CHECK(has(login, "'Authorization': 'Bearer ' + t"));
+  CHECK(has(login, "fetch(location.pathname + location.search,"));  // the page asked for, /?offset=200 too
+}
+
+TEST_CASE("a long list shows one page, the total, failing ones first and links to the other pages", "[api][dashboard]") {
+  api::DashboardInput in = input();
+  in.images_total = 10'000;
+  in.images_limit = api::k_dashboard_page_size;
+  in.images_failing = 3;
+  in.images_offset = 0;
+  std::string page = api::render_dashboard(in);
+  CHECK(has(page, "<p class=\"pager\"><span>References 1&ndash;2 of 10000 &middot; 3 with errors, listed first</span>"
+                  "<a rel=\"next\" href=\"/?offset=2\">Next 200 &rarr;</a></p>"));
+  CHECK_FALSE(has(page, "rel=\"prev\""));
+
+  in.images_offset = 400;
+  page = api::render_dashboard(in);
+  CHECK(has(page, "<span>References 401&ndash;402 of 10000 &middot; 3 with errors, listed first</span>"
+                  "<a rel=\"prev\" href=\"/?offset=200\">&larr; Previous 200</a><a rel=\"next\" href=\"/?offset=402\">Next 200 &rarr;</a>"));
+
+  // The last page: no next; a page size other than the default stays in the links.
+  in.images_total = 6;
+  in.images_limit = 2;
+  in.images_offset = 4;
+  in.images_failing = 0;
+  page = api::render_dashboard(in);
+  CHECK(has(page, "<p class=\"pager\"><span>References 5&ndash;6 of 6</span>"
+                  "<a rel=\"prev\" href=\"/?limit=2&amp;offset=2\">&larr; Previous 2</a></p>"));
+  CHECK_FALSE(has(page, "rel=\"next\""));
+  CHECK(has(page, "<td class=\"ref\">docker.io/library/alpine:3.20</td>"));
+
+  // Past the end: nothing to show, a way back to the last page.
+  in.images = json::array();
+  in.images_offset = 600;
+  page = api::render_dashboard(in);
+  CHECK(has(page, "<span>No references on this page, 6 in all</span><a rel=\"prev\" href=\"/?limit=2&amp;offset=4\">"));
+  CHECK_FALSE(has(page, "Nothing is watched yet."));
+}
+
+TEST_CASE("everything on one page: no pager, unless some failed", "[api][dashboard]") {
+  api::DashboardInput in = input();
+  in.images_total = 2;
+  in.images_limit = api::k_dashboard_page_size;
+  CHECK_FALSE(has(api::render_dashboard(in), "class=\"pager\""));
+  in.images_failing = 1;
+  CHECK(has(api::render_dashboard(in), "<p class=\"pager\"><span>References 1&ndash;2 of 2 &middot; 1 with errors, listed first</span></p>"));
+  CHECK(api::k_dashboard_page_size == 200);
 }
