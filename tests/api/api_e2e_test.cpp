@@ -257,3 +257,190 @@ TEST_CASE("basewatch status prints a readable table from the config's listen add
   CHECK(down.status == 1);
   CHECK(down.errors.rfind("basewatch: cannot reach basewatch at http://127.0.0.1:", 0) == 0);
 }
+
+namespace {
+
+// Six tags of one image on a real registry plus one tag that is not there
+// (its checks fail), all watched; waits until every one has been checked.
+struct ManyRefs {
+  TempDir dir{"bw-api-paging"};
+  int port = free_port();
+  LocalRegistry registry;
+  std::unique_ptr<Process> bw;
+  std::string missing;
+
+  ManyRefs() {
+    std::string watch;
+    for (const char* tag : {"t0", "t1", "t2", "t3", "t4", "latest"}) {
+      registry.push_image("team/base", tag, std::string("content of ") + tag);
+      watch += "  - ref: " + registry.host() + "/team/base:" + tag + "\n";
+    }
+    missing = registry.host() + "/team/base:missing";
+    watch += "  - ref: " + missing + "\n";
+    std::string config = dir.write("config.yaml",
+        "database: " + dir.path() + "/basewatch.db\n"
+        "listen: 127.0.0.1:" + std::to_string(port) + "\n"
+        "poll: {interval: 1h, jitter: 0%}\n"
+        "registries:\n  " + registry.host() + ": {insecure: true}\n"
+        "watch:\n" + watch);
+    bw = start_basewatch(config, port, dir.path() + "/basewatch.log");
+    REQUIRE(bw->running());
+    REQUIRE(wait_until([&] {
+      auto images = get_json(port, "/v1/images");
+      if (!images.is_array() || images.size() != 7) return false;
+      for (const auto& i : images) {
+        if (i["last_checked"].is_null()) return false;
+      }
+      return true;
+    }, 20s));
+  }
+  ~ManyRefs() {
+    bw->signal(SIGTERM);
+    bw->wait(10s);
+  }
+  HttpAnswer get(const std::string& path) const { return http_call(port, "GET", path); }
+};
+
+json slice(const json& list, size_t offset, size_t limit) {
+  json out = json::array();
+  for (size_t i = offset; i < list.size() && i < offset + limit; ++i) out.push_back(list[i]);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("/v1/images pages: slices of the full list, X-Total-Count and Link", "[integration][api]") {
+  ManyRefs s;
+  auto whole = s.get("/v1/images");
+  REQUIRE(whole.status == 200);
+  json full = whole.json();
+  REQUIRE(full.size() == 7);
+  CHECK(whole.header("X-Total-Count") == "7");
+  CHECK(whole.count("Link") == 0);
+  for (size_t limit : {1, 2, 3, 7}) {
+    for (size_t offset = 0; offset <= 8; ++offset) {
+      std::string q = "limit=" + std::to_string(limit) + "&offset=" + std::to_string(offset);
+      auto page = s.get("/v1/images?" + q);
+      INFO(q);
+      REQUIRE(page.status == 200);
+      CHECK(page.content_type == "application/json");
+      CHECK(page.json() == slice(full, offset, limit));
+      CHECK(page.count("X-Total-Count") == 1);
+      CHECK(page.header("X-Total-Count") == "7");
+      bool more = offset + limit < 7;
+      CHECK((page.header("Link").find("rel=\"next\"") != std::string::npos) == more);
+      CHECK((page.header("Link").find("rel=\"prev\"") != std::string::npos) == (offset > 0));
+    }
+  }
+  CHECK(s.get("/v1/images?limit=3").header("Link") == "</v1/images?limit=3&offset=3>; rel=\"next\"");
+  CHECK(s.get("/v1/images?limit=3&offset=3").header("Link") ==
+        "</v1/images?limit=3&offset=6>; rel=\"next\", </v1/images?limit=3&offset=0>; rel=\"prev\"");
+  CHECK(s.get("/v1/images?limit=3&offset=6").header("Link") == "</v1/images?limit=3&offset=3>; rel=\"prev\"");
+  CHECK(s.get("/v1/images?offset=5").json() == slice(full, 5, 7));  // an offset alone runs to the end
+  CHECK(s.get("/v1/images?limit=1000").json() == full);
+  // Following the next links walks the whole list.
+  json walked = json::array();
+  std::string next = "/v1/images?limit=2";
+  for (int pages = 0; !next.empty() && pages < 10; ++pages) {
+    auto page = s.get(next);
+    REQUIRE(page.status == 200);
+    for (auto& i : page.json()) walked.push_back(i);
+    std::string link = page.header("Link");
+    auto end = link.find(">; rel=\"next\"");
+    next = end == std::string::npos ? "" : link.substr(1, end - 1);
+  }
+  CHECK(walked == full);
+}
+
+TEST_CASE("/v1/images?ref= normalises the reference, ?errors=1 lists the failing ones, bad values are 400", "[integration][api]") {
+  ManyRefs s;
+  json full = s.get("/v1/images").json();
+  REQUIRE(full.size() == 7);
+  std::string latest = s.registry.host() + "/team/base:latest";
+
+  auto one = s.get("/v1/images?ref=" + s.registry.host() + "/team/base");  // no tag: :latest
+  REQUIRE(one.status == 200);
+  REQUIRE(one.json().size() == 1);
+  CHECK(one.json()[0]["ref"] == latest);
+  for (const auto& i : full) {
+    if (i["ref"] == latest) CHECK(one.json()[0] == i);
+  }
+  CHECK(one.header("X-Total-Count") == "1");
+  auto encoded = s.get("/v1/images?ref=" + s.registry.host() + "%2Fteam%2Fbase%3At3");
+  REQUIRE(encoded.json().size() == 1);
+  CHECK(encoded.json()[0]["ref"] == s.registry.host() + "/team/base:t3");
+
+  auto unwatched = s.get("/v1/images?ref=" + s.registry.host() + "/team/other:1");
+  CHECK(unwatched.status == 404);
+  CHECK(unwatched.body == R"({"detail":")" + s.registry.host() + R"(/team/other:1","error":"reference not watched"})");
+
+  auto errors = s.get("/v1/images?errors=1");
+  REQUIRE(errors.status == 200);
+  REQUIRE(errors.json().size() == 1);
+  CHECK(errors.json()[0]["ref"] == s.missing);
+  CHECK(errors.json()[0]["last_error"].is_string());
+  CHECK(errors.json()[0]["error_kind"] == "not_found");
+  CHECK(errors.header("X-Total-Count") == "1");
+  CHECK(s.get("/v1/images?errors=1&ref=" + latest).json() == json::array());
+  CHECK(s.get("/v1/images?errors=0&limit=2").json() == slice(full, 0, 2));
+
+  auto bad = [&](const std::string& query) {
+    auto r = s.get("/v1/images?" + query);
+    CHECK(r.status == 400);
+    CHECK(r.content_type == "application/json");
+    return r.body;
+  };
+  CHECK(bad("limit=0") == R"({"detail":"expected an integer from 1 to 1000, got \"0\"","error":"invalid limit"})");
+  CHECK(bad("limit=1001") == R"({"detail":"expected an integer from 1 to 1000, got \"1001\"","error":"invalid limit"})");
+  CHECK(bad("limit=all") == R"({"detail":"expected an integer from 1 to 1000, got \"all\"","error":"invalid limit"})");
+  CHECK(bad("offset=-3") == R"({"detail":"expected an integer of 0 or more, got \"-3\"","error":"invalid offset"})");
+  CHECK(bad("errors=true") == R"({"detail":"expected 1 or 0, got \"true\"","error":"invalid errors"})");
+  CHECK(bad("ref=Team/Base") ==
+        R"({"detail":"invalid reference \"Team/Base\": repository name must be lowercase","error":"invalid ref"})");
+  CHECK(bad("limit=%FF") == "{\"detail\":\"expected an integer from 1 to 1000, got \\\"\xEF\xBF\xBD\\\"\",\"error\":\"invalid limit\"}");
+}
+
+TEST_CASE("the dashboard pages through references, failing ones first", "[integration][api][dashboard]") {
+  ManyRefs s;
+  auto first = s.get("/?limit=2");
+  REQUIRE(first.status == 200);
+  CHECK(first.content_type == "text/html; charset=utf-8");
+  const std::string& html = first.body;
+  CHECK(html.find("<span>References 1&ndash;2 of 7 &middot; 1 with errors, listed first</span>") != std::string::npos);
+  CHECK(html.find("<a rel=\"next\" href=\"/?limit=2&amp;offset=2\">Next 2 &rarr;</a>") != std::string::npos);
+  CHECK(html.find("rel=\"prev\"") == std::string::npos);
+  // The failing reference is the first row; only two rows are on the page.
+  auto row = html.find("<td class=\"ref\">");
+  REQUIRE(row != std::string::npos);
+  CHECK(html.compare(row, 16 + s.missing.size(), "<td class=\"ref\">" + s.missing) == 0);
+  auto begin = html.find("<section id=\"images\">");
+  auto end = html.find("</section>", begin);
+  REQUIRE(end != std::string::npos);
+  std::string section = html.substr(begin, end - begin);
+  size_t rows = 0;
+  for (auto at = section.find("<tr><td"); at != std::string::npos; at = section.find("<tr><td", at + 1)) ++rows;
+  CHECK(rows == 2);
+
+  auto last = s.get("/?limit=2&offset=6");
+  CHECK(last.body.find("<span>References 7&ndash;7 of 7 &middot; 1 with errors, listed first</span>"
+                       "<a rel=\"prev\" href=\"/?limit=2&amp;offset=4\">&larr; Previous 2</a></p>") != std::string::npos);
+  CHECK(last.body.find("rel=\"next\"") == std::string::npos);
+
+  // The default page holds 200: all seven, no links, the failing one still first.
+  auto all = s.get("/");
+  CHECK(all.body.find("<span>References 1&ndash;7 of 7 &middot; 1 with errors, listed first</span></p>") != std::string::npos);
+  CHECK(all.body.find("rel=\"next\"") == std::string::npos);
+
+  auto bad = s.get("/?offset=x");
+  CHECK(bad.status == 400);
+  CHECK(bad.body == R"({"detail":"expected an integer of 0 or more, got \"x\"","error":"invalid offset"})");
+
+  // In a real browser (strict CSP): the page and its next link.
+  REQUIRE(access(k_chromium, X_OK) == 0);
+  auto dom = chromium(s.dir.path(), {"--dump-dom", "http://127.0.0.1:" + std::to_string(s.port) + "/?limit=2&offset=2"});
+  INFO(dom.errors);
+  REQUIRE(dom.status == 0);
+  CHECK(dom.output.find("References 3–4 of 7") != std::string::npos);
+  CHECK(dom.output.find("href=\"/?limit=2&amp;offset=4\"") != std::string::npos);
+  CHECK(dom.output.find("href=\"/?limit=2&amp;offset=0\"") != std::string::npos);
+}

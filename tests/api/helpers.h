@@ -16,7 +16,14 @@ struct HttpAnswer {
   int status = 0;
   std::string body;
   std::string content_type;
+  httplib::Headers headers;
   nlohmann::json json() const { return nlohmann::json::parse(body, nullptr, false); }
+  // The header's value ("" when absent); `count` tells how many came.
+  std::string header(const std::string& name) const {
+    auto it = headers.find(name);
+    return it == headers.end() ? "" : it->second;
+  }
+  size_t count(const std::string& name) const { return headers.count(name); }
 };
 
 inline HttpAnswer http_call(int port, const std::string& method, const std::string& path, const std::string& body = "",
@@ -33,6 +40,7 @@ inline HttpAnswer http_call(int port, const std::string& method, const std::stri
   a.status = res->status;
   a.body = res->body;
   a.content_type = res->get_header_value("Content-Type");
+  a.headers = res->headers;
   return a;
 }
 
