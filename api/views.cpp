@@ -244,7 +244,7 @@ ImagesPage select_images(const watcher::Model& model, const ImagesQuery& q, cons
   auto take = [&](auto begin, auto end) {
     for (auto it = begin; it != end && (!q.limit || page.items.size() < *q.limit); ++it) page.items.push_back(&*it);
   };
-  if (!q.ref && !q.errors_only && !q.errors_first) {
+  if (!q.ref && !q.errors_only && (!q.errors_first || failing.empty())) {
     // The common page: walk to the offset, read nothing else.
     page.total = model.items.size();
     auto it = model.items.begin();
