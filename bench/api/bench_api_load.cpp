@@ -1,9 +1,13 @@
 // The API under load: basewatch watching N tags (default 10,000) on a real
-// docker-registry, every one checked once, then wrk against /v1/status and
-// /v1/images. Prints wrk's summary (requests/s, latency percentiles).
+// docker-registry, every one checked once, then wrk against /v1/status,
+// /v1/images (whole), pages of it (?limit=100 at the start and the end, one
+// ?ref=) and the dashboard (one page of 200). Prints each answer's size and
+// wrk's summary (requests/s, latency percentiles).
 //   bench_api_load [refs=10000] [seconds=10] [connections=16] [threads=2]
 #include <cstdio>
 #include <cstdlib>
+#include <string>
+#include <vector>
 
 #include "tests/integration/helpers.h"
 
@@ -58,10 +62,22 @@ int main(int argc, char** argv) {
   auto images = get_json(port, "/v1/images");
   std::printf("%zu references watched, first check of all took %.1f s; /v1/images is %zu bytes\n", images.size(), secs,
               images.dump().size());
-  for (const char* path : {"/v1/status", "/v1/images"}) {
+  std::string last = std::to_string(refs > 100 ? refs - 100 : 0);
+  std::string one = "/v1/images?ref=" + registry.host() + "/bench/base:t" + std::to_string(refs / 2);
+  // The whole list last: requests still queued when its wrk stops would
+  // slow the start of the next run.
+  std::vector<std::string> paths{"/v1/status", "/v1/images?limit=100", "/v1/images?limit=100&offset=" + last, one, "/", "/v1/images"};
+  for (const auto& path : paths) {
+    httplib::Client api("127.0.0.1", port);
+    api.set_read_timeout(30, 0);
+    auto answer = api.Get(path.c_str());
+    std::printf("%s: %d, %zu bytes, X-Total-Count %s\n", path.c_str(), answer ? answer->status : 0, answer ? answer->body.size() : 0,
+                answer ? answer->get_header_value("X-Total-Count").c_str() : "-");
+  }
+  for (const auto& path : paths) {
     std::string url = "http://127.0.0.1:" + std::to_string(port) + path;
     auto r = run({"wrk", "-t" + threads, "-c" + connections, "-d" + seconds + "s", "--latency", url}, {}, "", 300s);
-    std::printf("== wrk -t%s -c%s -d%ss --latency %s\n%s%s\n", threads.c_str(), connections.c_str(), seconds.c_str(), path,
+    std::printf("== wrk -t%s -c%s -d%ss --latency %s\n%s%s\n", threads.c_str(), connections.c_str(), seconds.c_str(), path.c_str(),
                 r.output.c_str(), r.errors.c_str());
   }
   return 0;
