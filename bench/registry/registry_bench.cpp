@@ -174,17 +174,30 @@ double wrk_capacity(const TempDir& dir, const LocalRegistry& reg, int n, int con
   return std::stod(m[1]);
 }
 
-// The client alone, in process: N resolves with `concurrency` threads.
-double client_cycle(const LocalRegistry& reg, int n, int concurrency) {
+// A registry::Client for the bench registry, with the first `n` references.
+struct InProcess {
+  InProcess(const LocalRegistry& reg, int n) : client(http, clock, {settings(reg)}) {
+    for (int i = 0; i < n; ++i) refs.push_back(*oci::parse_reference(tag_ref(reg, i)));
+  }
+  static registry::RegistrySettings settings(const LocalRegistry& reg) {
+    registry::RegistrySettings s;
+    s.host = reg.host();
+    s.insecure = true;
+    return s;
+  }
   net::HttplibClient http;
   RealClock clock;
-  registry::RegistrySettings s;
-  s.host = reg.host();
-  s.insecure = true;
-  registry::Client client(http, clock, {s});
+  registry::Client client;
   std::vector<oci::Platform> platforms{*oci::parse_platform("linux/amd64")};
   std::vector<oci::Reference> refs;
-  for (int i = 0; i < n; ++i) refs.push_back(*oci::parse_reference(tag_ref(reg, i)));
+};
+
+// The client alone, in process: N resolves with `concurrency` threads.
+double client_cycle(const LocalRegistry& reg, int n, int concurrency) {
+  InProcess in(reg, n);
+  auto& client = in.client;
+  const auto& refs = in.refs;
+  const auto& platforms = in.platforms;
   std::atomic<int> next{0}, errors{0};
   auto t0 = steady::now();
   std::vector<std::thread> threads;
@@ -205,15 +218,10 @@ double client_cycle(const LocalRegistry& reg, int n, int concurrency) {
 // one thread (mallinfo2 sees the main arena) after a warm-up, with the
 // client alive, and divide the growth by n.
 double client_retained_bytes_per_ref(const LocalRegistry& reg, int n) {
-  net::HttplibClient http;
-  RealClock clock;
-  registry::RegistrySettings s;
-  s.host = reg.host();
-  s.insecure = true;
-  registry::Client client(http, clock, {s});
-  std::vector<oci::Platform> platforms{*oci::parse_platform("linux/amd64")};
-  std::vector<oci::Reference> refs;
-  for (int i = 0; i < n + 10; ++i) refs.push_back(*oci::parse_reference(tag_ref(reg, i)));
+  InProcess in(reg, n + 10);
+  auto& client = in.client;
+  const auto& refs = in.refs;
+  const auto& platforms = in.platforms;
   for (int i = 0; i < 10; ++i) (void)client.resolve(refs[i], platforms);
   size_t before = mallinfo2().uordblks;
   for (int i = 10; i < n + 10; ++i) (void)client.resolve(refs[i], platforms);
