@@ -4,6 +4,7 @@
 #include <cctype>
 #include <iterator>
 
+#include "net/http.h"
 #include "util/time.h"
 
 namespace bw::api {
@@ -271,27 +272,12 @@ ImagesPage select_images(const watcher::Model& model, const ImagesQuery& q, cons
   return page;
 }
 
-std::string query_escape(std::string_view value) {
-  static const char* k_hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : value) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += k_hex[c >> 4];
-      out += k_hex[c & 15];
-    }
-  }
-  return out;
-}
-
 std::string images_link_header(const ImagesQuery& q, size_t total) {
   if (!q.limit) return "";
   size_t limit = *q.limit;
   std::string rest;
   if (q.errors_only) rest += "&errors=1";
-  if (q.ref) rest += "&ref=" + query_escape(*q.ref);
+  if (q.ref) rest += "&ref=" + net::url_encode(*q.ref);
   auto link = [&](size_t offset, const char* rel) {
     return "</v1/images?limit=" + std::to_string(limit) + "&offset=" + std::to_string(offset) + rest + ">; rel=\"" + rel + "\"";
   };

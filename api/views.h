@@ -72,8 +72,6 @@ ImagesPage select_images(const watcher::Model& model, const ImagesQuery& q, cons
 // more, rel="prev" after the first page; "" without a limit or neither.
 std::string images_link_header(const ImagesQuery& q, size_t total);
 
-// Percent-encodes a query value (RFC 3986 unreserved characters stay).
-std::string query_escape(std::string_view value);
 nlohmann::json registry_status_json(const std::vector<registry::RegistryStatus>& status);
 std::string iso_or_null_text(int64_t unix_ms);
 

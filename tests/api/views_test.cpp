@@ -8,6 +8,7 @@
 #include "db/store.h"
 
 #include "api/views.h"
+#include "net/http.h"
 
 using namespace bw;
 using json = nlohmann::json;
@@ -237,7 +238,7 @@ TEST_CASE("the Link header names the next and previous pages", "[api][views]") {
   q.ref = "r.io/a b:1";
   q.offset = 1;
   CHECK(api::images_link_header(q, 1) == "</v1/images?limit=100&offset=0&errors=1&ref=r.io%2Fa%20b%3A1>; rel=\"prev\"");
-  CHECK(api::query_escape("a-z.0_9~/:@ ") == "a-z.0_9~%2F%3A%40%20");
+  CHECK(net::url_encode("a-z.0_9~/:@ ") == "a-z.0_9~%2F%3A%40%20");
 }
 
 TEST_CASE("the store reads the rows of a page and the failing references", "[api][views][db]") {
