@@ -19,6 +19,29 @@ using bw::testing::FakeRegistry;
 namespace {
 oci::Platform plat(const std::string& s) { return *oci::parse_platform(s); }
 oci::Reference ref(const std::string& s) { return *oci::parse_reference(s); }
+// A client of registry.example.com (team/app:1 exists) with
+// requests_per_minute set; its sleeps advance a fake clock and are recorded.
+struct Paced {
+  explicit Paced(int per_minute) : client(http, clock, {settings(per_minute)}) {
+    reg.put_manifest("team/app", "1", "v1");
+    client.set_sleeper([this](Millis d) {
+      waits.push_back(d);
+      clock.advance(d);
+    });
+  }
+  static registry::RegistrySettings settings(int per_minute) {
+    registry::RegistrySettings s;
+    s.host = "registry.example.com";
+    s.requests_per_minute = per_minute;
+    return s;
+  }
+  FakeRegistry reg;
+  net::FakeHttpClient http{[this](const net::Request& r) { return reg.handle(r); }};
+  FakeClock clock;
+  registry::Client client;
+  std::vector<Millis> waits;
+};
+
 }  // namespace
 
 TEST_CASE("resolve sends HEAD with the full Accept set and reads the digest", "[unit][registry]") {
@@ -364,19 +387,10 @@ TEST_CASE("server errors and timeouts in a row pause the registry; other registr
 }
 
 TEST_CASE("requests_per_minute spaces requests; next_request_at shows the slot", "[unit][registry]") {
-  FakeRegistry reg;
-  reg.put_manifest("team/app", "1", "v1");
-  net::FakeHttpClient http([&](const net::Request& r) { return reg.handle(r); });
-  FakeClock clock;
-  registry::RegistrySettings s;
-  s.host = "registry.example.com";
-  s.requests_per_minute = 30;  // one every 2 s
-  registry::Client client(http, clock, {s});
-  std::vector<Millis> waits;
-  client.set_sleeper([&](Millis d) {
-    waits.push_back(d);
-    clock.advance(d);
-  });
+  Paced p(30);  // one every 2 s
+  auto& client = p.client;
+  auto& clock = p.clock;
+  auto& waits = p.waits;
   for (int i = 0; i < 3; ++i) REQUIRE(client.resolve(ref("registry.example.com/team/app:1"), {plat("linux/amd64")}).ok());
   CHECK(waits == std::vector<Millis>{Millis(2000), Millis(2000)});
   auto st = client.status();
@@ -639,17 +653,11 @@ TEST_CASE("update_settings: requests_per_minute and concurrency apply to the nex
   auto r = ref("registry.example.com/team/app:1");
 
   SECTION("requests_per_minute") {
-    net::FakeHttpClient http([&](const net::Request& q) { return reg.handle(q); });
-    FakeClock clock;
-    registry::RegistrySettings s;
-    s.host = "registry.example.com";
-    s.requests_per_minute = 30;  // one every 2 s
-    registry::Client client(http, clock, {s});
-    std::vector<Millis> waits;
-    client.set_sleeper([&](Millis d) {
-      waits.push_back(d);
-      clock.advance(d);
-    });
+    Paced p(30);  // one every 2 s
+    auto& client = p.client;
+    auto& clock = p.clock;
+    auto& waits = p.waits;
+    auto s = Paced::settings(30);
     for (int i = 0; i < 2; ++i) REQUIRE(client.resolve(r, {plat("linux/amd64")}).ok());
     CHECK(waits == std::vector<Millis>{Millis(2000)});
     s.requests_per_minute = 120;  // one every 500 ms, counted from the last request
