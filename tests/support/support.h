@@ -168,15 +168,20 @@ class LocalRegistry {
   std::chrono::milliseconds startup_time() const { return m_startup_time; }
   const std::string& config_path() const { return m_config_path; }
   std::string log_path() const;
+  // Uploads `bytes` as a blob of `repo` (POST + PUT, monolithic) and returns
+  // its digest. Throws on an unexpected answer.
+  std::string upload_blob(const std::string& repo, const std::string& bytes);
+  // PUTs a manifest (exact bytes, `media_type` as Content-Type) under
+  // `reference` (a tag or its digest) and returns its digest; throws when
+  // the registry refuses it or computes another digest.
+  std::string put_manifest(const std::string& repo, const std::string& reference, const std::string& media_type,
+                           const std::string& bytes);
 
  private:
   struct Answer;
   Answer call(const std::string& method, const std::string& path, const std::string& repo,
               const std::string& body = "", const std::string& content_type = "", const std::string& accept = "");
   void fetch_token(const std::string& repo, const std::string& challenge);
-  std::string upload_blob(const std::string& repo, const std::string& bytes);
-  std::string put_manifest(const std::string& repo, const std::string& reference, const std::string& media_type,
-                           const std::string& bytes);
   std::string push_single(const std::string& repo, const std::string& reference, const std::string& content,
                           const std::string& platform, bool oci);
   void write_config();
