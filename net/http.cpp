@@ -157,7 +157,16 @@ Result<Response> HttplibClient::send(const Request& request) {
   req.method = request.method;
   req.path = url.target;
   for (const auto& [k, v] : request.headers) req.headers.emplace(k, v);
-  req.body = request.body;
+  if (request.body.size() > (64u << 10)) {
+    // Large bodies (upload chunks) are sent from the caller's buffer, not a copy.
+    req.content_length_ = request.body.size();
+    req.content_provider_ = [&request](size_t offset, size_t length, httplib::DataSink& sink) {
+      size_t n = std::min(length, request.body.size() - offset);
+      return sink.write(request.body.data() + offset, n);
+    };
+  } else {
+    req.body = request.body;
+  }
   // A streamed answer: 2xx bodies go to the sink, others are kept (bounded)
   // so their error JSON can still be read.
   int streamed_status = 0;

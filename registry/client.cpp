@@ -515,7 +515,15 @@ Result<net::Response> Client::request(Host& h, const View& v, const Access& acce
         scope = s != h.scopes.end() ? s->second : oci::repository_scope(repository);
       }
     }
-    net::Request r = req;
+    // The attempt's request: the headers get the credentials; the body (an
+    // upload chunk may be megabytes) is lent, not copied.
+    net::Request r;
+    r.method = req.method;
+    r.url = req.url;
+    r.headers = req.headers;
+    r.timeout = req.timeout;
+    r.tls = req.tls;
+    r.body_sink = req.body_sink;
     if ((bearer || basic) && to_registry) {
       BW_TRY(Credentials creds, credentials(h, v));
       sent = creds;
@@ -537,7 +545,9 @@ Result<net::Response> Client::request(Host& h, const View& v, const Access& acce
         r.headers.emplace_back("Authorization", "Basic " + base64_encode(creds.username + ":" + creds.password));
       }
     }
+    std::swap(r.body, req.body);
     auto res = exchange(h, r, req.method.c_str(), count);
+    std::swap(r.body, req.body);
     if (!res) return make_error(res.error().kind, what + ": " + res.error().message);
     if (res->status == 429) {
       std::lock_guard lock(h.mutex);
