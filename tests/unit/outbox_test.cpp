@@ -1,9 +1,5 @@
 #include <catch2/catch.hpp>
 
-#include <sqlite3.h>
-
-#include <filesystem>
-
 #include "db/store.h"
 #include "triggers/dispatcher.h"
 #include "util/crypto.h"
@@ -24,103 +20,6 @@ db::Delivery make_delivery(const std::string& id, int64_t at) {
 }
 
 }  // namespace
-
-TEST_CASE("the store migrates a new database to the current schema and refuses a newer one", "[unit][db]") {
-  auto path = std::filesystem::temp_directory_path() / ("bwdb-" + std::to_string(::getpid()) + ".db");
-  std::filesystem::remove(path);
-  {
-    auto s = db::Store::open(path.string());
-    REQUIRE(s.ok());
-    CHECK((*s)->schema_version() == db::k_schema_version);
-    REQUIRE((*s)->add_delivery(make_delivery("d_1", 1000)).ok());
-  }
-  {
-    auto s = db::Store::open(path.string());  // reopen: data kept, no migration rerun
-    REQUIRE(s.ok());
-    CHECK((*s)->get_delivery("d_1").value()->state == db::DeliveryState::pending);
-    (*s)->transaction([&]() -> Status { return ok_status(); });
-  }
-  {
-    // A future basewatch wrote it.
-    sqlite3* raw = nullptr;
-    REQUIRE(sqlite3_open(path.string().c_str(), &raw) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(raw, "PRAGMA user_version=99", nullptr, nullptr, nullptr) == SQLITE_OK);
-    sqlite3_close(raw);
-    auto s = db::Store::open(path.string());
-    REQUIRE_FALSE(s.ok());
-    CHECK(s.error().message == "database: schema version 99 is newer than this basewatch understands (1); "
-                               "use a newer basewatch or another database");
-  }
-  std::filesystem::remove(path);
-}
-
-TEST_CASE("touch_ref moves the check times and clears the error, keeping the digests", "[unit][db]") {
-  auto s = std::move(db::Store::open(":memory:").value());
-  CHECK(s->touch_ref("r:1", 5, 6).error().kind == ErrorKind::not_found);
-  CHECK(s->next_checks().value().empty());
-  db::RefState r;
-  r.ref = "r:1";
-  r.digest = "sha256:aa";
-  r.media_type = "application/vnd.oci.image.index.v1+json";
-  r.platforms = {{"linux/amd64", "sha256:bb"}};
-  r.last_checked = 1;
-  r.last_changed = 1;
-  r.next_check = 2;
-  REQUIRE(s->put_ref(r).ok());
-  REQUIRE(s->set_ref_error("r:1", "timeout", "r:1: timed out", 3, 4).ok());
-  CHECK(s->get_ref("r:1").value()->failures == 1);
-  REQUIRE(s->touch_ref("r:1", 10, 20).ok());
-  auto got = s->get_ref("r:1").value();
-  REQUIRE(got);
-  CHECK(got->digest == "sha256:aa");
-  CHECK(got->media_type == r.media_type);
-  CHECK(got->platforms == r.platforms);
-  CHECK(got->last_checked == 10);
-  CHECK(got->last_changed == 1);
-  CHECK(got->next_check == 20);
-  CHECK(got->last_error.empty());
-  CHECK(got->error_kind.empty());
-  CHECK(got->failures == 0);
-  r.ref = "r:0";
-  r.next_check = 7;
-  REQUIRE(s->put_ref(r).ok());
-  CHECK(s->next_checks().value() == std::map<std::string, int64_t>{{"r:0", 7}, {"r:1", 20}});
-}
-
-TEST_CASE("prepared statements are reused, and a query left unfinished does not hold the database", "[unit][db]") {
-  auto path = std::filesystem::temp_directory_path() / ("bwdb-stmt-" + std::to_string(::getpid()) + ".db");
-  std::filesystem::remove(path);
-  {
-    auto s = std::move(db::Store::open(path.string()).value());
-    for (int i = 0; i < 3; ++i) REQUIRE(s->add_delivery(make_delivery("d_" + std::to_string(i), 1000 + i)).ok());
-    // get_delivery stops at the first row; the same statement answers again with other binds.
-    for (int round = 0; round < 2; ++round) {
-      for (int i = 0; i < 3; ++i) CHECK(s->get_delivery("d_" + std::to_string(i)).value()->created_at == 1000 + i);
-    }
-    CHECK_FALSE(s->get_delivery("d_9").value());
-    // Another connection can still take the write lock: no read was left open.
-    sqlite3* raw = nullptr;
-    REQUIRE(sqlite3_open(path.string().c_str(), &raw) == SQLITE_OK);
-    CHECK(sqlite3_exec(raw, "BEGIN EXCLUSIVE; DELETE FROM deliveries WHERE id='d_0'; COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
-    sqlite3_close(raw);
-    CHECK_FALSE(s->get_delivery("d_0").value());
-    CHECK(s->get_delivery("d_1").value());
-  }
-  std::filesystem::remove(path);
-  std::filesystem::remove(path.string() + "-wal");
-  std::filesystem::remove(path.string() + "-shm");
-}
-
-TEST_CASE("a failed transaction leaves nothing behind", "[unit][db]") {
-  auto s = std::move(db::Store::open(":memory:").value());
-  auto st = s->transaction([&]() -> Status {
-    BW_TRY(auto a, s->add_delivery(make_delivery("d_1", 1000)));
-    (void)a;
-    return make_error(ErrorKind::internal, "boom");
-  });
-  CHECK_FALSE(st.ok());
-  CHECK_FALSE(s->get_delivery("d_1").value());
-}
 
 TEST_CASE("retry delays grow exponentially, capped, with bounded jitter", "[unit][triggers]") {
   triggers::RetryPolicy p;
