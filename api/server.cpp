@@ -208,7 +208,10 @@ json Server::Impl::status_json() {
   j["last_poll"] = to_unix_ms(last) > 0 ? json(format_rfc3339(last)) : json(nullptr);
   j["next_poll"] = format_rfc3339(next_poll(now));
   j["registries"] = registry_status_json(deps.registry->status());
+  // Lint warnings of Dockerfiles that still build are listed with the
+  // errors, each saying "warning:" after its place.
   j["errors"] = model->errors;
+  for (const auto& w : model->warnings) j["errors"].push_back(w);
   // A pinned base whose tag has moved on: the build stays on the pin, so it is
   // reported here rather than rebuilt.
   json stale = json::array();
