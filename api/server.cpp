@@ -12,6 +12,7 @@
 
 #include "api/dashboard.h"
 #include "api/inbound.h"
+#include "api/policy.h"
 #include "api/views.h"
 #include "util/crypto.h"
 #include "util/metrics.h"
@@ -156,6 +157,7 @@ struct Server::Impl {
   }
 
   json status_json();
+  PolicyCache policy;
   void handle_inbound(const config::InboundConfig& h, const httplib::Request& req, httplib::Response& res);
   std::string render_metrics();
 };
@@ -228,6 +230,14 @@ json Server::Impl::status_json() {
     }
   }
   j["stale_pins"] = stale;
+  {
+    std::shared_ptr<const config::Config> current;
+    {
+      std::lock_guard cfg_lock(cfg_mutex);
+      current = cfg;
+    }
+    j["policy"] = policy.status_json(*current, model, *deps.store);
+  }
   json hooks = json::array();
   std::lock_guard lock(stats_mutex);
   for (const auto& h : this->hooks()) {
@@ -342,6 +352,17 @@ std::string Server::Impl::render_metrics() {
       auto it = counts->find(state);
       m.gauge_set("basewatch_deliveries", "Deliveries in the outbox by state.", {{"state", state}},
                   it == counts->end() ? 0.0 : static_cast<double>(it->second));
+    }
+  }
+  {
+    auto status = status_json();
+    const auto& counts = status["policy"]["counts"];
+    bool require_mirror = status["policy"]["require_mirror"].get<bool>();
+    for (const char* s : {"bypass", "forbidden"}) {
+      double n = counts.contains(s) ? counts[s].get<double>() : 0.0;
+      if (std::string(s) == "bypass" && !require_mirror) n = 0;
+      m.gauge_set("basewatch_policy_violations", "References that break policy: (bypass under require_mirror, forbidden).",
+                  {{"status", s}}, n);
     }
   }
   for (const auto& r : deps.registry->status()) {
