@@ -349,7 +349,7 @@ Result<HostPattern> parse_host_pattern(std::string_view text) {
   if (body.empty()) return bad("'*' needs a domain after it (*.example.com)");
   // The host grammar of references ("host[:port]", "[v6]:port").
   auto ref = oci::parse_reference(std::string(body) + "/x");
-  if (!ref || ref->repository != "x") {
+  if (!ref || (ref->repository != "x" && ref->repository != "library/x")) {
     if (!ref) {
       const std::string& m = ref.error().message;
       auto colon = m.find("\": ");
