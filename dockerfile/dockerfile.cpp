@@ -292,7 +292,7 @@ class Scanner {
   // What a successful run found besides the images.
   void details(ScanResult& out) {
     out.warnings = std::move(m_warnings);
-    out.global_args = m_globals;
+    out.global_args = std::move(m_globals);
     out.stage_args = m_inheriting;
     out.escape = m_escape;
   }

@@ -280,21 +280,6 @@ std::map<std::string, size_t> counts(const std::vector<Finding>& findings) {
 
 namespace {
 
-json finding_json(const Finding& f) {
-  const Use& u = *f.use;
-  return json{{"project", u.project},
-              {"file", u.file},
-              {"line", u.line()},
-              {"column", u.column()},
-              {"written", u.image.written},
-              {"ref", f.ref.empty() ? json(nullptr) : json(f.ref)},
-              {"status", f.status},
-              {"mirror", f.mirror.empty() ? json(nullptr) : json(f.mirror)},
-              {"detail", f.detail},
-              {"via", u.image.via},
-              {"kind", u.image.kind}};
-}
-
 std::string dump(const json& j) { return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n"; }
 
 // RFC 3986 path characters kept, everything else %XX: a SARIF uri.
@@ -330,10 +315,60 @@ const std::map<std::string, std::string>& rule_text() {
 
 }  // namespace
 
+namespace {
+
+// A JSON string: plain ASCII as is, anything else through nlohmann (invalid
+// UTF-8 becomes U+FFFD instead of an exception).
+void append_string(std::string& out, std::string_view s) {
+  bool plain = std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
+  if (plain) {
+    out += '"';
+    out += s;
+    out += '"';
+  } else {
+    out += json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+}
+
+void append_string_or_null(std::string& out, const std::string& s) {
+  if (s.empty()) out += "null";
+  else append_string(out, s);
+}
+
+}  // namespace
+
+// Written straight to text in the layout json::dump(2) gives (keys sorted):
+// tens of thousands of references stay cheap.
 std::string render_json(const std::vector<Finding>& findings) {
-  json list = json::array();
-  for (const auto& f : findings) list.push_back(finding_json(f));
-  return dump(json{{"refs", list}});
+  std::string out = findings.empty() ? "{\n  \"refs\": []" : "{\n  \"refs\": [";
+  out.reserve(findings.size() * 400 + 32);
+  for (size_t i = 0; i < findings.size(); ++i) {
+    const Finding& f = findings[i];
+    const Use& u = *f.use;
+    out += i == 0 ? "\n    {\n      \"column\": " : ",\n    {\n      \"column\": ";
+    out += std::to_string(u.column());
+    out += ",\n      \"detail\": ";
+    append_string(out, f.detail);
+    out += ",\n      \"file\": ";
+    append_string(out, u.file);
+    out += ",\n      \"kind\": ";
+    append_string(out, u.image.kind);
+    out += ",\n      \"line\": " + std::to_string(u.line()) + ",\n      \"mirror\": ";
+    append_string_or_null(out, f.mirror);
+    out += ",\n      \"project\": ";
+    append_string(out, u.project);
+    out += ",\n      \"ref\": ";
+    append_string_or_null(out, f.ref);
+    out += ",\n      \"status\": ";
+    append_string(out, f.status);
+    out += ",\n      \"via\": ";
+    append_string(out, u.image.via);
+    out += ",\n      \"written\": ";
+    append_string(out, u.image.written);
+    out += "\n    }";
+  }
+  out += findings.empty() ? "\n}\n" : "\n  ]\n}\n";
+  return out;
 }
 
 std::string render_sarif(const std::vector<Finding>& findings, const std::string& version) {
