@@ -18,6 +18,9 @@
 namespace bw::app {
 
 std::vector<registry::RegistrySettings> registry_settings(const config::Config& cfg);
+// config::load plus config::require_something_to_watch: what serve and check
+// read (other commands accept a config that only names registries:).
+Result<config::Config> load_watching_config(const std::string& path);
 std::map<std::string, std::unique_ptr<triggers::Trigger>> make_triggers(const config::Config& cfg, net::HttpClient& http);
 triggers::RetryPolicy retry_policy(const config::Config& cfg);
 
