@@ -32,7 +32,7 @@ namespace bw::db {
 
 // The version of the logical schema (tables, columns, meanings) this binary
 // reads and writes; every engine's migrations end at it.
-constexpr int k_schema_version = 1;
+constexpr int k_schema_version = 2;
 
 struct RefState {
   std::string ref;         // normalised tag ref
@@ -78,6 +78,10 @@ struct Delivery {
   int64_t delivered_at = 0;
   int last_status = 0;  // HTTP status or exit code of the last attempt
   std::string last_error;
+  // A copy job this delivery waits for (0: none): a project that builds FROM
+  // a mirror is rebuilt once the mirror holds the new content. Not due while
+  // set; release_delivery clears it.
+  int64_t wait_job = 0;
 };
 
 struct Attempt {
@@ -87,6 +91,34 @@ struct Attempt {
   std::string error;
   int64_t duration_ms = 0;
   std::string output_tail;  // command triggers: the end of the build log
+};
+
+// A mirrored reference: one upstream tag's copy in the team's registry.
+struct MirrorState {
+  std::string mirror;           // normalised tag ref of the copy (the key)
+  std::string upstream;         // normalised tag ref it copies
+  std::string upstream_digest;  // the upstream tag's digest when last seen
+  std::string mirror_digest;    // what the mirror's tag names when last seen or written; "" when absent
+  std::string state;            // in-sync | copying | failed | drift | missing
+  std::string last_copy;        // JSON of the last finished copy (at, bytes, blobs, seconds), "" when none
+  std::string last_error;
+  int64_t checked_at = 0;       // the last comparison of the two
+  int64_t updated_at = 0;
+};
+
+// A durable copy job: copy `upstream` at `digest` into `mirror`. Written in
+// the same transaction as the event that calls for it; done, or retried
+// with backoff (it survives restarts and SIGKILL).
+struct CopyJob {
+  int64_t id = 0;
+  std::string mirror, upstream;  // tag refs
+  std::string digest;            // the upstream digest to copy
+  std::string reason;            // change | recorded | baseline | missing | drift | sync | manual
+  std::string state = "pending"; // pending | done
+  int attempts = 0;
+  int64_t created_at = 0, next_attempt_at = 0, updated_at = 0;
+  std::string last_error;
+  std::string mirror_digest;     // done: what the mirror tag names (another digest for a platform subset)
 };
 
 class Store {
@@ -167,6 +199,39 @@ class Store {
   virtual Result<std::map<std::string, int64_t>> delivery_counts() = 0;
   // The earliest next_attempt_at of pending/failed deliveries, if any.
   virtual Result<std::optional<int64_t>> next_due() = 0;
+
+  // Deliveries waiting for a copy job (Delivery::wait_job). The job's id is
+  // set at add_delivery, or later with set_delivery_wait (a change joining
+  // a settling delivery moves it to the newer job).
+  virtual Status set_delivery_wait(const std::string& id, int64_t job) = 0;
+  // The deliveries that wait for `job`, oldest first.
+  virtual Result<std::vector<Delivery>> waiting_deliveries(int64_t job) = 0;
+  // Ends a delivery's wait: wait_job 0, and the payload it will be sent
+  // with (only while not attempted). not_found when unknown.
+  virtual Status release_delivery(const std::string& id, const std::string& payload) = 0;
+  // How many deliveries wait for a copy, per mirror (of their job).
+  virtual Result<std::map<std::string, int64_t>> waiting_by_mirror() = 0;
+
+  // Mirrors: one row per mirrored reference.
+  virtual Status put_mirror(const MirrorState& m) = 0;
+  virtual Result<std::optional<MirrorState>> get_mirror(const std::string& mirror) = 0;
+  // Every row, ordered by mirror.
+  virtual Result<std::vector<MirrorState>> list_mirrors() = 0;
+  virtual Status delete_mirror(const std::string& mirror) = 0;
+
+  // Copy jobs. add_copy_job ignores job.id and returns the new id (increasing).
+  virtual Result<int64_t> add_copy_job(const CopyJob& job) = 0;
+  virtual Result<std::optional<CopyJob>> get_copy_job(int64_t id) = 0;
+  // Pending jobs due at `now`, oldest (id) first, at most `limit`.
+  virtual Result<std::vector<CopyJob>> due_copy_jobs(int64_t now, int limit) = 0;
+  // Pending jobs (due or waiting out a backoff), oldest first; of one mirror when given.
+  virtual Result<std::vector<CopyJob>> pending_copy_jobs(const std::string& mirror = "") = 0;
+  // A failed attempt: attempts + 1, the error, the next try. not_found when unknown.
+  virtual Status fail_copy_job(int64_t id, const std::string& error, int64_t now, int64_t next_attempt_at) = 0;
+  // Done: state done, attempts + 1, what the mirror tag names. not_found when unknown.
+  virtual Status finish_copy_job(int64_t id, const std::string& mirror_digest, int64_t now) = 0;
+  // The earliest next_attempt_at of pending jobs, if any.
+  virtual Result<std::optional<int64_t>> next_copy_due() = 0;
 
   // Small key/value state (last poll time and such).
   virtual Status set_meta(const std::string& key, const std::string& value) = 0;

@@ -87,15 +87,25 @@ TEST_CASE("a database of every older schema migrates forward and keeps its rows"
       auto old = test_engine().open_at(database, from);
       REQUIRE(old.ok());
       CHECK((*old)->schema_version() == from);
-      REQUIRE((*old)->put_ref(ref_state("r:1", 5)).ok());
-      REQUIRE((*old)->add_delivery(delivery("d_1", 1000, 1000)).ok());
-      REQUIRE((*old)->add_event(db::Event{0, "r:1", "a", "b", {}, "fired", "poll", 7, {"d_1"}}).ok());
     }
+    // Rows as version 1 wrote them (this binary's statements may name
+    // columns an older schema lacks): version 1's columns only.
+    test_engine().exec(database,
+                       "INSERT INTO refs(ref, digest, media_type, platforms, last_checked, last_changed, next_check, last_error, "
+                       "error_kind, failures) VALUES('r:1', 'sha256:" + std::string(64, 'a') + "', 'application/vnd.oci.image.index.v1+json', "
+                       "'{\"linux/amd64\":\"sha256:" + std::string(64, 'b') + "\",\"linux/arm64/v8\":\"sha256:" + std::string(64, 'c') +
+                       "\"}', 1000, 900, 5, '', '', 0);"
+                       "INSERT INTO deliveries(id, trigger, project, state, payload, attempts, created_at, next_attempt_at, updated_at) "
+                       "VALUES('d_1', 'ci', 'web', 'pending', '{}', 0, 1000, 1000, 1000);"
+                       "INSERT INTO events(ref, old_digest, new_digest, platforms, outcome, source, detected_at, deliveries) "
+                       "VALUES('r:1', 'a', 'b', '{}', 'fired', 'poll', 7, '[\"d_1\"]');");
     auto s = db::Store::open(database);
     REQUIRE(s.ok());
     CHECK((*s)->schema_version() == db::k_schema_version);
     CHECK((*s)->get_ref("r:1").value()->platforms == ref_state("r:1", 5).platforms);
-    CHECK((*s)->get_delivery("d_1").value());
+    REQUIRE((*s)->get_delivery("d_1").value());
+    CHECK((*s)->get_delivery("d_1").value()->wait_job == 0);  // added in 2, waits for nothing
+    CHECK(ids(*(*s)->due_deliveries(1000, 10)) == std::vector<std::string>{"d_1"});
     CHECK((*s)->list_events(10).value().size() == 1);
   }
 }
@@ -597,4 +607,141 @@ TEST_CASE("threads share one store: every write of every thread lands once", "[d
   CHECK(counts.at("delivered") == k_threads * k_each);
   CHECK(s->list_refs().value().size() == static_cast<size_t>(k_threads * k_each));
   for (int t = 0; t < k_threads; ++t) CHECK(s->list_attempts("d_" + std::to_string(t) + "_0").value().size() == 1);
+}
+
+TEST_CASE("mirrors: put, get, list in order, replace, delete", "[db][mirrors]") {
+  auto s = open_new();
+  db::MirrorState m;
+  m.mirror = "registry.example.com/hub/library/alpine:3.20";
+  m.upstream = "docker.io/library/alpine:3.20";
+  m.upstream_digest = "sha256:" + std::string(64, '1');
+  m.mirror_digest = "";
+  m.state = "missing";
+  m.checked_at = 10;
+  m.updated_at = 11;
+  REQUIRE(s->put_mirror(m).ok());
+  db::MirrorState n = m;
+  n.mirror = "registry.example.com/hub/library/alpine:3.19";
+  n.state = "in-sync";
+  n.mirror_digest = n.upstream_digest;
+  n.last_copy = R"({"at":"2026-12-01T00:00:00Z","bytes_uploaded":5})";
+  n.last_error = "a \"quoted\" error";
+  REQUIRE(s->put_mirror(n).ok());
+  auto got = s->get_mirror(m.mirror);
+  REQUIRE(got.ok());
+  REQUIRE(got->has_value());
+  CHECK((*got)->upstream == m.upstream);
+  CHECK((*got)->upstream_digest == m.upstream_digest);
+  CHECK((*got)->state == "missing");
+  CHECK((*got)->checked_at == 10);
+  CHECK((*got)->updated_at == 11);
+  auto list = s->list_mirrors();
+  REQUIRE(list.ok());
+  REQUIRE(list->size() == 2);
+  CHECK((*list)[0].mirror == n.mirror);  // ordered by mirror: 3.19 < 3.20
+  CHECK((*list)[0].last_copy == n.last_copy);
+  CHECK((*list)[0].last_error == n.last_error);
+  m.state = "in-sync";
+  m.mirror_digest = m.upstream_digest;
+  REQUIRE(s->put_mirror(m).ok());
+  CHECK((*s->get_mirror(m.mirror))->state == "in-sync");
+  REQUIRE(s->delete_mirror(m.mirror).ok());
+  CHECK_FALSE(s->get_mirror(m.mirror)->has_value());
+  CHECK(s->list_mirrors()->size() == 1);
+}
+
+TEST_CASE("copy jobs: due in order, failures back off, done, next due", "[db][mirrors]") {
+  auto s = open_new();
+  auto job = [](const std::string& mirror, const std::string& digest, int64_t at) {
+    db::CopyJob j;
+    j.mirror = mirror;
+    j.upstream = "docker.io/library/alpine:3.20";
+    j.digest = digest;
+    j.reason = "change";
+    j.created_at = at;
+    j.next_attempt_at = at;
+    return j;
+  };
+  CHECK_FALSE(s->next_copy_due()->has_value());
+  auto a = s->add_copy_job(job("m/a:1", "sha256:" + std::string(64, 'a'), 100));
+  auto b = s->add_copy_job(job("m/b:1", "sha256:" + std::string(64, 'b'), 50));
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  CHECK(*b > *a);
+  auto due = s->due_copy_jobs(100, 10);
+  REQUIRE(due.ok());
+  REQUIRE(due->size() == 2);
+  CHECK((*due)[0].id == *a);  // oldest id first
+  CHECK((*due)[0].state == "pending");
+  CHECK((*due)[0].reason == "change");
+  CHECK(s->due_copy_jobs(60, 10)->size() == 1);
+  CHECK(s->due_copy_jobs(100, 1)->size() == 1);
+  CHECK(**s->next_copy_due() == 50);
+
+  REQUIRE(s->fail_copy_job(*a, "mirror down", 120, 5000).ok());
+  auto got = s->get_copy_job(*a);
+  REQUIRE(got.ok());
+  REQUIRE(got->has_value());
+  CHECK((*got)->attempts == 1);
+  CHECK((*got)->last_error == "mirror down");
+  CHECK((*got)->next_attempt_at == 5000);
+  CHECK((*got)->updated_at == 120);
+  CHECK(s->due_copy_jobs(200, 10)->size() == 1);
+  CHECK(s->pending_copy_jobs()->size() == 2);
+  CHECK(s->pending_copy_jobs("m/a:1")->size() == 1);
+
+  REQUIRE(s->finish_copy_job(*b, "sha256:" + std::string(64, 'c'), 130).ok());
+  got = s->get_copy_job(*b);
+  CHECK((*got)->state == "done");
+  CHECK((*got)->mirror_digest == "sha256:" + std::string(64, 'c'));
+  CHECK((*got)->last_error.empty());
+  CHECK(s->pending_copy_jobs()->size() == 1);
+  CHECK(**s->next_copy_due() == 5000);
+  CHECK(s->fail_copy_job(999, "x", 1, 2).error().kind == ErrorKind::not_found);
+  CHECK(s->finish_copy_job(999, "x", 1).error().kind == ErrorKind::not_found);
+  CHECK_FALSE(s->get_copy_job(999)->has_value());
+}
+
+TEST_CASE("a delivery that waits for a copy is not due until released", "[db][mirrors][outbox]") {
+  auto s = open_new();
+  db::CopyJob j;
+  j.mirror = "m/alpine:3.20";
+  j.upstream = "docker.io/library/alpine:3.20";
+  j.digest = "sha256:" + std::string(64, 'a');
+  j.reason = "change";
+  j.created_at = j.next_attempt_at = 10;
+  auto job = s->add_copy_job(j);
+  REQUIRE(job.ok());
+  auto d = delivery("d_wait", 10, 10);
+  d.wait_job = *job;
+  REQUIRE(s->add_delivery(d).ok());
+  REQUIRE(s->add_delivery(delivery("d_free", 11, 10)).ok());
+  CHECK(ids(*s->due_deliveries(100, 10)) == std::vector<std::string>{"d_free"});
+  CHECK((*s->get_delivery("d_wait"))->wait_job == *job);
+  CHECK(ids(*s->waiting_deliveries(*job)) == std::vector<std::string>{"d_wait"});
+  CHECK((*s->waiting_by_mirror()) == std::map<std::string, int64_t>{{"m/alpine:3.20", 1}});
+  // next_due ignores waiting deliveries: nothing to wake up for.
+  REQUIRE(s->record_attempt(attempt("d_free", 20, 200), db::DeliveryState::delivered, 0).ok());
+  CHECK_FALSE(s->next_due()->has_value());
+  // A requeue does not skip the wait.
+  REQUIRE(s->requeue("d_wait", 30).ok());
+  CHECK(s->due_deliveries(100, 10)->empty());
+
+  REQUIRE(s->release_delivery("d_wait", R"({"released":true})").ok());
+  auto released = s->get_delivery("d_wait");
+  CHECK((*released)->wait_job == 0);
+  CHECK((*released)->payload == R"({"released":true})");
+  CHECK(ids(*s->due_deliveries(100, 10)) == std::vector<std::string>{"d_wait"});
+  CHECK(s->waiting_deliveries(*job)->empty());
+  CHECK(s->waiting_by_mirror()->empty());
+
+  // set_delivery_wait moves a delivery to another job; unknown ids are not_found.
+  REQUIRE(s->set_delivery_wait("d_wait", *job).ok());
+  CHECK(s->due_deliveries(100, 10)->empty());
+  CHECK(s->set_delivery_wait("nope", 1).error().kind == ErrorKind::not_found);
+  CHECK(s->release_delivery("nope", "{}").error().kind == ErrorKind::not_found);
+  // The payload of an attempted delivery is never changed by a release.
+  REQUIRE(s->record_attempt(attempt("d_wait", 40, 500, "down"), db::DeliveryState::failed, 50).ok());
+  REQUIRE(s->release_delivery("d_wait", R"({"other":true})").ok());
+  CHECK((*s->get_delivery("d_wait"))->payload == R"({"released":true})");
 }

@@ -23,6 +23,9 @@ class TestEngine {
   // Writes the stored schema version behind the store's back (as a newer
   // basewatch would have).
   virtual void set_schema_version(const std::string& database, int version) = 0;
+  // Runs SQL on the database behind the store's back (rows as an older
+  // basewatch wrote them, with only the columns its schema had).
+  virtual void exec(const std::string& database, const std::string& sql) = 0;
 };
 
 TestEngine& test_engine();

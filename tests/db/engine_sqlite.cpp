@@ -29,6 +29,17 @@ class SqliteEngine final : public TestEngine {
     if (rc != SQLITE_OK) throw std::runtime_error("cannot set user_version of " + database);
   }
 
+  void exec(const std::string& database, const std::string& sql) override {
+    sqlite3* raw = nullptr;
+    if (sqlite3_open(database.c_str(), &raw) != SQLITE_OK) throw std::runtime_error("cannot open " + database);
+    char* err = nullptr;
+    int rc = sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, &err);
+    std::string message = err ? err : "";
+    sqlite3_free(err);
+    sqlite3_close(raw);
+    if (rc != SQLITE_OK) throw std::runtime_error("exec on " + database + ": " + message);
+  }
+
  private:
   TempDir m_dir{"bw-db-sqlite"};
   int m_count = 0;
