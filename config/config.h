@@ -103,6 +103,8 @@ struct InboundConfig {
 
 struct Config {
   std::string file;  // the config file's path
+  // A SQLite file path (resolved against the config's folder) or a PostgreSQL
+  // URI (its passfile= and ssl*= file parameters resolved the same way).
   std::string database;
   std::string listen = "127.0.0.1:8780";
   std::string api_token;  // from api.token_file

@@ -249,7 +249,7 @@ int SqliteStore::schema_version() {
 Status SqliteStore::migrate(int schema) {
   int version = schema_version();
   if (version < 0) return make_error(ErrorKind::io, std::string("database: cannot read schema version: ") + sqlite3_errmsg(m_db));
-  if (version > k_schema_version) return make_error(ErrorKind::io, newer_schema_message(version));
+  if (version > k_schema_version) return make_error(ErrorKind::invalid, newer_schema_message(version));
   for (int v = version; v < std::min(schema, k_schema_version); ++v) {
     Status st = transaction([&]() -> Status {
       BW_TRY(auto a, exec(k_migrations[v]));

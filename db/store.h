@@ -2,7 +2,8 @@
 // (events), and the outbox of deliveries with their attempts.
 //
 // An interface with one engine per database: SQLite (sqlite_store.h, the
-// default: one file, nothing to install). Store::open picks the engine from
+// default: one file, nothing to install) and PostgreSQL (pg_store.h: a
+// server several instances can share). Store::open picks the engine from
 // the `database:` value. The callers (watcher, dispatcher, API, commands)
 // see only this interface; tests/db runs one contract suite against every
 // engine, so an engine's answers are the interface's, not its own.
@@ -12,7 +13,8 @@
 //     and the dispatcher write); transaction() holds the store for its
 //     duration, and calls from inside it on the same thread join it;
 //   - keeps a schema version, migrates older databases forward on open, and
-//     refuses a database newer than k_schema_version with the same message;
+//     refuses a database newer than k_schema_version with the same message
+//     (newer_schema_message, ErrorKind::invalid);
 //   - returns expected failures as values (ErrorKind::not_found for "no such
 //     row" where a method says so, ErrorKind::io for database trouble).
 #pragma once
@@ -96,7 +98,10 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   // Opens (creating if needed) and migrates the database that `database`
-  // names: a file path (SQLite; ":memory:" works for tests).
+  // names: a postgresql:// or postgres:// URI (PostgreSQL), else a file
+  // path (SQLite; ":memory:" works for tests). Errors of kind invalid are
+  // the user's to fix (a bad URI, refused credentials, a database of a
+  // newer schema); others are operational (the server cannot be reached).
   static Result<std::unique_ptr<Store>> open(const std::string& database);
 
   // The schema version the database holds (k_schema_version once open), -1

@@ -110,6 +110,7 @@ TEST_CASE("a database of a newer schema is refused, and left as it is", "[db][sc
   test_engine().set_schema_version(database, 99);
   auto s = db::Store::open(database);
   REQUIRE_FALSE(s.ok());
+  CHECK(s.error().kind == ErrorKind::invalid);  // the user's to fix: exit 2
   CHECK(s.error().message == "database: schema version 99 is newer than this basewatch understands (" +
                                  std::to_string(db::k_schema_version) + "); use a newer basewatch or another database");
   // Nothing was migrated or dropped: an older version reads it again.
