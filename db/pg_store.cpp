@@ -165,6 +165,8 @@ class PgStore::Rows {
   }
   int64_t i64(int row, int col) const { return std::strtoll(PQgetvalue(m_res, row, col), nullptr, 10); }
   bool is_null(int row, int col) const { return PQgetisnull(m_res, row, col) != 0; }
+  int columns() const { return PQnfields(m_res); }
+  std::string column(int col) const { return PQfname(m_res, col); }
   // Rows an INSERT/UPDATE/DELETE touched.
   int64_t changed() const { return std::strtoll(PQcmdTuples(m_res), nullptr, 10); }
 
@@ -302,7 +304,7 @@ Status PgStore::connect() {
   return ok_status();
 }
 
-Result<PgStore::Rows> PgStore::run(const char* what, const std::string& sql, const std::vector<std::string>& params) {
+Result<PgStore::Rows> PgStore::run(const char* what, const std::string& sql, const Params& params) {
   std::lock_guard lock(m_mutex);
   for (int attempt = 0;; ++attempt) {
     BW_TRY(auto connected, connect());
@@ -322,7 +324,7 @@ Result<PgStore::Rows> PgStore::run(const char* what, const std::string& sql, con
     }
     std::vector<const char*> values;
     values.reserve(params.size());
-    for (const auto& p : params) values.push_back(p.c_str());
+    for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
     Rows rows(PQexecPrepared(c, name.c_str(), static_cast<int>(values.size()), values.data(), nullptr, nullptr, 0));
     if (rows.ok()) return rows;
     // Broken outside a transaction: once more, on a fresh connection.
@@ -332,12 +334,18 @@ Result<PgStore::Rows> PgStore::run(const char* what, const std::string& sql, con
 }
 
 Status PgStore::exec(const char* what, const std::string& sql) {
+  BW_TRY(auto rows, query(what, sql));
+  (void)rows;
+  return ok_status();
+}
+
+Result<PgStore::Rows> PgStore::query(const char* what, const std::string& sql) {
   std::lock_guard lock(m_mutex);
   BW_TRY(auto connected, connect());
   (void)connected;
   Rows rows(PQexec(m_conn->conn, sql.c_str()));
   if (!rows.ok()) return error(what, rows.message(m_conn->conn));
-  return ok_status();
+  return rows;
 }
 
 Status PgStore::transaction(const std::function<Status()>& fn) {
@@ -583,7 +591,7 @@ Result<std::optional<Delivery>> PgStore::get_delivery(const std::string& id) {
 Result<std::vector<Delivery>> PgStore::list_deliveries(std::optional<DeliveryState> state, int limit) {
   const std::string order = " ORDER BY created_at DESC, id COLLATE \"C\" DESC LIMIT ";
   std::string sql = std::string("SELECT ") + k_delivery_columns + " FROM deliveries";
-  std::vector<std::string> params;
+  Params params;
   if (state) {
     sql += " WHERE state=$1" + order + "$2";
     params = {to_string(*state), num(limit)};
@@ -659,6 +667,105 @@ Result<std::optional<std::string>> PgStore::get_meta(const std::string& key) {
   BW_TRY(auto rows, run("get meta", "SELECT value FROM meta WHERE key=$1", {key}));
   if (rows.size() == 0) return std::optional<std::string>();
   return std::optional<std::string>(rows.text(0, 0));
+}
+
+}  // namespace bw::db
+
+namespace bw::db {
+
+namespace {
+
+bool is_table(const std::string& table) {
+  return std::find_if(std::begin(k_tables), std::end(k_tables), [&](const char* t) { return table == t; }) != std::end(k_tables);
+}
+
+// A quoted SQL identifier.
+std::string identifier(const std::string& name) {
+  std::string out = "\"";
+  for (char c : name) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+Status PgStore::read_rows(const std::string& table, size_t batch, const std::function<Status(const TableRows&)>& fn) {
+  if (!is_table(table)) return make_error(ErrorKind::invalid, "database: no table " + table);
+  std::lock_guard lock(m_mutex);
+  // A cursor, so a big table never sits in memory whole.
+  return transaction([&]() -> Status {
+    BW_TRY(auto declared, exec("copy", "DECLARE bw_copy NO SCROLL CURSOR FOR SELECT * FROM " + identifier(table)));
+    (void)declared;
+    for (;;) {
+      BW_TRY(auto rows, query("copy", "FETCH " + std::to_string(std::max<size_t>(batch, 1)) + " FROM bw_copy"));
+      if (rows.size() == 0) break;
+      TableRows out;
+      for (int c = 0; c < rows.columns(); ++c) out.columns.push_back(rows.column(c));
+      out.rows.reserve(static_cast<size_t>(rows.size()));
+      for (int i = 0; i < rows.size(); ++i) {
+        std::vector<std::optional<std::string>> row;
+        row.reserve(out.columns.size());
+        for (int c = 0; c < rows.columns(); ++c) {
+          row.push_back(rows.is_null(i, c) ? std::nullopt : std::optional<std::string>(rows.text(i, c)));
+        }
+        out.rows.push_back(std::move(row));
+      }
+      BW_TRY(auto taken, fn(out));
+      (void)taken;
+    }
+    return exec("copy", "CLOSE bw_copy");
+  });
+}
+
+Status PgStore::write_rows(const std::string& table, const TableRows& rows) {
+  if (!is_table(table)) return make_error(ErrorKind::invalid, "database: no table " + table);
+  if (rows.rows.empty()) return ok_status();
+  std::string names, placeholders;
+  for (size_t c = 0; c < rows.columns.size(); ++c) {
+    if (c) {
+      names += ", ";
+      placeholders += ",";
+    }
+    names += identifier(rows.columns[c]);
+    placeholders += "$" + std::to_string(c + 1);
+  }
+  // OVERRIDING SYSTEM VALUE: the copied ids, not new ones.
+  std::string sql = "INSERT INTO " + identifier(table) + "(" + names + ") OVERRIDING SYSTEM VALUE VALUES(" + placeholders + ")";
+  std::string what = "copy into " + table;
+  return transaction([&]() -> Status {
+    for (const auto& row : rows.rows) {
+      if (row.size() != rows.columns.size()) return make_error(ErrorKind::internal, "database: " + what + ": a row of another width");
+      BW_TRY(auto inserted, run(what.c_str(), sql, Params(row.begin(), row.end())));
+      (void)inserted;
+    }
+    return ok_status();
+  });
+}
+
+Status PgStore::finish_copy() {
+  return transaction([&]() -> Status {
+    BW_TRY(auto identities, query("copy", "SELECT table_name, column_name FROM information_schema.columns "
+                                          "WHERE table_schema = current_schema() AND is_identity = 'YES'"));
+    for (int i = 0; i < identities.size(); ++i) {
+      std::string table = identities.text(i, 0), column = identities.text(i, 1);
+      // The next id is one past the highest copied (or 1 for an empty table).
+      BW_TRY(auto set, query("copy", "SELECT setval(pg_get_serial_sequence('" + identifier(table) + "', '" + column + "'), "
+                                         "COALESCE((SELECT MAX(" + identifier(column) + ") FROM " + identifier(table) + "), 0) + 1, false)"));
+      (void)set;
+    }
+    return ok_status();
+  });
+}
+
+Result<std::map<std::string, int64_t>> PgStore::row_counts() {
+  std::map<std::string, int64_t> out;
+  for (const char* table : k_tables) {
+    BW_TRY(auto rows, run("row counts", std::string("SELECT COUNT(*) FROM ") + identifier(table)));
+    out[table] = rows.size() == 1 ? rows.i64(0, 0) : 0;
+  }
+  return out;
 }
 
 }  // namespace bw::db

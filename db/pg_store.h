@@ -21,6 +21,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,12 @@ class PgStore final : public Store {
   Status set_meta(const std::string& key, const std::string& value) override;
   Result<std::optional<std::string>> get_meta(const std::string& key) override;
 
+  Status read_rows(const std::string& table, size_t batch, const std::function<Status(const TableRows&)>& fn) override;
+  Status write_rows(const std::string& table, const TableRows& rows) override;
+  // Sets each identity column's sequence past the highest id in its table.
+  Status finish_copy() override;
+  Result<std::map<std::string, int64_t>> row_counts() override;
+
   // How many times a fresh connection replaced a broken one (tests, logs).
   int reconnects();
 
@@ -84,9 +91,12 @@ class PgStore final : public Store {
   // parameters; retried once on a fresh connection when the connection
   // broke outside a transaction. `what` names the call in errors. Takes
   // m_mutex itself.
-  Result<Rows> run(const char* what, const std::string& sql, const std::vector<std::string>& params = {});
-  // A simple-protocol statement (BEGIN, COMMIT, migrations); no retry.
+  using Params = std::vector<std::optional<std::string>>;  // nullopt is NULL
+  Result<Rows> run(const char* what, const std::string& sql, const Params& params = {});
+  // A simple-protocol statement (BEGIN, COMMIT, migrations, cursors); no
+  // retry. query() returns its rows.
   Status exec(const char* what, const std::string& sql);
+  Result<Rows> query(const char* what, const std::string& sql);
   // A working connection: the current one, or a new one when there is none
   // or it broke (never inside a transaction).
   Status connect();

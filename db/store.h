@@ -36,6 +36,19 @@ namespace bw::db {
 // reads and writes; every engine's migrations end at it.
 constexpr int k_schema_version = 1;
 
+// Every table of the logical schema, parents before the tables that refer
+// to them: what `basewatch db copy` copies, in this order. Each engine holds
+// exactly these (plus its own bookkeeping, such as basewatch_schema), with
+// the same column names (tests/db checks both).
+inline constexpr const char* k_tables[] = {"refs", "events", "deliveries", "attempts", "meta"};
+
+// Rows of one table as text, engine-neutral: integers in decimal, NULL as
+// nullopt. `columns` names each value of a row, in order.
+struct TableRows {
+  std::vector<std::string> columns;
+  std::vector<std::vector<std::optional<std::string>>> rows;
+};
+
 struct RefState {
   std::string ref;         // normalised tag ref
   std::string digest;      // the tag's digest (an index digest for multi-arch)
@@ -176,6 +189,18 @@ class Store {
   // Small key/value state (last poll time and such).
   virtual Status set_meta(const std::string& key, const std::string& value) = 0;
   virtual Result<std::optional<std::string>> get_meta(const std::string& key) = 0;
+
+  // The whole state, table by table (db/copy.h uses these; nothing else
+  // should). read_rows calls `fn` with every row of `table` (one of
+  // k_tables), at most `batch` at a time, all columns; write_rows inserts
+  // rows exactly as given, ids included. After writing, finish_copy moves
+  // the engine's id generators past the highest id written, so new events
+  // and attempts never reuse a copied id.
+  virtual Status read_rows(const std::string& table, size_t batch, const std::function<Status(const TableRows&)>& fn) = 0;
+  virtual Status write_rows(const std::string& table, const TableRows& rows) = 0;
+  virtual Status finish_copy() = 0;
+  // Rows per table of k_tables.
+  virtual Result<std::map<std::string, int64_t>> row_counts() = 0;
 
  protected:
   Store() = default;

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <thread>
 
+#include "db/copy.h"
 #include "tests/db/engine.h"
 
 using namespace bw;
@@ -598,4 +599,176 @@ TEST_CASE("threads share one store: every write of every thread lands once", "[d
   CHECK(counts.at("delivered") == k_threads * k_each);
   CHECK(s->list_refs().value().size() == static_cast<size_t>(k_threads * k_each));
   for (int t = 0; t < k_threads; ++t) CHECK(s->list_attempts("d_" + std::to_string(t) + "_0").value().size() == 1);
+}
+
+namespace {
+
+// A state with something in every table: references (one failing), events,
+// deliveries in every state with their attempts, meta.
+void fill(db::Store& s) {
+  auto r = ref_state("registry.example.com/team/alpine:3.20", 5000);
+  REQUIRE(s.put_ref(r).ok());
+  REQUIRE(s.set_ref_error("docker.io/library/nginx:1", "timeout", "docker.io/library/nginx:1: timed out", 4000, 9000).ok());
+  for (int i = 0; i < 3; ++i) {
+    db::Event e{0, r.ref, "sha256:o" + std::to_string(i), "sha256:n" + std::to_string(i), {{"linux/amd64", {"a", "b"}}},
+                i ? "fired" : "recorded", "poll", 1000 + i, {"d_" + std::to_string(i)}};
+    REQUIRE(s.add_event(e).ok());
+  }
+  REQUIRE(s.add_delivery(delivery("d_pending", 1000, 99'000)).ok());
+  REQUIRE(s.add_delivery(delivery("d_failed", 1100, 1100, "cd", "")).ok());
+  REQUIRE(s.record_attempt(attempt("d_failed", 1200, 0, "connection refused"), db::DeliveryState::failed, 6200).ok());
+  REQUIRE(s.record_attempt(attempt("d_failed", 6300, 503, "HTTP 503: down"), db::DeliveryState::failed, 16'300).ok());
+  REQUIRE(s.add_delivery(delivery("d_done", 1200, 1200)).ok());
+  REQUIRE(s.record_attempt(attempt("d_done", 1300, 0, "build failed"), db::DeliveryState::failed, 2300).ok());
+  REQUIRE(s.record_attempt(attempt("d_done", 2400, 204), db::DeliveryState::delivered, 0).ok());
+  REQUIRE(s.add_delivery(delivery("d_dead", 1300, 1300)).ok());
+  REQUIRE(s.record_attempt(attempt("d_dead", 1400, 500, "HTTP 500"), db::DeliveryState::dead, 0).ok());
+  REQUIRE(s.set_meta("last_poll", "123456").ok());
+  REQUIRE(s.set_meta("note", "it's \"quoted\"\nand on two lines").ok());
+}
+
+// Both stores answer the same for everything fill() wrote.
+void check_same_state(db::Store& a, db::Store& b) {
+  auto refs_a = a.list_refs().value(), refs_b = b.list_refs().value();
+  REQUIRE(refs_a.size() == refs_b.size());
+  for (size_t i = 0; i < refs_a.size(); ++i) {
+    CHECK(refs_a[i].ref == refs_b[i].ref);
+    CHECK(refs_a[i].digest == refs_b[i].digest);
+    CHECK(refs_a[i].media_type == refs_b[i].media_type);
+    CHECK(refs_a[i].platforms == refs_b[i].platforms);
+    CHECK(refs_a[i].last_checked == refs_b[i].last_checked);
+    CHECK(refs_a[i].last_changed == refs_b[i].last_changed);
+    CHECK(refs_a[i].next_check == refs_b[i].next_check);
+    CHECK(refs_a[i].last_error == refs_b[i].last_error);
+    CHECK(refs_a[i].error_kind == refs_b[i].error_kind);
+    CHECK(refs_a[i].failures == refs_b[i].failures);
+  }
+  auto events_a = a.list_events(1000).value(), events_b = b.list_events(1000).value();
+  REQUIRE(events_a.size() == events_b.size());
+  for (size_t i = 0; i < events_a.size(); ++i) {
+    CHECK(events_a[i].id == events_b[i].id);
+    CHECK(events_a[i].ref == events_b[i].ref);
+    CHECK(events_a[i].old_digest == events_b[i].old_digest);
+    CHECK(events_a[i].new_digest == events_b[i].new_digest);
+    CHECK(events_a[i].platforms == events_b[i].platforms);
+    CHECK(events_a[i].outcome == events_b[i].outcome);
+    CHECK(events_a[i].source == events_b[i].source);
+    CHECK(events_a[i].detected_at == events_b[i].detected_at);
+    CHECK(events_a[i].deliveries == events_b[i].deliveries);
+  }
+  auto deliveries_a = a.list_deliveries(std::nullopt, 1000).value(), deliveries_b = b.list_deliveries(std::nullopt, 1000).value();
+  REQUIRE(deliveries_a.size() == deliveries_b.size());
+  for (size_t i = 0; i < deliveries_a.size(); ++i) {
+    const auto &x = deliveries_a[i], &y = deliveries_b[i];
+    CHECK(x.id == y.id);
+    CHECK(x.trigger == y.trigger);
+    CHECK(x.project == y.project);
+    CHECK(x.state == y.state);
+    CHECK(x.payload == y.payload);
+    CHECK(x.attempts == y.attempts);
+    CHECK(x.created_at == y.created_at);
+    CHECK(x.next_attempt_at == y.next_attempt_at);
+    CHECK(x.updated_at == y.updated_at);
+    CHECK(x.delivered_at == y.delivered_at);
+    CHECK(x.last_status == y.last_status);
+    CHECK(x.last_error == y.last_error);
+    auto attempts_a = a.list_attempts(x.id).value(), attempts_b = b.list_attempts(x.id).value();
+    REQUIRE(attempts_a.size() == attempts_b.size());
+    for (size_t k = 0; k < attempts_a.size(); ++k) {
+      CHECK(attempts_a[k].at == attempts_b[k].at);
+      CHECK(attempts_a[k].status == attempts_b[k].status);
+      CHECK(attempts_a[k].error == attempts_b[k].error);
+      CHECK(attempts_a[k].duration_ms == attempts_b[k].duration_ms);
+      CHECK(attempts_a[k].output_tail == attempts_b[k].output_tail);
+    }
+  }
+  CHECK(a.delivery_counts().value() == b.delivery_counts().value());
+  CHECK(a.next_due().value() == b.next_due().value());
+  for (const char* key : {"last_poll", "note"}) CHECK(a.get_meta(key).value() == b.get_meta(key).value());
+  CHECK(a.row_counts().value() == b.row_counts().value());
+}
+
+}  // namespace
+
+TEST_CASE("the engine holds exactly the tables db copy copies", "[db][copy]") {
+  std::string database = test_engine().new_database();
+  REQUIRE(db::Store::open(database).ok());
+  CHECK(test_engine().tables(database) == std::set<std::string>(std::begin(db::k_tables), std::end(db::k_tables)));
+  CHECK(test_engine().columns(database, "attempts") ==
+        std::set<std::string>{"id", "delivery_id", "at", "status", "error", "duration_ms", "output_tail"});
+}
+
+TEST_CASE("a whole state copies from SQLite into an empty database and back, ids and all", "[db][copy]") {
+  auto sqlite = std::move(db::Store::open(":memory:").value());
+  fill(*sqlite);
+  auto target = open_new();
+  auto copied = db::copy_store(*sqlite, *target);
+  REQUIRE(copied.ok());
+  CHECK(*copied == std::map<std::string, int64_t>{{"refs", 2}, {"events", 3}, {"deliveries", 4}, {"attempts", 5}, {"meta", 2}});
+  check_same_state(*sqlite, *target);
+
+  // New ids continue after the copied ones; the copied rows work as any.
+  int64_t highest = sqlite->list_events(1).value().at(0).id;
+  auto next = target->add_event(db::Event{0, "r:new", "a", "b", {}, "recorded", "poll", 5000, {}});
+  REQUIRE(next.ok());
+  CHECK(*next > highest);
+  REQUIRE(target->record_attempt(attempt("d_failed", 20'000, 204), db::DeliveryState::delivered, 0).ok());
+  CHECK(target->list_attempts("d_failed").value().size() == 3);
+  CHECK(target->find_settling("ci", "web", 2000).value()->id == "d_pending");
+
+  // And back into a new SQLite database.
+  auto back = std::move(db::Store::open(":memory:").value());
+  REQUIRE(db::copy_store(*target, *back).ok());
+  check_same_state(*target, *back);
+  auto after = back->add_event(db::Event{0, "r:new", "a", "b", {}, "recorded", "poll", 6000, {}});
+  REQUIRE(after.ok());
+  CHECK(*after > *next);
+}
+
+TEST_CASE("copying an empty state gives an empty state", "[db][copy]") {
+  auto empty = std::move(db::Store::open(":memory:").value());
+  auto target = open_new();
+  auto copied = db::copy_store(*empty, *target);
+  REQUIRE(copied.ok());
+  CHECK(*copied == std::map<std::string, int64_t>{{"refs", 0}, {"events", 0}, {"deliveries", 0}, {"attempts", 0}, {"meta", 0}});
+  CHECK(target->add_event(db::Event{0, "r", "a", "b", {}, "recorded", "poll", 1, {}}).ok());
+}
+
+TEST_CASE("db copy refuses a destination that holds anything, and leaves it as it is", "[db][copy]") {
+  auto source = std::move(db::Store::open(":memory:").value());
+  fill(*source);
+  auto target = open_new();
+  REQUIRE(target->set_meta("last_poll", "1").ok());
+  REQUIRE(target->put_ref(ref_state("r:1", 1)).ok());
+  auto copied = db::copy_store(*source, *target);
+  REQUIRE_FALSE(copied.ok());
+  CHECK(copied.error().kind == ErrorKind::invalid);
+  CHECK(copied.error().message == "the destination is not empty (refs: 1, meta: 1); db copy only writes into an empty database");
+  CHECK(target->row_counts().value() ==
+        std::map<std::string, int64_t>{{"refs", 1}, {"events", 0}, {"deliveries", 0}, {"attempts", 0}, {"meta", 1}});
+  CHECK(target->get_meta("last_poll").value() == "1");
+}
+
+TEST_CASE("rows written by write_rows are the rows read_rows gave, in batches", "[db][copy]") {
+  auto s = open_new();
+  for (int i = 0; i < 7; ++i) REQUIRE(s->put_ref(ref_state("r:" + std::to_string(i), i)).ok());
+  std::vector<size_t> batches;
+  db::TableRows all;
+  REQUIRE(s->read_rows("refs", 3, [&](const db::TableRows& rows) -> Status {
+    batches.push_back(rows.rows.size());
+    all.columns = rows.columns;
+    all.rows.insert(all.rows.end(), rows.rows.begin(), rows.rows.end());
+    return ok_status();
+  }).ok());
+  CHECK(batches == std::vector<size_t>{3, 3, 1});
+  CHECK(std::set<std::string>(all.columns.begin(), all.columns.end()) ==
+        std::set<std::string>{"ref", "digest", "media_type", "platforms", "last_checked", "last_changed", "next_check", "last_error",
+                              "error_kind", "failures"});
+  auto other = open_new();
+  REQUIRE(other->write_rows("refs", all).ok());
+  CHECK(other->next_checks().value() == s->next_checks().value());
+  CHECK(other->get_ref("r:3").value()->platforms == ref_state("r:3", 3).platforms);
+  // Only the tables of the schema.
+  CHECK(s->read_rows("sqlite_master", 3, [](const db::TableRows&) { return ok_status(); }).error().message == "database: no table sqlite_master");
+  CHECK(other->write_rows("basewatch_schema", all).error().kind == ErrorKind::invalid);
 }

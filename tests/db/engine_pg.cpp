@@ -26,7 +26,31 @@ class PgEngine final : public TestEngine {
     shared_postgres().query(m_names.at(database), "UPDATE basewatch_schema SET version=" + std::to_string(version));
   }
 
+  std::set<std::string> tables(const std::string& database) override {
+    return split(shared_postgres().query(m_names.at(database),
+                                         "SELECT string_agg(table_name, ',') FROM information_schema.tables "
+                                         "WHERE table_schema = current_schema() AND table_name != 'basewatch_schema'"));
+  }
+
+  std::set<std::string> columns(const std::string& database, const std::string& table) override {
+    return split(shared_postgres().query(m_names.at(database), "SELECT string_agg(column_name, ',') FROM information_schema.columns "
+                                                               "WHERE table_schema = current_schema() AND table_name = '" +
+                                                                   table + "'"));
+  }
+
  private:
+  static std::set<std::string> split(const std::string& list) {
+    std::set<std::string> out;
+    size_t from = 0;
+    while (from < list.size()) {
+      size_t comma = list.find(',', from);
+      if (comma == std::string::npos) comma = list.size();
+      out.insert(list.substr(from, comma - from));
+      from = comma + 1;
+    }
+    return out;
+  }
+
   std::map<std::string, std::string> m_names;  // URI -> database name
 };
 
