@@ -114,8 +114,9 @@ TEST_CASE("serve goes on after the PostgreSQL server restarts under it", "[integ
 
   pg.stop();
   // A cycle against the stopped server fails (and backs that reference off).
-  REQUIRE(wait_until([&] { return bw->log().find("Connection refused") != std::string::npos; }, std::chrono::seconds(10)));
-  pg.start();
+  bool failed = wait_until([&] { return bw->log().find("Connection refused") != std::string::npos; }, std::chrono::seconds(10));
+  pg.start();  // before any REQUIRE: the other cases share the server
+  REQUIRE(failed);
   std::string d2 = registry.push_image("team/alpine", "3.20", "after");
   // As a registry notification would: check now, whatever the backoff.
   httplib::Client api("127.0.0.1", api_port);

@@ -75,7 +75,7 @@ std::string shell_quote(const std::string& s) {
 
 }  // namespace
 
-PostgresServer::PostgresServer() {
+PostgresServer::PostgresServer(PostgresOptions options) : m_options(options) {
   m_bin = find_bin();
   m_dir = std::make_unique<TempDir>("bw-pg");
   m_data = m_dir->path() + "/data";
@@ -150,10 +150,9 @@ void PostgresServer::run_pg(const std::string& program, const std::vector<std::s
 }
 
 void PostgresServer::start() {
-  // No fsync: a test's data need not survive the machine, only the server.
-  std::string options = "-p " + std::to_string(m_port) + " -k " + m_socket_dir +
-                        " -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
-                        " -c max_connections=100";
+  // No fsync for tests: their data need not survive the machine, only the server.
+  std::string options = "-p " + std::to_string(m_port) + " -k " + m_socket_dir + " -c listen_addresses=127.0.0.1 -c max_connections=100";
+  if (!m_options.durable) options += " -c fsync=off -c full_page_writes=off -c synchronous_commit=off";
   run_pg("pg_ctl", {"-D", m_data, "-l", m_log, "-w", "-t", "60", "-o", options, "start"});
   m_running = true;
 }

@@ -21,11 +21,18 @@
 
 namespace bw::testing {
 
+struct PostgresOptions {
+  // Tests run without fsync (their data need not survive the machine);
+  // benchmarks measure a server as shipped: fsync, full_page_writes and
+  // synchronous_commit on.
+  bool durable = false;
+};
+
 class PostgresServer {
  public:
   // initdb + start; throws std::runtime_error (with the server's log) when
   // that fails.
-  PostgresServer();
+  explicit PostgresServer(PostgresOptions options = {});
   ~PostgresServer();
   PostgresServer(const PostgresServer&) = delete;
   PostgresServer& operator=(const PostgresServer&) = delete;
@@ -61,6 +68,7 @@ class PostgresServer {
   // its output when it fails.
   void run_pg(const std::string& program, const std::vector<std::string>& args) const;
 
+  PostgresOptions m_options;
   std::string m_bin;   // /usr/lib/postgresql/N/bin
   std::unique_ptr<class TempDir> m_dir;
   std::string m_data, m_socket_dir, m_log, m_passfile, m_password;
