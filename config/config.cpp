@@ -10,6 +10,7 @@
 #include "config/mirrors.h"
 #include "config/yaml_tree.h"
 #include "oci/reference.h"
+#include "util/database_uri.h"
 #include "util/files.h"
 #include "util/strings.h"
 
@@ -422,7 +423,15 @@ Result<Config> parse(const std::string& text, const std::string& file) {
       return make_error(ErrorKind::invalid, r.error());
 
     r.string(root, "database", "", c.database);
-    if (!c.database.empty()) c.database = r.resolve_path(c.database);
+    if (is_postgres_uri(c.database)) {
+      // A connection URI: libpq reads it, but its file parameters are paths
+      // like the config's others (relative to its folder, $CREDENTIALS_DIRECTORY).
+      for (const char* key : {"passfile", "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslcrldir"}) {
+        c.database = map_uri_parameter(c.database, key, [&](const std::string& p) { return r.resolve_path(p); });
+      }
+    } else if (!c.database.empty()) {
+      c.database = r.resolve_path(c.database);
+    }
     r.string(root, "listen", "", c.listen);
     if (auto api = root["api"]; api && r.mapping(api, "api", {"token_file"})) r.secret_file(api, "token_file", "api", c.api_token);
     if (auto log = root["log"]; log && r.mapping(log, "log", {"level", "format"})) {
@@ -735,7 +744,11 @@ Result<Config> parse(const std::string& text, const std::string& file) {
     c.database = (fs::path(dir) / "basewatch.db").string();
   }
   if (c.builds_logs.empty()) {
-    fs::path db_dir = fs::path(c.database).parent_path();
+    // Next to a SQLite file; with a server, in the state folder.
+    const char* state = std::getenv("STATE_DIRECTORY");
+    fs::path db_dir = !is_postgres_uri(c.database) ? fs::path(c.database).parent_path()
+                      : state && *state           ? fs::path(split(state, ':')[0])
+                                                  : fs::path();
     c.builds_logs = ((db_dir.empty() ? fs::path(".") : db_dir) / "builds").string();
   }
   return c;
@@ -749,7 +762,7 @@ Result<Config> load(const std::string& path) {
 
 std::string describe(const Config& c) {
   std::ostringstream out;
-  out << "config " << c.file << ": database=" << c.database << " listen=" << c.listen
+  out << "config " << c.file << ": database=" << redact_database(c.database) << " listen=" << c.listen
       << " api.token=" << (c.api_token.empty() ? "(none)" : "(set)") << " poll.interval=" << format_duration(c.poll_interval)
       << " poll.jitter=" << static_cast<int>(c.poll_jitter * 100) << "% poll.concurrency=" << c.poll_concurrency
       << " poll.settle=" << format_duration(c.poll_settle) << " defaults.platforms=" << join(c.default_platforms, ",")

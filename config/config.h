@@ -154,6 +154,8 @@ struct PolicyConfig {
 struct Config {
   std::string file;  // the config file's path
   Mark mark;         // where the document starts, for errors about the whole file
+  // A SQLite file path (resolved against the config's folder) or a PostgreSQL
+  // URI (its passfile= and ssl*= file parameters resolved the same way).
   std::string database;
   std::string listen = "127.0.0.1:8780";
   std::string api_token;  // from api.token_file

@@ -320,7 +320,7 @@ int SqliteStore::schema_version() {
 Status SqliteStore::migrate(int schema) {
   int version = schema_version();
   if (version < 0) return make_error(ErrorKind::io, std::string("database: cannot read schema version: ") + sqlite3_errmsg(m_db));
-  if (version > k_schema_version) return make_error(ErrorKind::io, newer_schema_message(version));
+  if (version > k_schema_version) return make_error(ErrorKind::invalid, newer_schema_message(version));
   for (int v = version; v < std::min(schema, k_schema_version); ++v) {
     Status st = transaction([&]() -> Status {
       BW_TRY(auto a, exec(k_migrations[v]));
@@ -781,6 +781,97 @@ Result<std::optional<std::string>> SqliteStore::get_meta(const std::string& key)
   if (rc == SQLITE_ROW) return std::optional<std::string>(s.text(0));
   if (rc == SQLITE_DONE) return std::optional<std::string>();
   return s.error("get meta");
+}
+
+}  // namespace bw::db
+
+namespace bw::db {
+
+namespace {
+
+bool is_table(const std::string& table) {
+  return std::find_if(std::begin(k_tables), std::end(k_tables), [&](const char* t) { return table == t; }) != std::end(k_tables);
+}
+
+// A quoted SQL identifier.
+std::string identifier(const std::string& name) {
+  std::string out = "\"";
+  for (char c : name) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+Status SqliteStore::read_rows(const std::string& table, size_t batch, const std::function<Status(const TableRows&)>& fn) {
+  if (!is_table(table)) return make_error(ErrorKind::invalid, "database: no table " + table);
+  std::lock_guard lock(m_mutex);
+  sqlite3_stmt* raw = prepare("SELECT * FROM " + identifier(table));
+  Stmt s(m_db, raw);
+  if (!s.prepared()) return s.error("copy from " + table);
+  TableRows out;
+  int n = sqlite3_column_count(raw);
+  for (int c = 0; c < n; ++c) out.columns.emplace_back(sqlite3_column_name(raw, c));
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) {
+    std::vector<std::optional<std::string>> row;
+    row.reserve(static_cast<size_t>(n));
+    for (int c = 0; c < n; ++c) row.push_back(s.is_null(c) ? std::nullopt : std::optional<std::string>(s.text(c)));
+    out.rows.push_back(std::move(row));
+    if (out.rows.size() >= std::max<size_t>(batch, 1)) {
+      BW_TRY(auto taken, fn(out));
+      (void)taken;
+      out.rows.clear();
+    }
+  }
+  if (rc != SQLITE_DONE) return s.error("copy from " + table);
+  if (!out.rows.empty()) return fn(out);
+  return ok_status();
+}
+
+Status SqliteStore::write_rows(const std::string& table, const TableRows& rows) {
+  if (!is_table(table)) return make_error(ErrorKind::invalid, "database: no table " + table);
+  if (rows.rows.empty()) return ok_status();
+  std::string names, placeholders;
+  for (size_t c = 0; c < rows.columns.size(); ++c) {
+    names += (c ? ", " : "") + identifier(rows.columns[c]);
+    placeholders += c ? ",?" : "?";
+  }
+  const std::string sql = "INSERT INTO " + identifier(table) + "(" + names + ") VALUES(" + placeholders + ")";
+  const std::string what = "copy into " + table;
+  return transaction([&]() -> Status {
+    for (const auto& row : rows.rows) {
+      if (row.size() != rows.columns.size()) return make_error(ErrorKind::internal, "database: " + what + ": a row of another width");
+      Stmt s(m_db, prepare(sql));
+      if (!s.prepared()) return s.error(what);
+      for (size_t c = 0; c < row.size(); ++c) {
+        // Text into an INTEGER column is stored as the integer it spells.
+        if (row[c]) s.bind(static_cast<int>(c + 1), *row[c]);
+      }
+      BW_TRY(auto inserted, done(s, what));
+      (void)inserted;
+    }
+    return ok_status();
+  });
+}
+
+Status SqliteStore::finish_copy() {
+  // Nothing to do: an AUTOINCREMENT table's sqlite_sequence follows the
+  // highest id inserted, explicit ones included.
+  return ok_status();
+}
+
+Result<std::map<std::string, int64_t>> SqliteStore::row_counts() {
+  std::lock_guard lock(m_mutex);
+  std::map<std::string, int64_t> out;
+  for (const char* table : k_tables) {
+    Stmt s(m_db, prepare(std::string("SELECT COUNT(*) FROM ") + identifier(table)));
+    if (!s.prepared() || s.step() != SQLITE_ROW) return s.error("row counts");
+    out[table] = s.i64(0);
+  }
+  return out;
 }
 
 }  // namespace bw::db

@@ -76,6 +76,11 @@ class SqliteStore final : public Store {
   Status set_meta(const std::string& key, const std::string& value) override;
   Result<std::optional<std::string>> get_meta(const std::string& key) override;
 
+  Status read_rows(const std::string& table, size_t batch, const std::function<Status(const TableRows&)>& fn) override;
+  Status write_rows(const std::string& table, const TableRows& rows) override;
+  Status finish_copy() override;
+  Result<std::map<std::string, int64_t>> row_counts() override;
+
  private:
   SqliteStore();
   Status exec(const char* sql);

@@ -2,7 +2,8 @@
 // (events), and the outbox of deliveries with their attempts.
 //
 // An interface with one engine per database: SQLite (sqlite_store.h, the
-// default: one file, nothing to install). Store::open picks the engine from
+// default: one file, nothing to install) and PostgreSQL (pg_store.h: a
+// server several instances can share). Store::open picks the engine from
 // the `database:` value. The callers (watcher, dispatcher, API, commands)
 // see only this interface; tests/db runs one contract suite against every
 // engine, so an engine's answers are the interface's, not its own.
@@ -12,7 +13,8 @@
 //     and the dispatcher write); transaction() holds the store for its
 //     duration, and calls from inside it on the same thread join it;
 //   - keeps a schema version, migrates older databases forward on open, and
-//     refuses a database newer than k_schema_version with the same message;
+//     refuses a database newer than k_schema_version with the same message
+//     (newer_schema_message, ErrorKind::invalid);
 //   - returns expected failures as values (ErrorKind::not_found for "no such
 //     row" where a method says so, ErrorKind::io for database trouble).
 #pragma once
@@ -33,6 +35,19 @@ namespace bw::db {
 // The version of the logical schema (tables, columns, meanings) this binary
 // reads and writes; every engine's migrations end at it.
 constexpr int k_schema_version = 2;
+
+// Every table of the logical schema, parents before the tables that refer
+// to them: what `basewatch db copy` copies, in this order. Each engine holds
+// exactly these (plus its own bookkeeping, such as basewatch_schema), with
+// the same column names (tests/db checks both).
+inline constexpr const char* k_tables[] = {"refs", "events", "deliveries", "attempts", "meta", "mirrors", "copy_jobs"};
+
+// Rows of one table as text, engine-neutral: integers in decimal, NULL as
+// nullopt. `columns` names each value of a row, in order.
+struct TableRows {
+  std::vector<std::string> columns;
+  std::vector<std::vector<std::optional<std::string>>> rows;
+};
 
 struct RefState {
   std::string ref;         // normalised tag ref
@@ -128,7 +143,10 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   // Opens (creating if needed) and migrates the database that `database`
-  // names: a file path (SQLite; ":memory:" works for tests).
+  // names: a postgresql:// or postgres:// URI (PostgreSQL), else a file
+  // path (SQLite; ":memory:" works for tests). Errors of kind invalid are
+  // the user's to fix (a bad URI, refused credentials, a database of a
+  // newer schema); others are operational (the server cannot be reached).
   static Result<std::unique_ptr<Store>> open(const std::string& database);
 
   // The schema version the database holds (k_schema_version once open), -1
@@ -236,6 +254,18 @@ class Store {
   // Small key/value state (last poll time and such).
   virtual Status set_meta(const std::string& key, const std::string& value) = 0;
   virtual Result<std::optional<std::string>> get_meta(const std::string& key) = 0;
+
+  // The whole state, table by table (db/copy.h uses these; nothing else
+  // should). read_rows calls `fn` with every row of `table` (one of
+  // k_tables), at most `batch` at a time, all columns; write_rows inserts
+  // rows exactly as given, ids included. After writing, finish_copy moves
+  // the engine's id generators past the highest id written, so new events
+  // and attempts never reuse a copied id.
+  virtual Status read_rows(const std::string& table, size_t batch, const std::function<Status(const TableRows&)>& fn) = 0;
+  virtual Status write_rows(const std::string& table, const TableRows& rows) = 0;
+  virtual Status finish_copy() = 0;
+  // Rows per table of k_tables.
+  virtual Result<std::map<std::string, int64_t>> row_counts() = 0;
 
  protected:
   Store() = default;

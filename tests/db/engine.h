@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <set>
 #include <string>
 
 #include "db/store.h"
@@ -26,6 +27,11 @@ class TestEngine {
   // Runs SQL on the database behind the store's back (rows as an older
   // basewatch wrote them, with only the columns its schema had).
   virtual void exec(const std::string& database, const std::string& sql) = 0;
+  // The tables the database holds, by name, without the engine's own
+  // bookkeeping (sqlite_sequence, basewatch_schema).
+  virtual std::set<std::string> tables(const std::string& database) = 0;
+  // The columns of `table`, by name.
+  virtual std::set<std::string> columns(const std::string& database, const std::string& table) = 0;
 };
 
 TestEngine& test_engine();

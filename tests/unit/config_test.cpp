@@ -125,6 +125,44 @@ TEST_CASE("config errors name file:line:column and the key, to the letter", "[un
         "/etc/bw/config.yaml:2:12: inbound[0].path: \"/v1/x\" is taken by the API");
 }
 
+TEST_CASE("a PostgreSQL URI is kept as written but its file parameters resolve like paths", "[unit][config]") {
+  ::unsetenv("STATE_DIRECTORY");
+  auto c = config::parse(std::string("database: \"postgresql://bw@db.example.com:5433/basewatch?sslmode=verify-full"
+                                     "&passfile=pg/pass%20file&sslrootcert=/etc/ssl/ca.pem&application_name=x\"\n") +
+                             k_minimal,
+                         "/etc/bw/config.yaml");
+  REQUIRE(c.ok());
+  CHECK(c->database == "postgresql://bw@db.example.com:5433/basewatch?sslmode=verify-full&passfile=/etc/bw/pg/pass%20file"
+                       "&sslrootcert=/etc/ssl/ca.pem&application_name=x");
+  // Build logs have no database folder to sit next to: ./builds, or the state folder.
+  CHECK(c->builds_logs == "./builds");
+  ::setenv("STATE_DIRECTORY", "/var/lib/basewatch", 1);
+  auto state = config::parse(std::string("database: postgres://db/basewatch\n") + k_minimal, "/etc/bw/config.yaml");
+  ::unsetenv("STATE_DIRECTORY");
+  REQUIRE(state.ok());
+  CHECK(state->database == "postgres://db/basewatch");
+  CHECK(state->builds_logs == "/var/lib/basewatch/builds");
+}
+
+TEST_CASE("a passfile under $CREDENTIALS_DIRECTORY is found there", "[unit][config]") {
+  ::setenv("CREDENTIALS_DIRECTORY", "/run/credentials/basewatch.service", 1);
+  auto c = config::parse(std::string("database: postgresql://bw@db/basewatch?passfile=$CREDENTIALS_DIRECTORY/pgpass\n") + k_minimal,
+                         "/etc/bw/config.yaml");
+  ::unsetenv("CREDENTIALS_DIRECTORY");
+  REQUIRE(c.ok());
+  CHECK(c->database == "postgresql://bw@db/basewatch?passfile=/run/credentials/basewatch.service/pgpass");
+}
+
+TEST_CASE("a password written in the database URI is never described", "[unit][config]") {
+  auto c = config::parse(std::string("database: postgresql://bw:hunter2@db/basewatch?password=hunter3\n") + k_minimal,
+                         "/etc/bw/config.yaml");
+  REQUIRE(c.ok());
+  CHECK(c->database == "postgresql://bw:hunter2@db/basewatch?password=hunter3");
+  std::string d = config::describe(*c);
+  CHECK(d.find("database=postgresql://bw:***@db/basewatch?password=*** ") != std::string::npos);
+  CHECK(d.find("hunter") == std::string::npos);
+}
+
 TEST_CASE("secrets come from *_file with one trailing newline stripped, and are never described", "[unit][config]") {
   auto dir = std::filesystem::temp_directory_path() / ("bwcfg-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
