@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "db/store.h"
+#include "mirror/syncer.h"
 #include "net/http.h"
 #include "registry/client.h"
 #include "triggers/dispatcher.h"
@@ -32,6 +33,7 @@ struct Runtime {
   std::unique_ptr<registry::Client> registry;
   std::unique_ptr<watcher::Watcher> watcher;
   std::unique_ptr<triggers::Dispatcher> dispatcher;
+  std::unique_ptr<mirror::Syncer> syncer;  // carries out copy jobs (mirrors:)
 };
 
 // Errors: ErrorKind::invalid for config-level problems (a dependency cycle),
