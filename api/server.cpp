@@ -661,6 +661,7 @@ Status Server::start() {
         for (const auto& d : *list) in.deliveries.push_back(delivery_with_last_attempt(*s.deps.store, d));
       }
     }
+    in.mirrors = mirrors_json(*s.deps.store, *model);
     in.token_required = !s.token().empty();
     res.set_header("Content-Security-Policy", k_dashboard_csp);
     res.set_header("Cache-Control", "no-store");
