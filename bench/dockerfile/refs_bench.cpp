@@ -8,7 +8,12 @@
 // scan again, and count files whose references are not the intended ones
 // and bytes changed outside the planned edits.
 //
-//   refs_bench FOLDER [RUNS]
+//   refs_bench FOLDER [RUNS] [OUT]
+//
+// With OUT, the outputs are written there too (refs.json, refs.sarif,
+// refs.txt, and every finding's fields with and without --pin in
+// findings.txt, findings-pin.txt), so that two builds can be compared byte
+// for byte.
 //
 // Wall and CPU time per pass are printed (best and median). Each pass is its
 // own function (scan_pass, refs_pass, and inside refs_pass collect_all,
@@ -40,6 +45,13 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+bw::config::MirrorConfig rule(const std::string& from, const std::string& to) {
+  bw::config::MirrorConfig m;
+  m.from = *bw::config::parse_repo_pattern(from);
+  m.to = *bw::config::parse_repo_pattern(to);
+  return m;
+}
 
 double cpu_ms() {
   timespec t{};
@@ -97,24 +109,87 @@ struct RefsOut {
   return out;
 }
 
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+// Every field of every finding, one line each.
+std::string fields(const std::vector<bw::refs::Finding>& findings) {
+  std::string out;
+  for (const auto& f : findings) {
+    out += f.use->file + ":" + std::to_string(f.use->index) + "\t" + f.ref + "\t" + f.status + "\t" + f.mirror + "\t" + f.detail +
+           "\t" + std::to_string(f.violation) + std::to_string(f.lookup_failed) + "\t" + f.fix + "\t" + f.fix_reason + "\n";
+  }
+  return out;
+}
+
+// Registry answers of every kind, chosen by the reference's hash: missing,
+// not found, unreadable, another digest, platforms, or the mirror's digest.
+bw::refs::Answers varied_answers(const std::vector<bw::refs::Use>& uses, const bw::config::Config& cfg) {
+  bw::refs::Answers answers;
+  for (const auto& q : bw::refs::queries(uses, cfg)) {
+    std::string key = q.ref.tag.empty() ? q.ref.str() : q.ref.tag_ref();
+    bw::refs::Lookup l;
+    switch (std::hash<std::string>{}(key) % 7) {
+      case 0: continue;
+      case 1: break;
+      case 2: l.error = "connection refused"; break;
+      case 3: l.found = true; l.digest = "sha256:" + std::string(64, 'e'); break;
+      case 4:
+        l.found = true;
+        l.digest = "sha256:" + std::string(64, 'e');
+        l.platforms["linux/amd64"] = "sha256:" + std::string(64, 'd');
+        break;
+      default: l.found = true; l.digest = "sha256:" + std::string(64, 'd');
+    }
+    answers[key] = l;
+  }
+  return answers;
+}
+
+void write_outputs(const std::string& dir, const std::vector<bw::refs::Use>& uses, const bw::config::Config& cfg) {
+  fs::create_directories(dir);
+  auto answers = fake_answers(uses, cfg);
+  auto findings = bw::refs::judge(uses, cfg, answers, false);
+  write_file(dir + "/refs.json", bw::refs::render_json(findings));
+  write_file(dir + "/refs.sarif", bw::refs::render_sarif(findings, "bench"));
+  write_file(dir + "/refs.txt", bw::refs::render_table(findings));
+  write_file(dir + "/findings.txt", fields(findings));
+  write_file(dir + "/findings-pin.txt", fields(bw::refs::judge(uses, cfg, answers, true)));
+  // Every status: the internal registry as the mirror of public.ecr.aws for
+  // one platform, one registry outside the policy, answers of every kind.
+  auto varied = cfg;
+  auto r = rule("public.ecr.aws/*", "registry.example.com:5000/*");
+  r.all_platforms = false;
+  r.platforms = {"linux/amd64"};
+  varied.mirrors.push_back(r);
+  std::vector<bw::config::HostPattern> allowed;
+  for (const char* h : {"docker.io", "ghcr.io", "quay.io", "gcr.io", "public.ecr.aws", "registry.example.com:5000", "cgr.dev",
+                        "mirror.example.com"}) {
+    allowed.push_back(*bw::config::parse_host_pattern(h));
+  }
+  varied.policy.allowed_registries = allowed;
+  auto varied_in = varied_answers(uses, varied);
+  auto vf = bw::refs::judge(uses, varied, varied_in, false);
+  write_file(dir + "/varied.json", bw::refs::render_json(vf));
+  write_file(dir + "/varied.sarif", bw::refs::render_sarif(vf, "bench"));
+  write_file(dir + "/varied.txt", bw::refs::render_table(vf));
+  write_file(dir + "/varied-findings.txt", fields(vf));
+  write_file(dir + "/varied-findings-pin.txt", fields(bw::refs::judge(uses, varied, varied_in, true)));
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
 double best(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
 
-bw::config::MirrorConfig rule(const std::string& from, const std::string& to) {
-  bw::config::MirrorConfig m;
-  m.from = *bw::config::parse_repo_pattern(from);
-  m.to = *bw::config::parse_repo_pattern(to);
-  return m;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: refs_bench FOLDER [RUNS]\n");
+    std::fprintf(stderr, "usage: refs_bench FOLDER [RUNS] [OUT]\n");
     return 2;
   }
   int runs = argc > 2 ? std::atoi(argv[2]) : 10;
@@ -170,6 +245,7 @@ int main(int argc, char** argv) {
               best(scan_cpu), median(scan_cpu), best(refs_cpu), median(refs_cpu), best(refs_cpu) / best(scan_cpu),
               median(refs_cpu) / median(scan_cpu));
   std::vector<bw::refs::Use>& uses = last.uses;
+  if (argc > 3) write_outputs(argv[3], uses, cfg);
 
   // refs fix --write: every file rewritten, scanned again, compared.
   auto answers = fake_answers(uses, cfg);
