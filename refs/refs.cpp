@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <set>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "config/mirrors.h"
 
@@ -101,6 +104,29 @@ std::string why_not(const Lookup* l, const std::string& what) {
   return "cannot read " + what + ": " + l->error;
 }
 
+// Uses that queries() and judge() treat alike: the same resolved reference
+// for the same platforms. Files of one organisation name a few hundred distinct
+// references tens of thousands of times; each is worked out once.
+struct SameJudgementHash {
+  size_t operator()(const Use* u) const noexcept {
+    const auto& r = u->image.ref;
+    size_t h = std::hash<std::string_view>{}(r.registry);
+    auto mix = [&h](std::string_view s) { h ^= std::hash<std::string_view>{}(s) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2); };
+    mix(r.repository);
+    mix(r.tag);
+    mix(r.digest);
+    for (const auto& p : u->platforms) mix(p);
+    return h;
+  }
+};
+struct SameJudgement {
+  bool operator()(const Use* a, const Use* b) const noexcept {
+    return a->image.ref == b->image.ref && a->platforms == b->platforms;
+  }
+};
+
+bool resolved(const Use& u) { return !u.image.unresolved && !u.image.ref.repository.empty(); }
+
 }  // namespace
 
 std::vector<Query> queries(const std::vector<Use>& uses, const config::Config& cfg) {
@@ -116,8 +142,9 @@ std::vector<Query> queries(const std::vector<Use>& uses, const config::Config& c
       if (std::find(q.platforms.begin(), q.platforms.end(), p) == q.platforms.end()) q.platforms.push_back(p);
     }
   };
+  std::unordered_set<const Use*, SameJudgementHash, SameJudgement> seen;  // asking again adds nothing
   for (const auto& u : uses) {
-    if (u.image.unresolved || u.image.ref.repository.empty()) continue;
+    if (!resolved(u) || !seen.insert(&u).second) continue;
     const auto& ref = u.image.ref;
     if (!cfg.policy.allows(ref.registry)) continue;
     Side s = side_of(cfg, ref);
@@ -142,131 +169,148 @@ std::vector<Query> queries(const std::vector<Use>& uses, const config::Config& c
   return out;
 }
 
+namespace {
+
+// One reference judged: all it reads of `u` is the reference, whether it is
+// unresolved (and why) and the project's platforms.
+Finding judge_one(const Use& u, const config::Config& cfg, const Answers& answers, bool pin) {
+  Finding f;
+  f.use = &u;
+  const auto& ref = u.image.ref;
+  if (u.image.unresolved || ref.repository.empty()) {
+    f.status = "unresolved";
+    f.detail = u.image.unresolved.value_or("it uses an ARG with no value");
+    f.fix_reason = "it uses an ARG with no value";
+    return f;
+  }
+  f.ref = ref.str();
+  if (!cfg.policy.allows(ref.registry)) {
+    f.status = "forbidden";
+    f.violation = true;
+    f.detail = "registry " + ref.registry + " is not in policy.allowed_registries";
+    f.fix_reason = "no mirror to point it at";
+    if (auto s = side_of(cfg, ref); s.match && !s.names_mirror) {
+      f.mirror = renamed(ref, s.match->mirror);
+      f.fix_reason = "its registry is forbidden; its mirror " + f.mirror + " is named by hand";
+    }
+    return f;
+  }
+  Side s = side_of(cfg, ref);
+  const bool digest_only = ref.tag.empty();
+  if (!s.match) {
+    f.status = "unmirrored";
+    f.detail = "no mirror covers " + ref.name();
+    f.fix_reason = "no mirror covers it";
+    if (ref.pinned() && !digest_only) {
+      const Lookup* tag = answer(answers, ref.tag_ref());
+      if (tag && stale(ref.digest, *tag)) {
+        f.status = "stale-pin";
+        f.detail = "pinned to " + short_digest(ref.digest) + ", but " + ref.tag_ref() + " is " + short_digest(tag->digest) + " now";
+      } else if (!tag || !tag->found) {
+        f.lookup_failed = true;
+        f.detail += "; " + why_not(tag, ref.tag_ref());
+      }
+    }
+    return f;
+  }
+  const auto& m = *s.match;
+  std::string mirror_ref = renamed(ref, m.mirror);
+  std::string upstream_ref = renamed(ref, m.upstream);
+  f.mirror = s.names_mirror ? ref.str() : mirror_ref;
+  auto mirror_parsed = oci::parse_reference(mirror_ref);
+  auto upstream_parsed = oci::parse_reference(upstream_ref);
+  const Lookup* mirror = mirror_parsed ? answer(answers, key_of(*mirror_parsed)) : nullptr;
+  const Lookup* up = upstream_parsed ? answer(answers, key_of(*upstream_parsed)) : nullptr;
+  bool held = false;
+  std::string behind;  // why the mirror does not (or may not) hold the upstream's content
+  if (digest_only) {
+    held = mirror && mirror->found;
+    if (!held) behind = why_not(mirror, renamed(ref, m.mirror));
+    f.lookup_failed = !held && mirror && !mirror->error.empty();
+  } else {
+    held = up && mirror && holds(*up, *mirror, m, u.platforms);
+    if (!held) {
+      if (!mirror || !mirror->found) {
+        behind = mirror && mirror->error.empty() ? "the mirror has no " + mirror_parsed->tag_ref() + " yet"
+                                                 : why_not(mirror, mirror_parsed ? mirror_parsed->tag_ref() : mirror_ref);
+        f.lookup_failed = !mirror || !mirror->error.empty();
+      } else if (!up || !up->found) {
+        behind = why_not(up, upstream_parsed ? upstream_parsed->tag_ref() : upstream_ref);
+        f.lookup_failed = true;
+      } else {
+        behind = "the mirror holds " + short_digest(mirror->digest) + ", the upstream is at " + short_digest(up->digest);
+      }
+    }
+  }
+  // The reference a fix writes: the mirror's, pinned when asked (or when
+  // it was pinned to what the mirror holds).
+  auto fix_for = [&](bool names_mirror) -> std::string {
+    oci::Reference t = *mirror_parsed;
+    if (digest_only) return t.str();
+    std::string mirror_digest = mirror ? mirror->digest : "";
+    if (pin) {
+      t.digest = mirror_digest;
+    } else if (ref.pinned()) {
+      if (mirror && (ref.digest == mirror->digest || !stale(ref.digest, *mirror))) t.digest = ref.digest;
+      else if (!names_mirror) return "";
+    }
+    return t.str();
+  };
+  if (!s.names_mirror) {
+    f.status = "bypass";
+    f.violation = cfg.policy.require_mirror;
+    f.detail = "names the upstream of mirror " + m.mirror;
+    if (!mirror_parsed) {
+      f.fix_reason = "the mirror reference is not valid";
+    } else if (!held) {
+      f.fix_reason = "the mirror does not hold the upstream's current content: " + behind;
+      f.detail += "; " + behind;
+    } else if (std::string t = fix_for(false); t.empty()) {
+      f.fix_reason = "pinned to " + short_digest(ref.digest) + ", which the mirror's tag no longer is (--pin pins the mirror's digest)";
+    } else {
+      f.fix = t;
+      f.detail += ", which holds the upstream's current digest";
+    }
+    return f;
+  }
+  // It names the mirror.
+  f.status = held ? "mirrored" : "mirror-behind";
+  f.detail = held ? "the copy of " + (digest_only ? renamed(ref, m.upstream) : upstream_parsed->tag_ref()) +
+                        " holds the upstream's current digest"
+                  : behind;
+  if (held && ref.pinned() && !digest_only && mirror && stale(ref.digest, *mirror)) {
+    f.status = "stale-pin";
+    f.detail = "pinned to " + short_digest(ref.digest) + ", but " + mirror_parsed->tag_ref() + " is " +
+               short_digest(mirror->digest) + " now";
+  }
+  if (pin && held && !digest_only) {
+    std::string t = fix_for(true);
+    if (t != ref.str()) f.fix = t;
+  } else if (pin && !held) {
+    f.fix_reason = "the mirror does not hold the upstream's current content: " + behind;
+  }
+  return f;
+}
+
+}  // namespace
+
 std::vector<Finding> judge(const std::vector<Use>& uses, const config::Config& cfg, const Answers& answers, bool pin) {
   std::vector<Finding> out;
   out.reserve(uses.size());
+  std::unordered_map<const Use*, size_t, SameJudgementHash, SameJudgement> first;  // -> its finding in out
   for (const auto& u : uses) {
-    Finding f;
-    f.use = &u;
-    const auto& ref = u.image.ref;
-    if (u.image.unresolved || ref.repository.empty()) {
-      f.status = "unresolved";
-      f.detail = u.image.unresolved.value_or("it uses an ARG with no value");
-      f.fix_reason = "it uses an ARG with no value";
-      out.push_back(std::move(f));
+    if (!resolved(u)) {
+      out.push_back(judge_one(u, cfg, answers, pin));
       continue;
     }
-    f.ref = ref.str();
-    if (!cfg.policy.allows(ref.registry)) {
-      f.status = "forbidden";
-      f.violation = true;
-      f.detail = "registry " + ref.registry + " is not in policy.allowed_registries";
-      f.fix_reason = "no mirror to point it at";
-      if (auto s = side_of(cfg, ref); s.match && !s.names_mirror) {
-        f.mirror = renamed(ref, s.match->mirror);
-        f.fix_reason = "its registry is forbidden; its mirror " + f.mirror + " is named by hand";
-      }
-      out.push_back(std::move(f));
-      continue;
-    }
-    Side s = side_of(cfg, ref);
-    const bool digest_only = ref.tag.empty();
-    if (!s.match) {
-      f.status = "unmirrored";
-      f.detail = "no mirror covers " + ref.name();
-      f.fix_reason = "no mirror covers it";
-      if (ref.pinned() && !digest_only) {
-        const Lookup* tag = answer(answers, ref.tag_ref());
-        if (tag && stale(ref.digest, *tag)) {
-          f.status = "stale-pin";
-          f.detail = "pinned to " + short_digest(ref.digest) + ", but " + ref.tag_ref() + " is " + short_digest(tag->digest) + " now";
-        } else if (!tag || !tag->found) {
-          f.lookup_failed = true;
-          f.detail += "; " + why_not(tag, ref.tag_ref());
-        }
-      }
-      out.push_back(std::move(f));
-      continue;
-    }
-    const auto& m = *s.match;
-    oci::Reference plain = ref;
-    std::string mirror_ref = renamed(ref, m.mirror);
-    std::string upstream_ref = renamed(ref, m.upstream);
-    f.mirror = s.names_mirror ? ref.str() : mirror_ref;
-    auto mirror_parsed = oci::parse_reference(mirror_ref);
-    auto upstream_parsed = oci::parse_reference(upstream_ref);
-    const Lookup* mirror = mirror_parsed ? answer(answers, key_of(*mirror_parsed)) : nullptr;
-    const Lookup* up = upstream_parsed ? answer(answers, key_of(*upstream_parsed)) : nullptr;
-    bool held = false;
-    std::string behind;  // why the mirror does not (or may not) hold the upstream's content
-    if (digest_only) {
-      held = mirror && mirror->found;
-      if (!held) behind = why_not(mirror, renamed(ref, m.mirror));
-      f.lookup_failed = !held && mirror && !mirror->error.empty();
+    auto [it, fresh] = first.try_emplace(&u, out.size());
+    if (fresh) {
+      out.push_back(judge_one(u, cfg, answers, pin));
     } else {
-      held = up && mirror && holds(*up, *mirror, m, u.platforms);
-      if (!held) {
-        if (!mirror || !mirror->found) {
-          behind = mirror && mirror->error.empty() ? "the mirror has no " + mirror_parsed->tag_ref() + " yet"
-                                                   : why_not(mirror, mirror_parsed ? mirror_parsed->tag_ref() : mirror_ref);
-          f.lookup_failed = !mirror || !mirror->error.empty();
-        } else if (!up || !up->found) {
-          behind = why_not(up, upstream_parsed ? upstream_parsed->tag_ref() : upstream_ref);
-          f.lookup_failed = true;
-        } else {
-          behind = "the mirror holds " + short_digest(mirror->digest) + ", the upstream is at " + short_digest(up->digest);
-        }
-      }
-    }
-    // The reference a fix writes: the mirror's, pinned when asked (or when
-    // it was pinned to what the mirror holds).
-    auto fix_for = [&](bool names_mirror) -> std::string {
-      oci::Reference t = *mirror_parsed;
-      if (digest_only) return t.str();
-      std::string mirror_digest = mirror ? mirror->digest : "";
-      if (pin) {
-        t.digest = mirror_digest;
-      } else if (ref.pinned()) {
-        if (mirror && (ref.digest == mirror->digest || !stale(ref.digest, *mirror))) t.digest = ref.digest;
-        else if (!names_mirror) return "";
-      }
-      return t.str();
-    };
-    if (!s.names_mirror) {
-      f.status = "bypass";
-      f.violation = cfg.policy.require_mirror;
-      f.detail = "names the upstream of mirror " + m.mirror;
-      if (!mirror_parsed) {
-        f.fix_reason = "the mirror reference is not valid";
-      } else if (!held) {
-        f.fix_reason = "the mirror does not hold the upstream's current content: " + behind;
-        f.detail += "; " + behind;
-      } else if (std::string t = fix_for(false); t.empty()) {
-        f.fix_reason = "pinned to " + short_digest(ref.digest) + ", which the mirror's tag no longer is (--pin pins the mirror's digest)";
-      } else {
-        f.fix = t;
-        f.detail += ", which holds the upstream's current digest";
-      }
+      Finding f = out[it->second];
+      f.use = &u;
       out.push_back(std::move(f));
-      continue;
     }
-    // It names the mirror.
-    f.status = held ? "mirrored" : "mirror-behind";
-    f.detail = held ? "the copy of " + (digest_only ? renamed(ref, m.upstream) : upstream_parsed->tag_ref()) +
-                          " holds the upstream's current digest"
-                    : behind;
-    if (held && ref.pinned() && !digest_only && mirror && stale(ref.digest, *mirror)) {
-      f.status = "stale-pin";
-      f.detail = "pinned to " + short_digest(ref.digest) + ", but " + mirror_parsed->tag_ref() + " is " +
-                 short_digest(mirror->digest) + " now";
-    }
-    if (pin && held && !digest_only) {
-      std::string t = fix_for(true);
-      if (t != ref.str()) f.fix = t;
-    } else if (pin && !held) {
-      f.fix_reason = "the mirror does not hold the upstream's current content: " + behind;
-    }
-    out.push_back(std::move(f));
   }
   return out;
 }
