@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
+#include <charconv>
 #include <set>
 #include <string_view>
 #include <unordered_map>
@@ -22,16 +24,14 @@ Result<std::vector<Use>> collect(const ProjectFile& pf, std::string_view text) {
   options.keep_unresolved = true;
   auto scanned = dockerfile::scan(text, pf.file, options);
   if (scanned.error) return make_error(ErrorKind::invalid, *scanned.error);
-  std::vector<Use> out;
-  out.reserve(scanned.images.size());
-  for (size_t i = 0; i < scanned.images.size(); ++i) {
-    Use u;
+  std::vector<Use> out(scanned.images.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    Use& u = out[i];
     u.project = pf.project;
     u.file = pf.file;
     u.image = std::move(scanned.images[i]);
     u.index = i;
     u.platforms = pf.platforms;
-    out.push_back(std::move(u));
   }
   return out;
 }
@@ -361,10 +361,17 @@ const std::map<std::string, std::string>& rule_text() {
 
 namespace {
 
+// Bytes a JSON string holds as they are: printable ASCII but '"' and '\\'.
+constexpr std::array<bool, 256> k_plain = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x7f; ++c) t[c] = c != '"' && c != '\\';
+  return t;
+}();
+
 // A JSON string: plain ASCII as is, anything else through nlohmann (invalid
 // UTF-8 becomes U+FFFD instead of an exception).
 void append_string(std::string& out, std::string_view s) {
-  bool plain = std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
+  bool plain = std::all_of(s.begin(), s.end(), [](char c) { return k_plain[static_cast<unsigned char>(c)]; });
   if (plain) {
     out += '"';
     out += s;
@@ -379,37 +386,62 @@ void append_string_or_null(std::string& out, const std::string& s) {
   else append_string(out, s);
 }
 
+void append_int(std::string& out, int n) {
+  char buf[16];
+  auto end = std::to_chars(buf, buf + sizeof buf, n).ptr;
+  out.append(buf, end);
+}
+
 }  // namespace
 
 // Written straight to text in the layout json::dump(2) gives (keys sorted):
-// tens of thousands of references stay cheap.
+// tens of thousands of references stay cheap. The size is worked out first
+// (exact when every string is plain ASCII), so the text is never moved.
 std::string render_json(const std::vector<Finding>& findings) {
-  std::string out = findings.empty() ? "{\n  \"refs\": []" : "{\n  \"refs\": [";
-  out.reserve(findings.size() * 400 + 32);
+  static constexpr std::string_view k_first = "\n    {\n      \"column\": ", k_next = ",\n    {\n      \"column\": ",
+                                    k_detail = ",\n      \"detail\": ", k_file = ",\n      \"file\": ",
+                                    k_kind = ",\n      \"kind\": ", k_line = ",\n      \"line\": ",
+                                    k_mirror = ",\n      \"mirror\": ", k_project = ",\n      \"project\": ",
+                                    k_ref = ",\n      \"ref\": ", k_status = ",\n      \"status\": ",
+                                    k_via = ",\n      \"via\": ", k_written = ",\n      \"written\": ", k_close = "\n    }";
+  constexpr size_t k_fixed = k_next.size() + k_detail.size() + k_file.size() + k_kind.size() + k_line.size() +
+                             k_mirror.size() + k_project.size() + k_ref.size() + k_status.size() + k_via.size() +
+                             k_written.size() + k_close.size() + 9 * 2 /* quotes */ + 2 * 4 /* null */ + 2 * 11 /* ints */;
+  size_t size = 32;
+  for (const Finding& f : findings) {
+    const Use& u = *f.use;
+    size += k_fixed + f.detail.size() + u.file.size() + u.image.kind.size() + f.mirror.size() + u.project.size() +
+            f.ref.size() + f.status.size() + u.image.via.size() + u.image.written.size();
+  }
+  std::string out;
+  out.reserve(size);
+  out += findings.empty() ? "{\n  \"refs\": []" : "{\n  \"refs\": [";
   for (size_t i = 0; i < findings.size(); ++i) {
     const Finding& f = findings[i];
     const Use& u = *f.use;
-    out += i == 0 ? "\n    {\n      \"column\": " : ",\n    {\n      \"column\": ";
-    out += std::to_string(u.column());
-    out += ",\n      \"detail\": ";
+    out += i == 0 ? k_first : k_next;
+    append_int(out, u.column());
+    out += k_detail;
     append_string(out, f.detail);
-    out += ",\n      \"file\": ";
+    out += k_file;
     append_string(out, u.file);
-    out += ",\n      \"kind\": ";
+    out += k_kind;
     append_string(out, u.image.kind);
-    out += ",\n      \"line\": " + std::to_string(u.line()) + ",\n      \"mirror\": ";
+    out += k_line;
+    append_int(out, u.line());
+    out += k_mirror;
     append_string_or_null(out, f.mirror);
-    out += ",\n      \"project\": ";
+    out += k_project;
     append_string(out, u.project);
-    out += ",\n      \"ref\": ";
+    out += k_ref;
     append_string_or_null(out, f.ref);
-    out += ",\n      \"status\": ";
+    out += k_status;
     append_string(out, f.status);
-    out += ",\n      \"via\": ";
+    out += k_via;
     append_string(out, u.image.via);
-    out += ",\n      \"written\": ";
+    out += k_written;
     append_string(out, u.image.written);
-    out += "\n    }";
+    out += k_close;
   }
   out += findings.empty() ? "\n}\n" : "\n  ]\n}\n";
   return out;
