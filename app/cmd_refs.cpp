@@ -82,7 +82,7 @@ Scanned scan_projects(const config::Config& cfg) {
 }
 
 // One resolve per reference, however many files name it.
-refs::Answers look_up(const config::Config& cfg, const std::vector<refs::Use>& uses) {
+refs::Answers look_up(const config::Config& cfg, const std::vector<const refs::Use*>& uses) {
   net::HttplibClient http;
   RealClock clock;
   registry::Client client(http, clock, registry_settings(cfg));
@@ -106,9 +106,12 @@ refs::Answers look_up(const config::Config& cfg, const std::vector<refs::Use>& u
   return answers;
 }
 
-std::vector<refs::Use> flatten(const Scanned& s) {
-  std::vector<refs::Use> all;
-  for (const auto& list : s.uses) all.insert(all.end(), list.begin(), list.end());
+// Every use of every file, in order (the uses stay where they are).
+std::vector<const refs::Use*> flatten(const Scanned& s) {
+  std::vector<const refs::Use*> all;
+  for (const auto& list : s.uses) {
+    for (const auto& u : list) all.push_back(&u);
+  }
   return all;
 }
 

@@ -127,9 +127,18 @@ struct SameJudgement {
 
 bool resolved(const Use& u) { return !u.image.unresolved && !u.image.ref.repository.empty(); }
 
+std::vector<const Use*> pointers(const std::vector<Use>& uses) {
+  std::vector<const Use*> out;
+  out.reserve(uses.size());
+  for (const auto& u : uses) out.push_back(&u);
+  return out;
+}
+
 }  // namespace
 
-std::vector<Query> queries(const std::vector<Use>& uses, const config::Config& cfg) {
+std::vector<Query> queries(const std::vector<Use>& uses, const config::Config& cfg) { return queries(pointers(uses), cfg); }
+
+std::vector<Query> queries(const std::vector<const Use*>& uses, const config::Config& cfg) {
   std::map<std::string, Query> wanted;
   auto add = [&](const oci::Reference& ref, const std::vector<std::string>& platforms, bool with_platforms) {
     auto& q = wanted[key_of(ref)];
@@ -143,7 +152,8 @@ std::vector<Query> queries(const std::vector<Use>& uses, const config::Config& c
     }
   };
   std::unordered_set<const Use*, SameJudgementHash, SameJudgement> seen;  // asking again adds nothing
-  for (const auto& u : uses) {
+  for (const Use* p : uses) {
+    const Use& u = *p;
     if (!resolved(u) || !seen.insert(&u).second) continue;
     const auto& ref = u.image.ref;
     if (!cfg.policy.allows(ref.registry)) continue;
@@ -295,10 +305,15 @@ Finding judge_one(const Use& u, const config::Config& cfg, const Answers& answer
 }  // namespace
 
 std::vector<Finding> judge(const std::vector<Use>& uses, const config::Config& cfg, const Answers& answers, bool pin) {
+  return judge(pointers(uses), cfg, answers, pin);
+}
+
+std::vector<Finding> judge(const std::vector<const Use*>& uses, const config::Config& cfg, const Answers& answers, bool pin) {
   std::vector<Finding> out;
   out.reserve(uses.size());
   std::unordered_map<const Use*, size_t, SameJudgementHash, SameJudgement> first;  // -> its finding in out
-  for (const auto& u : uses) {
+  for (const Use* p : uses) {
+    const Use& u = *p;
     if (!resolved(u)) {
       out.push_back(judge_one(u, cfg, answers, pin));
       continue;

@@ -58,7 +58,12 @@ struct Query {
 // What judge() needs looked up, each reference once however many files
 // name it: the upstream and the mirror of every reference a mirror covers,
 // and the tag of every pinned reference.
+//
+// queries() and judge() take the uses in one vector, or as pointers to uses
+// kept elsewhere (per file, as collect() gives them): tens of thousands of
+// Uses are then never moved to be put in one place.
 std::vector<Query> queries(const std::vector<Use>& uses, const config::Config& cfg);
+std::vector<Query> queries(const std::vector<const Use*>& uses, const config::Config& cfg);
 
 struct Finding {
   const Use* use = nullptr;
@@ -73,8 +78,11 @@ struct Finding {
   std::string fix_reason;
 };
 
-// `pin`: the fix also writes or refreshes @sha256: pins with the mirror's digest.
+// One finding per use, in order; each points at its use, which must outlive
+// it. `pin`: the fix also writes or refreshes @sha256: pins with the
+// mirror's digest.
 std::vector<Finding> judge(const std::vector<Use>& uses, const config::Config& cfg, const Answers& answers, bool pin);
+std::vector<Finding> judge(const std::vector<const Use*>& uses, const config::Config& cfg, const Answers& answers, bool pin);
 
 // How many of each status, every status present (0 when none).
 std::map<std::string, size_t> counts(const std::vector<Finding>& findings);

@@ -64,9 +64,17 @@ struct Input {
   std::vector<std::string> texts;
 };
 
+// The uses of every file, kept per file as collect() gives them, and
+// pointers to all of them in order: what `basewatch refs` holds
+// (app/cmd_refs.cpp).
+struct Collected {
+  std::vector<std::vector<bw::refs::Use>> per_file;
+  std::vector<const bw::refs::Use*> uses;
+};
+
 // What refs_pass judged, for the report and the fix check.
 struct RefsOut {
-  std::vector<bw::refs::Use> uses;
+  Collected collected;
   size_t findings = 0, json_bytes = 0;
 };
 
@@ -77,17 +85,21 @@ struct RefsOut {
   return n;
 }
 
-[[gnu::noinline]] std::vector<bw::refs::Use> collect_all(const Input& in) {
-  std::vector<bw::refs::Use> uses;
+[[gnu::noinline]] Collected collect_all(const Input& in) {
+  Collected c;
+  c.per_file.reserve(in.files.size());
   for (size_t i = 0; i < in.files.size(); ++i) {
     auto u = bw::refs::collect(in.files[i], in.texts[i]);
-    if (u) uses.insert(uses.end(), std::make_move_iterator(u->begin()), std::make_move_iterator(u->end()));
+    if (u) c.per_file.push_back(std::move(*u));
   }
-  return uses;
+  for (const auto& list : c.per_file) {
+    for (const auto& u : list) c.uses.push_back(&u);
+  }
+  return c;
 }
 
 // Registry lookups off: every reference asked about is found, with one digest.
-[[gnu::noinline]] bw::refs::Answers fake_answers(const std::vector<bw::refs::Use>& uses, const bw::config::Config& cfg) {
+[[gnu::noinline]] bw::refs::Answers fake_answers(const std::vector<const bw::refs::Use*>& uses, const bw::config::Config& cfg) {
   bw::refs::Answers answers;
   for (const auto& q : bw::refs::queries(uses, cfg)) {
     bw::refs::Lookup l;
@@ -101,9 +113,10 @@ struct RefsOut {
 // What `refs --json` does on top: collect, look up, judge, render.
 [[gnu::noinline]] RefsOut refs_pass(const Input& in, const bw::config::Config& cfg) {
   RefsOut out;
-  out.uses = collect_all(in);
-  auto answers = fake_answers(out.uses, cfg);
-  auto findings = bw::refs::judge(out.uses, cfg, answers, false);
+  out.collected = collect_all(in);
+  const auto& uses = out.collected.uses;
+  auto answers = fake_answers(uses, cfg);
+  auto findings = bw::refs::judge(uses, cfg, answers, false);
   out.json_bytes = bw::refs::render_json(findings).size();
   out.findings = findings.size();
   return out;
@@ -126,7 +139,7 @@ std::string fields(const std::vector<bw::refs::Finding>& findings) {
 
 // Registry answers of every kind, chosen by the reference's hash: missing,
 // not found, unreadable, another digest, platforms, or the mirror's digest.
-bw::refs::Answers varied_answers(const std::vector<bw::refs::Use>& uses, const bw::config::Config& cfg) {
+bw::refs::Answers varied_answers(const std::vector<const bw::refs::Use*>& uses, const bw::config::Config& cfg) {
   bw::refs::Answers answers;
   for (const auto& q : bw::refs::queries(uses, cfg)) {
     std::string key = q.ref.tag.empty() ? q.ref.str() : q.ref.tag_ref();
@@ -148,7 +161,7 @@ bw::refs::Answers varied_answers(const std::vector<bw::refs::Use>& uses, const b
   return answers;
 }
 
-void write_outputs(const std::string& dir, const std::vector<bw::refs::Use>& uses, const bw::config::Config& cfg) {
+void write_outputs(const std::string& dir, const std::vector<const bw::refs::Use*>& uses, const bw::config::Config& cfg) {
   fs::create_directories(dir);
   auto answers = fake_answers(uses, cfg);
   auto findings = bw::refs::judge(uses, cfg, answers, false);
@@ -244,7 +257,7 @@ int main(int argc, char** argv) {
   std::printf("cpu:  scan best %.1f ms, median %.1f ms; refs best %.1f ms, median %.1f ms  (ratio %.2f best, %.2f median)\n",
               best(scan_cpu), median(scan_cpu), best(refs_cpu), median(refs_cpu), best(refs_cpu) / best(scan_cpu),
               median(refs_cpu) / median(scan_cpu));
-  std::vector<bw::refs::Use>& uses = last.uses;
+  const auto& uses = last.collected.uses;
   if (argc > 3) write_outputs(argv[3], uses, cfg);
 
   // refs fix --write: every file rewritten, scanned again, compared.
