@@ -211,7 +211,7 @@ int cmd_refs_fix(const std::string& config_path, bool pin, bool write) {
   for (const auto& [file, list] : wanted) {
     const auto& pf = scanned.files[first_of[file]];
     std::vector<dockerfile::RewriteRequest> requests;
-    for (const auto* f : list) requests.push_back({f->use->index, f->fix});
+    for (const auto* f : list) requests.push_back({f->use->index, std::string(f->fix)});
     auto options = pf.options;
     options.keep_unresolved = true;
     const std::string& before = scanned.texts[file];

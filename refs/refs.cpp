@@ -181,11 +181,17 @@ std::vector<Query> queries(const std::vector<const Use*>& uses, const config::Co
 
 namespace {
 
+// The texts a Finding shows.
+struct Verdict {
+  std::string ref, status, mirror, detail;
+  bool violation = false, lookup_failed = false;
+  std::string fix, fix_reason;
+};
+
 // One reference judged: all it reads of `u` is the reference, whether it is
 // unresolved (and why) and the project's platforms.
-Finding judge_one(const Use& u, const config::Config& cfg, const Answers& answers, bool pin) {
-  Finding f;
-  f.use = &u;
+Verdict judge_one(const Use& u, const config::Config& cfg, const Answers& answers, bool pin) {
+  Verdict f;
   const auto& ref = u.image.ref;
   if (u.image.unresolved || ref.repository.empty()) {
     f.status = "unresolved";
@@ -302,6 +308,22 @@ Finding judge_one(const Use& u, const config::Config& cfg, const Answers& answer
   return f;
 }
 
+Finding finding_of(const Use& u, Verdict v) {
+  auto text = std::make_shared<const Verdict>(std::move(v));
+  Finding f;
+  f.use = &u;
+  f.ref = text->ref;
+  f.status = text->status;
+  f.mirror = text->mirror;
+  f.detail = text->detail;
+  f.violation = text->violation;
+  f.lookup_failed = text->lookup_failed;
+  f.fix = text->fix;
+  f.fix_reason = text->fix_reason;
+  f.text = std::move(text);
+  return f;
+}
+
 }  // namespace
 
 std::vector<Finding> judge(const std::vector<Use>& uses, const config::Config& cfg, const Answers& answers, bool pin) {
@@ -315,12 +337,12 @@ std::vector<Finding> judge(const std::vector<const Use*>& uses, const config::Co
   for (const Use* p : uses) {
     const Use& u = *p;
     if (!resolved(u)) {
-      out.push_back(judge_one(u, cfg, answers, pin));
+      out.push_back(finding_of(u, judge_one(u, cfg, answers, pin)));
       continue;
     }
     auto [it, fresh] = first.try_emplace(&u, out.size());
     if (fresh) {
-      out.push_back(judge_one(u, cfg, answers, pin));
+      out.push_back(finding_of(u, judge_one(u, cfg, answers, pin)));
     } else {
       Finding f = out[it->second];
       f.use = &u;
@@ -333,7 +355,7 @@ std::vector<Finding> judge(const std::vector<const Use*>& uses, const config::Co
 std::map<std::string, size_t> counts(const std::vector<Finding>& findings) {
   std::map<std::string, size_t> out;
   for (const auto& s : k_statuses) out[s] = 0;
-  for (const auto& f : findings) ++out[f.status];
+  for (const auto& f : findings) ++out[std::string(f.status)];
   return out;
 }
 
@@ -396,7 +418,7 @@ void append_string(std::string& out, std::string_view s) {
   }
 }
 
-void append_string_or_null(std::string& out, const std::string& s) {
+void append_string_or_null(std::string& out, std::string_view s) {
   if (s.empty()) out += "null";
   else append_string(out, s);
 }
@@ -475,11 +497,12 @@ std::string render_sarif(const std::vector<Finding>& findings, const std::string
   json results = json::array();
   for (const auto& f : findings) {
     const Use& u = *f.use;
-    json r = {{"ruleId", f.status}, {"ruleIndex", index[f.status]}};
+    const std::string status(f.status);
+    json r = {{"ruleId", status}, {"ruleIndex", index[status]}};
     bool pass = f.status == "mirrored" || f.status == "unmirrored";
     r["kind"] = pass ? "pass" : "fail";
     r["level"] = pass ? "none" : f.violation ? "error" : "warning";
-    std::string text = u.image.written + ": " + f.status + " (" + f.detail + ")";
+    std::string text = u.image.written + ": " + status + " (" + std::string(f.detail) + ")";
     r["message"] = {{"text", text}};
     json physical = {{"artifactLocation", {{"uri", uri_of(u.file)}}}};
     if (u.line() > 0) {
@@ -493,8 +516,8 @@ std::string render_sarif(const std::vector<Finding>& findings, const std::string
     }
     r["locations"] = json::array({{{"physicalLocation", physical}}});
     json props = {{"project", u.project}, {"via", u.image.via}, {"kind", u.image.kind}};
-    if (!f.ref.empty()) props["ref"] = f.ref;
-    if (!f.mirror.empty()) props["mirror"] = f.mirror;
+    if (!f.ref.empty()) props["ref"] = std::string(f.ref);
+    if (!f.mirror.empty()) props["mirror"] = std::string(f.mirror);
     r["properties"] = props;
     results.push_back(r);
   }
@@ -514,7 +537,7 @@ std::string render_table(const std::vector<Finding>& findings) {
   for (const auto& f : findings) {
     const Use& u = *f.use;
     std::string place = u.file + ":" + std::to_string(u.line()) + (u.column() > 0 ? ":" + std::to_string(u.column()) : "");
-    rows.push_back({f.status, place, u.image.written, f.ref.empty() ? "-" : f.ref, f.detail});
+    rows.push_back({std::string(f.status), place, u.image.written, f.ref.empty() ? "-" : std::string(f.ref), std::string(f.detail)});
   }
   std::vector<size_t> width(5, 0);
   for (const auto& r : rows) {

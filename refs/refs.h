@@ -5,8 +5,10 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/config.h"
@@ -65,17 +67,22 @@ struct Query {
 std::vector<Query> queries(const std::vector<Use>& uses, const config::Config& cfg);
 std::vector<Query> queries(const std::vector<const Use*>& uses, const config::Config& cfg);
 
+// What judge() says of one use. The texts are views of one judgement that
+// every use of the same reference for the same platforms shares (a
+// reference named 10,000 times is worked out and written down once);
+// `text` owns it, so they stay valid as long as the finding or a copy lives.
 struct Finding {
   const Use* use = nullptr;
-  std::string ref;     // normalised; "" when unresolved
-  std::string status;  // one of k_statuses
-  std::string mirror;  // the mirror reference it names or should name, or ""
-  std::string detail;  // what it means, for people
+  std::string_view ref;     // normalised; "" when unresolved
+  std::string_view status;  // one of k_statuses
+  std::string_view mirror;  // the mirror reference it names or should name, or ""
+  std::string_view detail;  // what it means, for people
   bool violation = false;  // breaks the policy (bypass under require_mirror, forbidden)
   bool lookup_failed = false;  // a registry could not be asked: the status is a guess
   // refs fix: the reference to write instead (with --pin, pinned), or why not.
-  std::string fix;
-  std::string fix_reason;
+  std::string_view fix;
+  std::string_view fix_reason;
+  std::shared_ptr<const void> text;
 };
 
 // One finding per use, in order; each points at its use, which must outlive

@@ -131,8 +131,13 @@ void write_file(const std::string& path, const std::string& text) {
 std::string fields(const std::vector<bw::refs::Finding>& findings) {
   std::string out;
   for (const auto& f : findings) {
-    out += f.use->file + ":" + std::to_string(f.use->index) + "\t" + f.ref + "\t" + f.status + "\t" + f.mirror + "\t" + f.detail +
-           "\t" + std::to_string(f.violation) + std::to_string(f.lookup_failed) + "\t" + f.fix + "\t" + f.fix_reason + "\n";
+    const std::string index = std::to_string(f.use->index), flags = std::to_string(f.violation) + std::to_string(f.lookup_failed);
+    for (std::string_view field : {std::string_view(f.use->file), std::string_view(":"), std::string_view(index), std::string_view("\t"),
+                                   f.ref, std::string_view("\t"), f.status, std::string_view("\t"), f.mirror, std::string_view("\t"),
+                                   f.detail, std::string_view("\t"), std::string_view(flags), std::string_view("\t"), f.fix,
+                                   std::string_view("\t"), f.fix_reason, std::string_view("\n")}) {
+      out += field;
+    }
   }
   return out;
 }
@@ -273,7 +278,7 @@ int main(int argc, char** argv) {
     auto it = by_file.find(files[i].file);
     if (it == by_file.end()) continue;
     std::vector<bw::dockerfile::RewriteRequest> requests;
-    for (const auto* f : it->second) requests.push_back({f->use->index, f->fix});
+    for (const auto* f : it->second) requests.push_back({f->use->index, std::string(f->fix)});
     auto options = files[i].options;
     options.keep_unresolved = true;
     auto plan = bw::dockerfile::plan_rewrites(texts[i], files[i].file, options, requests);
