@@ -72,9 +72,8 @@ struct Collected {
   std::vector<const bw::refs::Use*> uses;
 };
 
-// What refs_pass judged, for the report and the fix check.
+// What refs_pass judged.
 struct RefsOut {
-  Collected collected;
   size_t findings = 0, json_bytes = 0;
 };
 
@@ -110,11 +109,13 @@ struct RefsOut {
   return answers;
 }
 
-// What `refs --json` does on top: collect, look up, judge, render.
+// What `refs --json` does on top: collect, look up, judge, render, and
+// free it all, as the scan pass frees what it scanned (so both passes of
+// the next run start from the same heap).
 [[gnu::noinline]] RefsOut refs_pass(const Input& in, const bw::config::Config& cfg) {
   RefsOut out;
-  out.collected = collect_all(in);
-  const auto& uses = out.collected.uses;
+  auto collected = collect_all(in);
+  const auto& uses = collected.uses;
   auto answers = fake_answers(uses, cfg);
   auto findings = bw::refs::judge(uses, cfg, answers, false);
   out.json_bytes = bw::refs::render_json(findings).size();
@@ -262,7 +263,8 @@ int main(int argc, char** argv) {
   std::printf("cpu:  scan best %.1f ms, median %.1f ms; refs best %.1f ms, median %.1f ms  (ratio %.2f best, %.2f median)\n",
               best(scan_cpu), median(scan_cpu), best(refs_cpu), median(refs_cpu), best(refs_cpu) / best(scan_cpu),
               median(refs_cpu) / median(scan_cpu));
-  const auto& uses = last.collected.uses;
+  auto collected = collect_all(in);
+  const auto& uses = collected.uses;
   if (argc > 3) write_outputs(argv[3], uses, cfg);
 
   // refs fix --write: every file rewritten, scanned again, compared.
