@@ -116,7 +116,7 @@ std::vector<const refs::Use*> flatten(const Scanned& s) {
 }
 
 std::string place(const refs::Use& u) {
-  return u.file + ":" + std::to_string(u.line()) + (u.column() > 0 ? ":" + std::to_string(u.column()) : "");
+  return u.file() + ":" + std::to_string(u.line()) + (u.column() > 0 ? ":" + std::to_string(u.column()) : "");
 }
 
 int cmd_refs(const std::string& config_path, bool as_json, bool as_sarif) {
@@ -198,10 +198,10 @@ int cmd_refs_fix(const std::string& config_path, bool pin, bool write) {
   for (size_t i = 0; i < scanned.files.size(); ++i) first_of.emplace(scanned.files[i].file, i);
   std::map<std::string, std::vector<const refs::Finding*>> wanted;
   for (const auto& f : findings) {
-    if (f.use->project != scanned.files[first_of[f.use->file]].project) continue;
+    if (f.use->project() != scanned.files[first_of[f.use->file()]].project) continue;
     bool needed = f.status == "bypass" || (pin && !f.fix.empty());
     if (!f.fix.empty()) {
-      wanted[f.use->file].push_back(&f);
+      wanted[f.use->file()].push_back(&f);
     } else if (needed || (pin && !f.fix_reason.empty() && f.status != "unmirrored" && f.status != "forbidden")) {
       std::cerr << place(*f.use) << ": left " << f.use->image.written << ": " << f.fix_reason << "\n";
       left = left || f.status == "bypass";

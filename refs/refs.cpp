@@ -24,14 +24,13 @@ Result<std::vector<Use>> collect(const ProjectFile& pf, std::string_view text) {
   options.keep_unresolved = true;
   auto scanned = dockerfile::scan(text, pf.file, options);
   if (scanned.error) return make_error(ErrorKind::invalid, *scanned.error);
+  auto in = std::make_shared<const ProjectFile>(pf);
   std::vector<Use> out(scanned.images.size());
   for (size_t i = 0; i < out.size(); ++i) {
     Use& u = out[i];
-    u.project = pf.project;
-    u.file = pf.file;
+    u.in = in;
     u.image = std::move(scanned.images[i]);
     u.index = i;
-    u.platforms = pf.platforms;
   }
   return out;
 }
@@ -115,13 +114,13 @@ struct SameJudgementHash {
     mix(r.repository);
     mix(r.tag);
     mix(r.digest);
-    for (const auto& p : u->platforms) mix(p);
+    for (const auto& p : u->platforms()) mix(p);
     return h;
   }
 };
 struct SameJudgement {
   bool operator()(const Use* a, const Use* b) const noexcept {
-    return a->image.ref == b->image.ref && a->platforms == b->platforms;
+    return a->image.ref == b->image.ref && (a->in == b->in || a->platforms() == b->platforms());
   }
 };
 
@@ -167,11 +166,11 @@ std::vector<Query> queries(const std::vector<const Use*>& uses, const config::Co
       if (ref.tag.empty()) {
         add(*mirror, {}, false);  // digest-only: does the mirror hold it
       } else {
-        add(*up, u.platforms, plats);
-        add(*mirror, u.platforms, plats);
+        add(*up, u.platforms(), plats);
+        add(*mirror, u.platforms(), plats);
       }
     } else if (pinned) {
-      add(ref, u.platforms, true);
+      add(ref, u.platforms(), true);
     }
   }
   std::vector<Query> out;
@@ -244,7 +243,7 @@ Verdict judge_one(const Use& u, const config::Config& cfg, const Answers& answer
     if (!held) behind = why_not(mirror, renamed(ref, m.mirror));
     f.lookup_failed = !held && mirror && !mirror->error.empty();
   } else {
-    held = up && mirror && holds(*up, *mirror, m, u.platforms);
+    held = up && mirror && holds(*up, *mirror, m, u.platforms());
     if (!held) {
       if (!mirror || !mirror->found) {
         behind = mirror && mirror->error.empty() ? "the mirror has no " + mirror_parsed->tag_ref() + " yet"
@@ -447,7 +446,7 @@ std::string render_json(const std::vector<Finding>& findings) {
   size_t size = 32;
   for (const Finding& f : findings) {
     const Use& u = *f.use;
-    size += k_fixed + f.detail.size() + u.file.size() + u.image.kind.size() + f.mirror.size() + u.project.size() +
+    size += k_fixed + f.detail.size() + u.file().size() + u.image.kind.size() + f.mirror.size() + u.project().size() +
             f.ref.size() + f.status.size() + u.image.via.size() + u.image.written.size();
   }
   std::string out;
@@ -461,7 +460,7 @@ std::string render_json(const std::vector<Finding>& findings) {
     out += k_detail;
     append_string(out, f.detail);
     out += k_file;
-    append_string(out, u.file);
+    append_string(out, u.file());
     out += k_kind;
     append_string(out, u.image.kind);
     out += k_line;
@@ -469,7 +468,7 @@ std::string render_json(const std::vector<Finding>& findings) {
     out += k_mirror;
     append_string_or_null(out, f.mirror);
     out += k_project;
-    append_string(out, u.project);
+    append_string(out, u.project());
     out += k_ref;
     append_string_or_null(out, f.ref);
     out += k_status;
@@ -504,7 +503,7 @@ std::string render_sarif(const std::vector<Finding>& findings, const std::string
     r["level"] = pass ? "none" : f.violation ? "error" : "warning";
     std::string text = u.image.written + ": " + status + " (" + std::string(f.detail) + ")";
     r["message"] = {{"text", text}};
-    json physical = {{"artifactLocation", {{"uri", uri_of(u.file)}}}};
+    json physical = {{"artifactLocation", {{"uri", uri_of(u.file())}}}};
     if (u.line() > 0) {
       json region = {{"startLine", u.line()}};
       if (u.column() > 0 && u.image.source.size() == 1) {
@@ -515,7 +514,7 @@ std::string render_sarif(const std::vector<Finding>& findings, const std::string
       physical["region"] = region;
     }
     r["locations"] = json::array({{{"physicalLocation", physical}}});
-    json props = {{"project", u.project}, {"via", u.image.via}, {"kind", u.image.kind}};
+    json props = {{"project", u.project()}, {"via", u.image.via}, {"kind", u.image.kind}};
     if (!f.ref.empty()) props["ref"] = std::string(f.ref);
     if (!f.mirror.empty()) props["mirror"] = std::string(f.mirror);
     r["properties"] = props;
@@ -536,7 +535,7 @@ std::string render_table(const std::vector<Finding>& findings) {
   std::vector<std::vector<std::string>> rows = {{"STATUS", "PLACE", "WRITTEN", "REFERENCE", "DETAIL"}};
   for (const auto& f : findings) {
     const Use& u = *f.use;
-    std::string place = u.file + ":" + std::to_string(u.line()) + (u.column() > 0 ? ":" + std::to_string(u.column()) : "");
+    std::string place = u.file() + ":" + std::to_string(u.line()) + (u.column() > 0 ? ":" + std::to_string(u.column()) : "");
     rows.push_back({std::string(f.status), place, u.image.written, f.ref.empty() ? "-" : std::string(f.ref), std::string(f.detail)});
   }
   std::vector<size_t> width(5, 0);

@@ -31,10 +31,12 @@ struct ProjectFile {
 
 // One reference of one project.
 struct Use {
-  std::string project, file;
+  std::shared_ptr<const ProjectFile> in;  // the file it stands in, shared by all the file's uses
   dockerfile::ImageUse image;
   size_t index = 0;  // in the file's scan, for plan_rewrites
-  std::vector<std::string> platforms;
+  const std::string& project() const { return in->project; }
+  const std::string& file() const { return in->file; }
+  const std::vector<std::string>& platforms() const { return in->platforms; }
   int line() const;    // of the token itself (a continued FROM may put it lower)
   int column() const;  // 0 when it is not in the file
 };

@@ -133,7 +133,7 @@ std::string fields(const std::vector<bw::refs::Finding>& findings) {
   std::string out;
   for (const auto& f : findings) {
     const std::string index = std::to_string(f.use->index), flags = std::to_string(f.violation) + std::to_string(f.lookup_failed);
-    for (std::string_view field : {std::string_view(f.use->file), std::string_view(":"), std::string_view(index), std::string_view("\t"),
+    for (std::string_view field : {std::string_view(f.use->file()), std::string_view(":"), std::string_view(index), std::string_view("\t"),
                                    f.ref, std::string_view("\t"), f.status, std::string_view("\t"), f.mirror, std::string_view("\t"),
                                    f.detail, std::string_view("\t"), std::string_view(flags), std::string_view("\t"), f.fix,
                                    std::string_view("\t"), f.fix_reason, std::string_view("\n")}) {
@@ -272,7 +272,7 @@ int main(int argc, char** argv) {
   auto findings = bw::refs::judge(uses, cfg, answers, false);
   std::map<std::string, std::vector<const bw::refs::Finding*>> by_file;
   for (const auto& f : findings) {
-    if (!f.fix.empty()) by_file[f.use->file].push_back(&f);
+    if (!f.fix.empty()) by_file[f.use->file()].push_back(&f);
   }
   size_t rewritten = 0, left = 0, wrong_files = 0, stray_bytes = 0, changed_files = 0;
   auto t0 = Clock::now();
