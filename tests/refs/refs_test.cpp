@@ -255,3 +255,29 @@ TEST_CASE("render_json: json::dump(2) to the byte, strings escaped as nlohmann e
   CHECK(got == want.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
   CHECK(got.find("\"file\": \"dir/a \\\"quoted\\\" \\\\ back\\tslash \\u0001 and \xef\xbf\xbd/Dockerfile\"") != std::string::npos);
 }
+
+TEST_CASE("render_json: every byte value, at every place of a word and of the tail, escaped as nlohmann escapes it", "[refs]") {
+  auto cfg = make_config();
+  size_t escaped = 0;
+  for (int b = 0; b < 256; ++b) {
+    for (size_t at = 0; at < 19; ++at) {
+      refs::ProjectFile pf;
+      pf.project = "p";
+      pf.file = std::string(19, 'a');
+      pf.file[at] = static_cast<char>(b);
+      pf.platforms = {"linux/amd64"};
+      auto uses = refs::collect(pf, "FROM alpine:3.20\n");
+      REQUIRE(uses);
+      auto findings = refs::judge(*uses, cfg, make_answers(), false);
+      json file = pf.file;
+      std::string want = file.dump(-1, ' ', false, json::error_handler_t::replace);
+      std::string got = refs::render_json(findings);
+      INFO("byte " << b << " at " << at);
+      REQUIRE(got.find("\"file\": " + want + ",") != std::string::npos);
+      escaped += want != "\"" + pf.file + "\"";
+    }
+  }
+  // Control bytes, '"', '\\' and every byte from 0x80 (each alone is
+  // invalid UTF-8) are written otherwise; DEL stands as it is.
+  CHECK(escaped == (32 + 2 + 128) * 19);
+}
