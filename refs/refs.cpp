@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
-#include <cstdint>
-#include <cstring>
 #include <set>
 #include <string_view>
 #include <unordered_map>
@@ -406,29 +404,11 @@ constexpr std::array<bool, 256> k_plain = [] {
   return t;
 }();
 
-// Whether every byte of `s` is k_plain: eight at a time with the word tests
-// of "Bit Twiddling Hacks" (a byte below n, above n, or zero after an XOR;
-// exact as yes/no answers), the rest through the table.
-bool all_plain(std::string_view s) {
-  constexpr uint64_t k_ones = 0x0101010101010101ULL, k_highs = 0x8080808080808080ULL;
-  auto has_less = [](uint64_t x, uint64_t n) { return (x - k_ones * n) & ~x & k_highs; };  // a byte < n, n <= 128
-  auto has_more = [](uint64_t x, uint64_t n) { return ((x + k_ones * (127 - n)) | x) & k_highs; };  // a byte > n, n <= 127
-  size_t i = 0;
-  for (; i + 8 <= s.size(); i += 8) {
-    uint64_t w;
-    std::memcpy(&w, s.data() + i, 8);
-    if (has_less(w, 0x20) | has_more(w, 0x7e) | has_less(w ^ (k_ones * '"'), 1) | has_less(w ^ (k_ones * '\\'), 1)) return false;
-  }
-  for (; i < s.size(); ++i) {
-    if (!k_plain[static_cast<unsigned char>(s[i])]) return false;
-  }
-  return true;
-}
-
 // A JSON string: plain ASCII as is, anything else through nlohmann (invalid
 // UTF-8 becomes U+FFFD instead of an exception).
 void append_string(std::string& out, std::string_view s) {
-  if (all_plain(s)) {
+  bool plain = std::all_of(s.begin(), s.end(), [](char c) { return k_plain[static_cast<unsigned char>(c)]; });
+  if (plain) {
     out += '"';
     out += s;
     out += '"';
