@@ -82,7 +82,7 @@ Scanned scan_projects(const config::Config& cfg) {
 }
 
 // One resolve per reference, however many files name it.
-refs::Answers look_up(const config::Config& cfg, const std::vector<refs::Use>& uses) {
+refs::Answers look_up(const config::Config& cfg, const std::vector<const refs::Use*>& uses) {
   net::HttplibClient http;
   RealClock clock;
   registry::Client client(http, clock, registry_settings(cfg));
@@ -106,14 +106,17 @@ refs::Answers look_up(const config::Config& cfg, const std::vector<refs::Use>& u
   return answers;
 }
 
-std::vector<refs::Use> flatten(const Scanned& s) {
-  std::vector<refs::Use> all;
-  for (const auto& list : s.uses) all.insert(all.end(), list.begin(), list.end());
+// Every use of every file, in order (the uses stay where they are).
+std::vector<const refs::Use*> flatten(const Scanned& s) {
+  std::vector<const refs::Use*> all;
+  for (const auto& list : s.uses) {
+    for (const auto& u : list) all.push_back(&u);
+  }
   return all;
 }
 
 std::string place(const refs::Use& u) {
-  return u.file + ":" + std::to_string(u.line()) + (u.column() > 0 ? ":" + std::to_string(u.column()) : "");
+  return u.file() + ":" + std::to_string(u.line()) + (u.column() > 0 ? ":" + std::to_string(u.column()) : "");
 }
 
 int cmd_refs(const std::string& config_path, bool as_json, bool as_sarif) {
@@ -195,10 +198,10 @@ int cmd_refs_fix(const std::string& config_path, bool pin, bool write) {
   for (size_t i = 0; i < scanned.files.size(); ++i) first_of.emplace(scanned.files[i].file, i);
   std::map<std::string, std::vector<const refs::Finding*>> wanted;
   for (const auto& f : findings) {
-    if (f.use->project != scanned.files[first_of[f.use->file]].project) continue;
+    if (f.use->project() != scanned.files[first_of[f.use->file()]].project) continue;
     bool needed = f.status == "bypass" || (pin && !f.fix.empty());
     if (!f.fix.empty()) {
-      wanted[f.use->file].push_back(&f);
+      wanted[f.use->file()].push_back(&f);
     } else if (needed || (pin && !f.fix_reason.empty() && f.status != "unmirrored" && f.status != "forbidden")) {
       std::cerr << place(*f.use) << ": left " << f.use->image.written << ": " << f.fix_reason << "\n";
       left = left || f.status == "bypass";
@@ -208,7 +211,7 @@ int cmd_refs_fix(const std::string& config_path, bool pin, bool write) {
   for (const auto& [file, list] : wanted) {
     const auto& pf = scanned.files[first_of[file]];
     std::vector<dockerfile::RewriteRequest> requests;
-    for (const auto* f : list) requests.push_back({f->use->index, f->fix});
+    for (const auto* f : list) requests.push_back({f->use->index, std::string(f->fix)});
     auto options = pf.options;
     options.keep_unresolved = true;
     const std::string& before = scanned.texts[file];

@@ -3,7 +3,12 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
+#include <charconv>
 #include <set>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "config/mirrors.h"
 
@@ -19,16 +24,13 @@ Result<std::vector<Use>> collect(const ProjectFile& pf, std::string_view text) {
   options.keep_unresolved = true;
   auto scanned = dockerfile::scan(text, pf.file, options);
   if (scanned.error) return make_error(ErrorKind::invalid, *scanned.error);
-  std::vector<Use> out;
-  out.reserve(scanned.images.size());
-  for (size_t i = 0; i < scanned.images.size(); ++i) {
-    Use u;
-    u.project = pf.project;
-    u.file = pf.file;
+  auto in = std::make_shared<const ProjectFile>(pf);
+  std::vector<Use> out(scanned.images.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    Use& u = out[i];
+    u.in = in;
     u.image = std::move(scanned.images[i]);
     u.index = i;
-    u.platforms = pf.platforms;
-    out.push_back(std::move(u));
   }
   return out;
 }
@@ -101,9 +103,41 @@ std::string why_not(const Lookup* l, const std::string& what) {
   return "cannot read " + what + ": " + l->error;
 }
 
+// Uses that queries() and judge() treat alike: the same resolved reference
+// for the same platforms. Files of one organisation name a few hundred distinct
+// references tens of thousands of times; each is worked out once.
+struct SameJudgementHash {
+  size_t operator()(const Use* u) const noexcept {
+    const auto& r = u->image.ref;
+    size_t h = std::hash<std::string_view>{}(r.registry);
+    auto mix = [&h](std::string_view s) { h ^= std::hash<std::string_view>{}(s) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2); };
+    mix(r.repository);
+    mix(r.tag);
+    mix(r.digest);
+    for (const auto& p : u->platforms()) mix(p);
+    return h;
+  }
+};
+struct SameJudgement {
+  bool operator()(const Use* a, const Use* b) const noexcept {
+    return a->image.ref == b->image.ref && (a->in == b->in || a->platforms() == b->platforms());
+  }
+};
+
+bool resolved(const Use& u) { return !u.image.unresolved && !u.image.ref.repository.empty(); }
+
+std::vector<const Use*> pointers(const std::vector<Use>& uses) {
+  std::vector<const Use*> out;
+  out.reserve(uses.size());
+  for (const auto& u : uses) out.push_back(&u);
+  return out;
+}
+
 }  // namespace
 
-std::vector<Query> queries(const std::vector<Use>& uses, const config::Config& cfg) {
+std::vector<Query> queries(const std::vector<Use>& uses, const config::Config& cfg) { return queries(pointers(uses), cfg); }
+
+std::vector<Query> queries(const std::vector<const Use*>& uses, const config::Config& cfg) {
   std::map<std::string, Query> wanted;
   auto add = [&](const oci::Reference& ref, const std::vector<std::string>& platforms, bool with_platforms) {
     auto& q = wanted[key_of(ref)];
@@ -116,8 +150,10 @@ std::vector<Query> queries(const std::vector<Use>& uses, const config::Config& c
       if (std::find(q.platforms.begin(), q.platforms.end(), p) == q.platforms.end()) q.platforms.push_back(p);
     }
   };
-  for (const auto& u : uses) {
-    if (u.image.unresolved || u.image.ref.repository.empty()) continue;
+  std::unordered_set<const Use*, SameJudgementHash, SameJudgement> seen;  // asking again adds nothing
+  for (const Use* p : uses) {
+    const Use& u = *p;
+    if (!resolved(u) || !seen.insert(&u).second) continue;
     const auto& ref = u.image.ref;
     if (!cfg.policy.allows(ref.registry)) continue;
     Side s = side_of(cfg, ref);
@@ -130,11 +166,11 @@ std::vector<Query> queries(const std::vector<Use>& uses, const config::Config& c
       if (ref.tag.empty()) {
         add(*mirror, {}, false);  // digest-only: does the mirror hold it
       } else {
-        add(*up, u.platforms, plats);
-        add(*mirror, u.platforms, plats);
+        add(*up, u.platforms(), plats);
+        add(*mirror, u.platforms(), plats);
       }
     } else if (pinned) {
-      add(ref, u.platforms, true);
+      add(ref, u.platforms(), true);
     }
   }
   std::vector<Query> out;
@@ -142,131 +178,175 @@ std::vector<Query> queries(const std::vector<Use>& uses, const config::Config& c
   return out;
 }
 
+namespace {
+
+// The texts a Finding shows.
+struct Verdict {
+  std::string ref, status, mirror, detail;
+  bool violation = false, lookup_failed = false;
+  std::string fix, fix_reason;
+};
+
+// One reference judged: all it reads of `u` is the reference, whether it is
+// unresolved (and why) and the project's platforms.
+Verdict judge_one(const Use& u, const config::Config& cfg, const Answers& answers, bool pin) {
+  Verdict f;
+  const auto& ref = u.image.ref;
+  if (u.image.unresolved || ref.repository.empty()) {
+    f.status = "unresolved";
+    f.detail = u.image.unresolved.value_or("it uses an ARG with no value");
+    f.fix_reason = "it uses an ARG with no value";
+    return f;
+  }
+  f.ref = ref.str();
+  if (!cfg.policy.allows(ref.registry)) {
+    f.status = "forbidden";
+    f.violation = true;
+    f.detail = "registry " + ref.registry + " is not in policy.allowed_registries";
+    f.fix_reason = "no mirror to point it at";
+    if (auto s = side_of(cfg, ref); s.match && !s.names_mirror) {
+      f.mirror = renamed(ref, s.match->mirror);
+      f.fix_reason = "its registry is forbidden; its mirror " + f.mirror + " is named by hand";
+    }
+    return f;
+  }
+  Side s = side_of(cfg, ref);
+  const bool digest_only = ref.tag.empty();
+  if (!s.match) {
+    f.status = "unmirrored";
+    f.detail = "no mirror covers " + ref.name();
+    f.fix_reason = "no mirror covers it";
+    if (ref.pinned() && !digest_only) {
+      const Lookup* tag = answer(answers, ref.tag_ref());
+      if (tag && stale(ref.digest, *tag)) {
+        f.status = "stale-pin";
+        f.detail = "pinned to " + short_digest(ref.digest) + ", but " + ref.tag_ref() + " is " + short_digest(tag->digest) + " now";
+      } else if (!tag || !tag->found) {
+        f.lookup_failed = true;
+        f.detail += "; " + why_not(tag, ref.tag_ref());
+      }
+    }
+    return f;
+  }
+  const auto& m = *s.match;
+  std::string mirror_ref = renamed(ref, m.mirror);
+  std::string upstream_ref = renamed(ref, m.upstream);
+  f.mirror = s.names_mirror ? ref.str() : mirror_ref;
+  auto mirror_parsed = oci::parse_reference(mirror_ref);
+  auto upstream_parsed = oci::parse_reference(upstream_ref);
+  const Lookup* mirror = mirror_parsed ? answer(answers, key_of(*mirror_parsed)) : nullptr;
+  const Lookup* up = upstream_parsed ? answer(answers, key_of(*upstream_parsed)) : nullptr;
+  bool held = false;
+  std::string behind;  // why the mirror does not (or may not) hold the upstream's content
+  if (digest_only) {
+    held = mirror && mirror->found;
+    if (!held) behind = why_not(mirror, renamed(ref, m.mirror));
+    f.lookup_failed = !held && mirror && !mirror->error.empty();
+  } else {
+    held = up && mirror && holds(*up, *mirror, m, u.platforms());
+    if (!held) {
+      if (!mirror || !mirror->found) {
+        behind = mirror && mirror->error.empty() ? "the mirror has no " + mirror_parsed->tag_ref() + " yet"
+                                                 : why_not(mirror, mirror_parsed ? mirror_parsed->tag_ref() : mirror_ref);
+        f.lookup_failed = !mirror || !mirror->error.empty();
+      } else if (!up || !up->found) {
+        behind = why_not(up, upstream_parsed ? upstream_parsed->tag_ref() : upstream_ref);
+        f.lookup_failed = true;
+      } else {
+        behind = "the mirror holds " + short_digest(mirror->digest) + ", the upstream is at " + short_digest(up->digest);
+      }
+    }
+  }
+  // The reference a fix writes: the mirror's, pinned when asked (or when
+  // it was pinned to what the mirror holds).
+  auto fix_for = [&](bool names_mirror) -> std::string {
+    oci::Reference t = *mirror_parsed;
+    if (digest_only) return t.str();
+    std::string mirror_digest = mirror ? mirror->digest : "";
+    if (pin) {
+      t.digest = mirror_digest;
+    } else if (ref.pinned()) {
+      if (mirror && (ref.digest == mirror->digest || !stale(ref.digest, *mirror))) t.digest = ref.digest;
+      else if (!names_mirror) return "";
+    }
+    return t.str();
+  };
+  if (!s.names_mirror) {
+    f.status = "bypass";
+    f.violation = cfg.policy.require_mirror;
+    f.detail = "names the upstream of mirror " + m.mirror;
+    if (!mirror_parsed) {
+      f.fix_reason = "the mirror reference is not valid";
+    } else if (!held) {
+      f.fix_reason = "the mirror does not hold the upstream's current content: " + behind;
+      f.detail += "; " + behind;
+    } else if (std::string t = fix_for(false); t.empty()) {
+      f.fix_reason = "pinned to " + short_digest(ref.digest) + ", which the mirror's tag no longer is (--pin pins the mirror's digest)";
+    } else {
+      f.fix = t;
+      f.detail += ", which holds the upstream's current digest";
+    }
+    return f;
+  }
+  // It names the mirror.
+  f.status = held ? "mirrored" : "mirror-behind";
+  f.detail = held ? "the copy of " + (digest_only ? renamed(ref, m.upstream) : upstream_parsed->tag_ref()) +
+                        " holds the upstream's current digest"
+                  : behind;
+  if (held && ref.pinned() && !digest_only && mirror && stale(ref.digest, *mirror)) {
+    f.status = "stale-pin";
+    f.detail = "pinned to " + short_digest(ref.digest) + ", but " + mirror_parsed->tag_ref() + " is " +
+               short_digest(mirror->digest) + " now";
+  }
+  if (pin && held && !digest_only) {
+    std::string t = fix_for(true);
+    if (t != ref.str()) f.fix = t;
+  } else if (pin && !held) {
+    f.fix_reason = "the mirror does not hold the upstream's current content: " + behind;
+  }
+  return f;
+}
+
+Finding finding_of(const Use& u, Verdict v) {
+  auto text = std::make_shared<const Verdict>(std::move(v));
+  Finding f;
+  f.use = &u;
+  f.ref = text->ref;
+  f.status = text->status;
+  f.mirror = text->mirror;
+  f.detail = text->detail;
+  f.violation = text->violation;
+  f.lookup_failed = text->lookup_failed;
+  f.fix = text->fix;
+  f.fix_reason = text->fix_reason;
+  f.text = std::move(text);
+  return f;
+}
+
+}  // namespace
+
 std::vector<Finding> judge(const std::vector<Use>& uses, const config::Config& cfg, const Answers& answers, bool pin) {
+  return judge(pointers(uses), cfg, answers, pin);
+}
+
+std::vector<Finding> judge(const std::vector<const Use*>& uses, const config::Config& cfg, const Answers& answers, bool pin) {
   std::vector<Finding> out;
   out.reserve(uses.size());
-  for (const auto& u : uses) {
-    Finding f;
-    f.use = &u;
-    const auto& ref = u.image.ref;
-    if (u.image.unresolved || ref.repository.empty()) {
-      f.status = "unresolved";
-      f.detail = u.image.unresolved.value_or("it uses an ARG with no value");
-      f.fix_reason = "it uses an ARG with no value";
-      out.push_back(std::move(f));
+  std::unordered_map<const Use*, size_t, SameJudgementHash, SameJudgement> first;  // -> its finding in out
+  for (const Use* p : uses) {
+    const Use& u = *p;
+    if (!resolved(u)) {
+      out.push_back(finding_of(u, judge_one(u, cfg, answers, pin)));
       continue;
     }
-    f.ref = ref.str();
-    if (!cfg.policy.allows(ref.registry)) {
-      f.status = "forbidden";
-      f.violation = true;
-      f.detail = "registry " + ref.registry + " is not in policy.allowed_registries";
-      f.fix_reason = "no mirror to point it at";
-      if (auto s = side_of(cfg, ref); s.match && !s.names_mirror) {
-        f.mirror = renamed(ref, s.match->mirror);
-        f.fix_reason = "its registry is forbidden; its mirror " + f.mirror + " is named by hand";
-      }
-      out.push_back(std::move(f));
-      continue;
-    }
-    Side s = side_of(cfg, ref);
-    const bool digest_only = ref.tag.empty();
-    if (!s.match) {
-      f.status = "unmirrored";
-      f.detail = "no mirror covers " + ref.name();
-      f.fix_reason = "no mirror covers it";
-      if (ref.pinned() && !digest_only) {
-        const Lookup* tag = answer(answers, ref.tag_ref());
-        if (tag && stale(ref.digest, *tag)) {
-          f.status = "stale-pin";
-          f.detail = "pinned to " + short_digest(ref.digest) + ", but " + ref.tag_ref() + " is " + short_digest(tag->digest) + " now";
-        } else if (!tag || !tag->found) {
-          f.lookup_failed = true;
-          f.detail += "; " + why_not(tag, ref.tag_ref());
-        }
-      }
-      out.push_back(std::move(f));
-      continue;
-    }
-    const auto& m = *s.match;
-    oci::Reference plain = ref;
-    std::string mirror_ref = renamed(ref, m.mirror);
-    std::string upstream_ref = renamed(ref, m.upstream);
-    f.mirror = s.names_mirror ? ref.str() : mirror_ref;
-    auto mirror_parsed = oci::parse_reference(mirror_ref);
-    auto upstream_parsed = oci::parse_reference(upstream_ref);
-    const Lookup* mirror = mirror_parsed ? answer(answers, key_of(*mirror_parsed)) : nullptr;
-    const Lookup* up = upstream_parsed ? answer(answers, key_of(*upstream_parsed)) : nullptr;
-    bool held = false;
-    std::string behind;  // why the mirror does not (or may not) hold the upstream's content
-    if (digest_only) {
-      held = mirror && mirror->found;
-      if (!held) behind = why_not(mirror, renamed(ref, m.mirror));
-      f.lookup_failed = !held && mirror && !mirror->error.empty();
+    auto [it, fresh] = first.try_emplace(&u, out.size());
+    if (fresh) {
+      out.push_back(finding_of(u, judge_one(u, cfg, answers, pin)));
     } else {
-      held = up && mirror && holds(*up, *mirror, m, u.platforms);
-      if (!held) {
-        if (!mirror || !mirror->found) {
-          behind = mirror && mirror->error.empty() ? "the mirror has no " + mirror_parsed->tag_ref() + " yet"
-                                                   : why_not(mirror, mirror_parsed ? mirror_parsed->tag_ref() : mirror_ref);
-          f.lookup_failed = !mirror || !mirror->error.empty();
-        } else if (!up || !up->found) {
-          behind = why_not(up, upstream_parsed ? upstream_parsed->tag_ref() : upstream_ref);
-          f.lookup_failed = true;
-        } else {
-          behind = "the mirror holds " + short_digest(mirror->digest) + ", the upstream is at " + short_digest(up->digest);
-        }
-      }
-    }
-    // The reference a fix writes: the mirror's, pinned when asked (or when
-    // it was pinned to what the mirror holds).
-    auto fix_for = [&](bool names_mirror) -> std::string {
-      oci::Reference t = *mirror_parsed;
-      if (digest_only) return t.str();
-      std::string mirror_digest = mirror ? mirror->digest : "";
-      if (pin) {
-        t.digest = mirror_digest;
-      } else if (ref.pinned()) {
-        if (mirror && (ref.digest == mirror->digest || !stale(ref.digest, *mirror))) t.digest = ref.digest;
-        else if (!names_mirror) return "";
-      }
-      return t.str();
-    };
-    if (!s.names_mirror) {
-      f.status = "bypass";
-      f.violation = cfg.policy.require_mirror;
-      f.detail = "names the upstream of mirror " + m.mirror;
-      if (!mirror_parsed) {
-        f.fix_reason = "the mirror reference is not valid";
-      } else if (!held) {
-        f.fix_reason = "the mirror does not hold the upstream's current content: " + behind;
-        f.detail += "; " + behind;
-      } else if (std::string t = fix_for(false); t.empty()) {
-        f.fix_reason = "pinned to " + short_digest(ref.digest) + ", which the mirror's tag no longer is (--pin pins the mirror's digest)";
-      } else {
-        f.fix = t;
-        f.detail += ", which holds the upstream's current digest";
-      }
+      Finding f = out[it->second];
+      f.use = &u;
       out.push_back(std::move(f));
-      continue;
     }
-    // It names the mirror.
-    f.status = held ? "mirrored" : "mirror-behind";
-    f.detail = held ? "the copy of " + (digest_only ? renamed(ref, m.upstream) : upstream_parsed->tag_ref()) +
-                          " holds the upstream's current digest"
-                    : behind;
-    if (held && ref.pinned() && !digest_only && mirror && stale(ref.digest, *mirror)) {
-      f.status = "stale-pin";
-      f.detail = "pinned to " + short_digest(ref.digest) + ", but " + mirror_parsed->tag_ref() + " is " +
-                 short_digest(mirror->digest) + " now";
-    }
-    if (pin && held && !digest_only) {
-      std::string t = fix_for(true);
-      if (t != ref.str()) f.fix = t;
-    } else if (pin && !held) {
-      f.fix_reason = "the mirror does not hold the upstream's current content: " + behind;
-    }
-    out.push_back(std::move(f));
   }
   return out;
 }
@@ -274,7 +354,7 @@ std::vector<Finding> judge(const std::vector<Use>& uses, const config::Config& c
 std::map<std::string, size_t> counts(const std::vector<Finding>& findings) {
   std::map<std::string, size_t> out;
   for (const auto& s : k_statuses) out[s] = 0;
-  for (const auto& f : findings) ++out[f.status];
+  for (const auto& f : findings) ++out[std::string(f.status)];
   return out;
 }
 
@@ -317,10 +397,17 @@ const std::map<std::string, std::string>& rule_text() {
 
 namespace {
 
+// Bytes a JSON string holds as they are: printable ASCII but '"' and '\\'.
+constexpr std::array<bool, 256> k_plain = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x7f; ++c) t[c] = c != '"' && c != '\\';
+  return t;
+}();
+
 // A JSON string: plain ASCII as is, anything else through nlohmann (invalid
 // UTF-8 becomes U+FFFD instead of an exception).
 void append_string(std::string& out, std::string_view s) {
-  bool plain = std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
+  bool plain = std::all_of(s.begin(), s.end(), [](char c) { return k_plain[static_cast<unsigned char>(c)]; });
   if (plain) {
     out += '"';
     out += s;
@@ -330,42 +417,67 @@ void append_string(std::string& out, std::string_view s) {
   }
 }
 
-void append_string_or_null(std::string& out, const std::string& s) {
+void append_string_or_null(std::string& out, std::string_view s) {
   if (s.empty()) out += "null";
   else append_string(out, s);
+}
+
+void append_int(std::string& out, int n) {
+  char buf[16];
+  auto end = std::to_chars(buf, buf + sizeof buf, n).ptr;
+  out.append(buf, end);
 }
 
 }  // namespace
 
 // Written straight to text in the layout json::dump(2) gives (keys sorted):
-// tens of thousands of references stay cheap.
+// tens of thousands of references stay cheap. The size is worked out first
+// (exact when every string is plain ASCII), so the text is never moved.
 std::string render_json(const std::vector<Finding>& findings) {
-  std::string out = findings.empty() ? "{\n  \"refs\": []" : "{\n  \"refs\": [";
-  out.reserve(findings.size() * 400 + 32);
+  static constexpr std::string_view k_first = "\n    {\n      \"column\": ", k_next = ",\n    {\n      \"column\": ",
+                                    k_detail = ",\n      \"detail\": ", k_file = ",\n      \"file\": ",
+                                    k_kind = ",\n      \"kind\": ", k_line = ",\n      \"line\": ",
+                                    k_mirror = ",\n      \"mirror\": ", k_project = ",\n      \"project\": ",
+                                    k_ref = ",\n      \"ref\": ", k_status = ",\n      \"status\": ",
+                                    k_via = ",\n      \"via\": ", k_written = ",\n      \"written\": ", k_close = "\n    }";
+  constexpr size_t k_fixed = k_next.size() + k_detail.size() + k_file.size() + k_kind.size() + k_line.size() +
+                             k_mirror.size() + k_project.size() + k_ref.size() + k_status.size() + k_via.size() +
+                             k_written.size() + k_close.size() + 9 * 2 /* quotes */ + 2 * 4 /* null */ + 2 * 11 /* ints */;
+  size_t size = 32;
+  for (const Finding& f : findings) {
+    const Use& u = *f.use;
+    size += k_fixed + f.detail.size() + u.file().size() + u.image.kind.size() + f.mirror.size() + u.project().size() +
+            f.ref.size() + f.status.size() + u.image.via.size() + u.image.written.size();
+  }
+  std::string out;
+  out.reserve(size);
+  out += findings.empty() ? "{\n  \"refs\": []" : "{\n  \"refs\": [";
   for (size_t i = 0; i < findings.size(); ++i) {
     const Finding& f = findings[i];
     const Use& u = *f.use;
-    out += i == 0 ? "\n    {\n      \"column\": " : ",\n    {\n      \"column\": ";
-    out += std::to_string(u.column());
-    out += ",\n      \"detail\": ";
+    out += i == 0 ? k_first : k_next;
+    append_int(out, u.column());
+    out += k_detail;
     append_string(out, f.detail);
-    out += ",\n      \"file\": ";
-    append_string(out, u.file);
-    out += ",\n      \"kind\": ";
+    out += k_file;
+    append_string(out, u.file());
+    out += k_kind;
     append_string(out, u.image.kind);
-    out += ",\n      \"line\": " + std::to_string(u.line()) + ",\n      \"mirror\": ";
+    out += k_line;
+    append_int(out, u.line());
+    out += k_mirror;
     append_string_or_null(out, f.mirror);
-    out += ",\n      \"project\": ";
-    append_string(out, u.project);
-    out += ",\n      \"ref\": ";
+    out += k_project;
+    append_string(out, u.project());
+    out += k_ref;
     append_string_or_null(out, f.ref);
-    out += ",\n      \"status\": ";
+    out += k_status;
     append_string(out, f.status);
-    out += ",\n      \"via\": ";
+    out += k_via;
     append_string(out, u.image.via);
-    out += ",\n      \"written\": ";
+    out += k_written;
     append_string(out, u.image.written);
-    out += "\n    }";
+    out += k_close;
   }
   out += findings.empty() ? "\n}\n" : "\n  ]\n}\n";
   return out;
@@ -384,13 +496,14 @@ std::string render_sarif(const std::vector<Finding>& findings, const std::string
   json results = json::array();
   for (const auto& f : findings) {
     const Use& u = *f.use;
-    json r = {{"ruleId", f.status}, {"ruleIndex", index[f.status]}};
+    const std::string status(f.status);
+    json r = {{"ruleId", status}, {"ruleIndex", index[status]}};
     bool pass = f.status == "mirrored" || f.status == "unmirrored";
     r["kind"] = pass ? "pass" : "fail";
     r["level"] = pass ? "none" : f.violation ? "error" : "warning";
-    std::string text = u.image.written + ": " + f.status + " (" + f.detail + ")";
+    std::string text = u.image.written + ": " + status + " (" + std::string(f.detail) + ")";
     r["message"] = {{"text", text}};
-    json physical = {{"artifactLocation", {{"uri", uri_of(u.file)}}}};
+    json physical = {{"artifactLocation", {{"uri", uri_of(u.file())}}}};
     if (u.line() > 0) {
       json region = {{"startLine", u.line()}};
       if (u.column() > 0 && u.image.source.size() == 1) {
@@ -401,9 +514,9 @@ std::string render_sarif(const std::vector<Finding>& findings, const std::string
       physical["region"] = region;
     }
     r["locations"] = json::array({{{"physicalLocation", physical}}});
-    json props = {{"project", u.project}, {"via", u.image.via}, {"kind", u.image.kind}};
-    if (!f.ref.empty()) props["ref"] = f.ref;
-    if (!f.mirror.empty()) props["mirror"] = f.mirror;
+    json props = {{"project", u.project()}, {"via", u.image.via}, {"kind", u.image.kind}};
+    if (!f.ref.empty()) props["ref"] = std::string(f.ref);
+    if (!f.mirror.empty()) props["mirror"] = std::string(f.mirror);
     r["properties"] = props;
     results.push_back(r);
   }
@@ -422,8 +535,8 @@ std::string render_table(const std::vector<Finding>& findings) {
   std::vector<std::vector<std::string>> rows = {{"STATUS", "PLACE", "WRITTEN", "REFERENCE", "DETAIL"}};
   for (const auto& f : findings) {
     const Use& u = *f.use;
-    std::string place = u.file + ":" + std::to_string(u.line()) + (u.column() > 0 ? ":" + std::to_string(u.column()) : "");
-    rows.push_back({f.status, place, u.image.written, f.ref.empty() ? "-" : f.ref, f.detail});
+    std::string place = u.file() + ":" + std::to_string(u.line()) + (u.column() > 0 ? ":" + std::to_string(u.column()) : "");
+    rows.push_back({std::string(f.status), place, u.image.written, f.ref.empty() ? "-" : std::string(f.ref), std::string(f.detail)});
   }
   std::vector<size_t> width(5, 0);
   for (const auto& r : rows) {

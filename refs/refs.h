@@ -5,8 +5,10 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/config.h"
@@ -29,10 +31,12 @@ struct ProjectFile {
 
 // One reference of one project.
 struct Use {
-  std::string project, file;
+  std::shared_ptr<const ProjectFile> in;  // the file it stands in, shared by all the file's uses
   dockerfile::ImageUse image;
   size_t index = 0;  // in the file's scan, for plan_rewrites
-  std::vector<std::string> platforms;
+  const std::string& project() const { return in->project; }
+  const std::string& file() const { return in->file; }
+  const std::vector<std::string>& platforms() const { return in->platforms; }
   int line() const;    // of the token itself (a continued FROM may put it lower)
   int column() const;  // 0 when it is not in the file
 };
@@ -58,23 +62,36 @@ struct Query {
 // What judge() needs looked up, each reference once however many files
 // name it: the upstream and the mirror of every reference a mirror covers,
 // and the tag of every pinned reference.
+//
+// queries() and judge() take the uses in one vector, or as pointers to uses
+// kept elsewhere (per file, as collect() gives them): tens of thousands of
+// Uses are then never moved to be put in one place.
 std::vector<Query> queries(const std::vector<Use>& uses, const config::Config& cfg);
+std::vector<Query> queries(const std::vector<const Use*>& uses, const config::Config& cfg);
 
+// What judge() says of one use. The texts are views of one judgement that
+// every use of the same reference for the same platforms shares (a
+// reference named 10,000 times is worked out and written down once);
+// `text` owns it, so they stay valid as long as the finding or a copy lives.
 struct Finding {
   const Use* use = nullptr;
-  std::string ref;     // normalised; "" when unresolved
-  std::string status;  // one of k_statuses
-  std::string mirror;  // the mirror reference it names or should name, or ""
-  std::string detail;  // what it means, for people
+  std::string_view ref;     // normalised; "" when unresolved
+  std::string_view status;  // one of k_statuses
+  std::string_view mirror;  // the mirror reference it names or should name, or ""
+  std::string_view detail;  // what it means, for people
   bool violation = false;  // breaks the policy (bypass under require_mirror, forbidden)
   bool lookup_failed = false;  // a registry could not be asked: the status is a guess
   // refs fix: the reference to write instead (with --pin, pinned), or why not.
-  std::string fix;
-  std::string fix_reason;
+  std::string_view fix;
+  std::string_view fix_reason;
+  std::shared_ptr<const void> text;
 };
 
-// `pin`: the fix also writes or refreshes @sha256: pins with the mirror's digest.
+// One finding per use, in order; each points at its use, which must outlive
+// it. `pin`: the fix also writes or refreshes @sha256: pins with the
+// mirror's digest.
 std::vector<Finding> judge(const std::vector<Use>& uses, const config::Config& cfg, const Answers& answers, bool pin);
+std::vector<Finding> judge(const std::vector<const Use*>& uses, const config::Config& cfg, const Answers& answers, bool pin);
 
 // How many of each status, every status present (0 when none).
 std::map<std::string, size_t> counts(const std::vector<Finding>& findings);
