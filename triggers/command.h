@@ -11,11 +11,10 @@
 #pragma once
 
 #include "triggers/process.h"
+#include "triggers/task.h"
 #include "triggers/trigger.h"
 
 namespace bw::triggers {
-
-constexpr size_t k_output_tail_bytes = 4096;
 
 class CommandTrigger final : public Trigger {
  public:
