@@ -519,7 +519,8 @@ Status Server::start() {
     if (auto list = s.deps.store->list_attempts((*d)->id)) {
       for (const auto& a : *list) {
         attempts.push_back({{"at", format_rfc3339(from_unix_ms(a.at))}, {"status", a.status}, {"error", a.error},
-                            {"duration_ms", a.duration_ms}, {"output_tail", a.output_tail}});
+                            {"duration_ms", a.duration_ms}, {"output_tail", a.output_tail},
+                            {"pushed_digest", a.pushed_digest.empty() ? json(nullptr) : json(a.pushed_digest)}});
       }
     }
     j["attempts"] = attempts;

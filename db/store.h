@@ -24,7 +24,7 @@ struct sqlite3_stmt;
 
 namespace bw::db {
 
-constexpr int k_schema_version = 1;
+constexpr int k_schema_version = 2;
 
 struct RefState {
   std::string ref;         // normalised tag ref
@@ -79,6 +79,7 @@ struct Attempt {
   std::string error;
   int64_t duration_ms = 0;
   std::string output_tail;  // command triggers: the end of the build log
+  std::string pushed_digest;  // build triggers: the digest of the image they pushed, "" when none
 };
 
 class Store {

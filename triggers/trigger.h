@@ -20,7 +20,8 @@ struct Outcome {
   bool delivered = false;
   int status = 0;           // HTTP status or exit code; 0 when there was no answer
   std::string error;        // why it failed, for status and logs
-  std::string output_tail;  // command triggers: the end of the output
+  std::string output_tail;  // command and build triggers: the end of the output
+  std::string pushed_digest;  // build triggers: the digest of the image they pushed
   bool retryable = true;    // false: retrying cannot help (e.g. 400 with a bad payload)
 };
 

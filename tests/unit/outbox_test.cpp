@@ -48,9 +48,41 @@ TEST_CASE("the store migrates a new database to the current schema and refuses a
     sqlite3_close(raw);
     auto s = db::Store::open(path.string());
     REQUIRE_FALSE(s.ok());
-    CHECK(s.error().message == "database: schema version 99 is newer than this basewatch understands (1); "
+    CHECK(s.error().message == "database: schema version 99 is newer than this basewatch understands (2); "
                                "use a newer basewatch or another database");
   }
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("schema 1 -> 2: attempts gain pushed_digest, the attempts already there are kept", "[unit][db]") {
+  auto path = std::filesystem::temp_directory_path() / ("bwdb-v1-" + std::to_string(::getpid()) + ".db");
+  std::filesystem::remove(path);
+  {
+    auto s = db::Store::open(path.string());
+    REQUIRE(s.ok());
+    REQUIRE((*s)->add_delivery(make_delivery("d_1", 1000)).ok());
+    REQUIRE((*s)->record_attempt(db::Attempt{"d_1", 2000, 0, "", 5, "built\n", ""}, db::DeliveryState::delivered, 0).ok());
+  }
+  {
+    // Back to what a schema-1 basewatch wrote.
+    sqlite3* raw = nullptr;
+    REQUIRE(sqlite3_open(path.string().c_str(), &raw) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(raw, "ALTER TABLE attempts DROP COLUMN pushed_digest; PRAGMA user_version=1", nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(raw);
+  }
+  auto s = db::Store::open(path.string());
+  REQUIRE(s.ok());
+  CHECK((*s)->schema_version() == 2);
+  auto before = (*s)->list_attempts("d_1").value();
+  REQUIRE(before.size() == 1);
+  CHECK(before[0].output_tail == "built\n");
+  CHECK(before[0].pushed_digest.empty());
+  const std::string digest = "sha256:" + std::string(64, 'e');
+  REQUIRE((*s)->record_attempt(db::Attempt{"d_1", 3000, 0, "", 7, "pushed\n", digest}, db::DeliveryState::delivered, 0).ok());
+  auto after = (*s)->list_attempts("d_1").value();
+  REQUIRE(after.size() == 2);
+  CHECK(after[1].pushed_digest == digest);
+  s->reset();
   std::filesystem::remove(path);
 }
 
