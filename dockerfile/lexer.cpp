@@ -366,6 +366,27 @@ Result<std::vector<Heredoc>> heredocs_from_line(std::string_view line) {
 
 }  // namespace
 
+std::vector<std::string_view> instruction_pieces(std::string_view text, int line, char escape) {
+  std::vector<std::string_view> pieces;
+  auto lines = split_lines(text);
+  if (line < 1 || static_cast<size_t>(line) > lines.size()) return pieces;
+  if (lines[0].substr(0, k_bom.size()) == k_bom) lines[0].remove_prefix(k_bom.size());
+  // As parse_lines reads it: the first line left-trimmed, then continued.
+  size_t i = static_cast<size_t>(line) - 1;
+  auto [first, end] = trim_continuation(trim_left(trim_newline(lines[i++])), escape);
+  pieces.push_back(first);
+  while (!end && i < lines.size()) {
+    auto raw = lines[i++];
+    if (is_comment(raw)) continue;
+    auto cont = trim_newline(raw);
+    if (trim_left(cont).empty()) continue;
+    auto [piece, piece_end] = trim_continuation(cont, escape);
+    pieces.push_back(piece);
+    end = piece_end;
+  }
+  return pieces;
+}
+
 std::string located(const std::string& path, int line, std::string_view message) {
   if (line <= 0) return path + ": " + std::string(message);
   return path + ":" + std::to_string(line) + ": " + std::string(message);

@@ -63,6 +63,13 @@ SyntaxDirective detect_syntax(std::string_view text);
 // quotes and escapes (BuildKit's parseWords, used for ARG).
 std::vector<std::string> split_words(std::string_view text, char escape);
 
+// The instruction that starts on `line` (1-based, as Instruction::line) as
+// BuildKit joins it: the pieces of its physical lines, continuation
+// characters, comment lines and blank lines left out, in order; views into
+// `text`, so each piece's place in the file is known. Heredoc bodies are not
+// part of it. Empty when `line` is past the end.
+std::vector<std::string_view> instruction_pieces(std::string_view text, int line, char escape);
+
 // "path:line: message", or "path: message" when line is 0.
 std::string located(const std::string& path, int line, std::string_view message);
 
