@@ -3,8 +3,10 @@
 // its keys in config/ (the key table and the required keys).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,14 +59,35 @@ Result<PayloadSummary> summarize(const db::Delivery& delivery);
 // A non-retryable Outcome for a delivery that cannot be sent as stored.
 Outcome refused(const Error& error);
 
+// What a build trigger builds for a project: its config as the running
+// model has it (a `dockerfiles:` glob's projects included).
+struct BuildProject {
+  std::string name;
+  std::string dockerfile;
+  std::string context;  // the build context folder
+  std::map<std::string, std::string> build_args;
+  std::string target;                  // "" is the last stage
+  std::vector<std::string> platforms;  // at least one
+  std::string image;                   // the normalised tag ref it pushes to; "" for none
+};
+
 // What the trigger types need from the outside. Not every type uses every
 // seam; a type whose seam is missing is not built.
 struct Seams {
   net::HttpClient* http = nullptr;
   ProcessRunner* runner = nullptr;
-  std::string build_logs;  // folder for command triggers' logs
+  std::string build_logs;  // folder for command and build triggers' logs
   // project name -> build context folder (command triggers' default workdir)
   std::map<std::string, std::string> project_contexts;
+  // Build triggers: the project a delivery names (nullopt when it is not
+  // configured), asked at each attempt so reloads and rescans count.
+  std::function<std::optional<BuildProject>(const std::string& project)> build_project;
+  // Build triggers: basewatch's `registries:` (credentials for the auth
+  // file, plain HTTP, extra CAs), the clock that dates the images, and what
+  // to do once an image is pushed (check it now: the chain goes on).
+  std::map<std::string, config::RegistryConfig> registries;
+  const ClockSource* clock = nullptr;
+  std::function<void(const std::string& image)> on_pushed;
 };
 
 // The trigger for a config entry; nullptr for a type not built here.
@@ -73,6 +96,7 @@ std::unique_ptr<Trigger> make_trigger(const config::TriggerConfig& cfg, const Se
 }  // namespace bw::triggers
 
 // The built-in types, for callers that construct one directly.
+#include "triggers/build.h"
 #include "triggers/command.h"
 #include "triggers/github.h"
 #include "triggers/gitlab.h"

@@ -77,7 +77,7 @@ TEST_CASE("config errors name file:line:column and the key, to the letter", "[un
   CHECK(parse_error("projects:\n  - name: a\n    dockerfile: /D\n    triggers: [nope]\n") ==
         "/etc/bw/config.yaml:4:15: projects[0].triggers: unknown trigger \"nope\"");
   CHECK(parse_error("projects: [{name: a, dockerfile: /D}]\ntriggers:\n  ci: {type: telegram}\n") ==
-        "/etc/bw/config.yaml:3:14: triggers.ci.type: expected one of webhook, command, github, gitlab, got \"telegram\"");
+        "/etc/bw/config.yaml:3:14: triggers.ci.type: expected one of webhook, command, github, gitlab, build, got \"telegram\"");
   CHECK(parse_error("projects: [{name: a, dockerfile: /D}]\ntriggers:\n  ci: {type: webhook, url: ftp://x}\n") ==
         "/etc/bw/config.yaml:3:28: triggers.ci.url: expected an http:// or https:// URL");
   CHECK(parse_error("projects: [{name: a, dockerfile: /D}]\ntriggers:\n  ci: {type: webhook, url: 'http://x', secret_file: /nonexistent/s}\n") ==
