@@ -297,8 +297,20 @@ std::string builder_error(const std::string& output) {
     auto line = trim(raw);
     if (line.rfind("Error: ", 0) == 0 || line.rfind("error: ", 0) == 0) found = std::string(line);
   }
-  if (found.size() > k_error_line_max) found = found.substr(0, k_error_line_max - 3) + "...";
-  return found;
+  // Digests make the builder's lines long: 12 hex digits say which.
+  std::string out;
+  for (size_t i = 0; i < found.size();) {
+    if (found.compare(i, 7, "sha256:") == 0 && i + 7 + 64 <= found.size() &&
+        found.find_first_not_of("0123456789abcdef", i + 7) >= i + 7 + 64) {
+      out += found.substr(i, 7 + 12) + "...";
+      i += 7 + 64;
+    } else {
+      out += found[i++];
+    }
+  }
+  // The cause comes last ("...: authentication required"): keep the end.
+  if (out.size() > k_error_line_max) out = out.substr(0, 100) + " ... " + out.substr(out.size() - (k_error_line_max - 105));
+  return out;
 }
 
 BuildTrigger::BuildTrigger(config::TriggerConfig cfg, const Seams& seams)
@@ -526,7 +538,7 @@ Outcome BuildTrigger::deliver(const db::Delivery& d) {
       continue;
     }
     Outcome out = task_outcome(run, m_cfg.timeout, log.path(), m_cfg.builder + " " + step.label + ": ");
-    if (run) {
+    if (run && !run->timed_out && run->signal == 0) {
       // The builder's own words: which base could not be pulled, what the
       // registry refused (never a secret: credentials live in the auth file).
       std::string why = builder_error(read_from(log.path(), output_from));

@@ -120,7 +120,9 @@ std::string auth_file_json(const std::vector<HostCredentials>& credentials);
 std::string registries_conf_text(const std::string& base, const std::vector<std::string>& insecure_hosts);
 
 // The last line of a builder's output that reports an error ("Error: ...",
-// "error: ..."), shortened to 300 characters; "" when there is none.
+// "error: ..."), with digests shortened to 12 hex digits and, past 300
+// characters, its middle left out (the cause is at the end); "" when there
+// is none.
 std::string builder_error(const std::string& output);
 
 // The problems with build triggers that `config check`, serve's start and

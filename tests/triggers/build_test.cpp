@@ -510,7 +510,14 @@ TEST_CASE("build: the auth file, registries.conf and the builder's error line", 
         "[[registry]]\nlocation = \"b.test\"\ninsecure = true\n");
   CHECK(triggers::builder_error("STEP 1\nError: first\nmore\nError: the last one\n\n") == "Error: the last one");
   CHECK(triggers::builder_error("all fine\n").empty());
-  CHECK(triggers::builder_error("Error: " + std::string(400, 'x')).size() == 300);
+  std::string long_line = "Error: " + std::string(400, 'x') + ": authentication required";
+  std::string shortened = triggers::builder_error(long_line);
+  CHECK(shortened.size() == 300);
+  CHECK(shortened.rfind("Error: xxx", 0) == 0);
+  CHECK(shortened.find(" ... ") == 100);
+  CHECK(shortened.substr(shortened.size() - 25) == ": authentication required");
+  CHECK(triggers::builder_error("Error: reusing blob sha256:" + std::string(64, 'a') + " at destination: unauthorized\n") ==
+        "Error: reusing blob sha256:aaaaaaaaaaaa... at destination: unauthorized");
 }
 
 TEST_CASE("config: type build keys, defaults and errors to the letter", "[unit][triggers][build][config]") {
