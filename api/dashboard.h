@@ -27,8 +27,14 @@ struct DashboardInput {
   size_t images_failing = 0;  // watched references whose last check failed
   nlohmann::json events;      // /v1/events (recent first)
   nlohmann::json deliveries;  // /v1/deliveries entries that are pending, failed or dead
+  // /v1/deliveries entries (with last_attempt) of the triggers that build
+  // (type build and command), newest first, whatever their state.
+  nlohmann::json builds;
   bool token_required = false;  // api.token_file is set: buttons send the pasted token
 };
+
+// Builds listed on the dashboard.
+inline constexpr size_t k_dashboard_builds = 20;
 
 // References per dashboard page (`/?offset=` pages through them).
 inline constexpr size_t k_dashboard_page_size = 200;

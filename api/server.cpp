@@ -114,6 +114,11 @@ struct Server::Impl {
     std::lock_guard lock(cfg_mutex);
     return cfg->api_token;
   }
+  // The running config (a reload swaps it).
+  std::shared_ptr<const config::Config> config() {
+    std::lock_guard lock(cfg_mutex);
+    return cfg;
+  }
   std::optional<config::InboundConfig> hook(const std::string& path) {
     std::lock_guard lock(cfg_mutex);
     for (const auto& h : cfg->inbound) {
@@ -591,6 +596,16 @@ Status Server::start() {
     for (auto state : {db::DeliveryState::dead, db::DeliveryState::failed, db::DeliveryState::pending}) {
       if (auto list = s.deps.store->list_deliveries(state, 100)) {
         for (const auto& d : *list) in.deliveries.push_back(delivery_with_last_attempt(*s.deps.store, d));
+      }
+    }
+    in.builds = json::array();
+    auto running = s.config();
+    if (auto list = s.deps.store->list_deliveries(std::nullopt, 500)) {
+      for (const auto& d : *list) {
+        auto t = running->triggers.find(d.trigger);
+        if (t == running->triggers.end() || (t->second.type != "build" && t->second.type != "command")) continue;
+        in.builds.push_back(delivery_with_last_attempt(*s.deps.store, d));
+        if (in.builds.size() >= k_dashboard_builds) break;
       }
     }
     in.token_required = !s.token().empty();

@@ -229,6 +229,16 @@ TEST_CASE("a chain of two real builds: the base project pushes internal/base, th
   CHECK(app_body["payload"]["changes"][0]["new_digest"] == base_pushed);
   CHECK(app_body["payload"]["changes"][0]["source"] == "build");
   CHECK(s.delivery(base["id"])["payload"]["plan"] == json::array({"base", "app"}));
+
+  // The dashboard lists both builds with what they pushed.
+  auto page = http_call(s.port, "GET", "/");
+  REQUIRE(page.status == 200);
+  CHECK(page.body.find("<section id=\"builds\">") != std::string::npos);
+  for (const json* d : {&base, &app}) {
+    CHECK(page.body.find("<td><code>" + (*d)["id"].get<std::string>() + "</code></td>") != std::string::npos);
+    std::string digest = (*d)["last_attempt"]["pushed_digest"];
+    CHECK(page.body.find("<code title=\"" + digest + "\">" + digest.substr(7, 12) + "</code>") != std::string::npos);
+  }
 }
 
 TEST_CASE("an image already built on the new base is not built again; what depends on it still is",
