@@ -79,6 +79,24 @@ std::pair<std::string_view, bool> trim_continuation(std::string_view line, char 
   return {line.substr(0, end - 1), false};
 }
 
+// The lines that continue an instruction, from lines[i] on: each one's
+// piece (without the continuation character) goes to `pieces`; comment and
+// blank lines are skipped. Returns the index of the first line after them.
+size_t read_continuation(const std::vector<std::string_view>& lines, size_t i, char escape,
+                         std::vector<std::string_view>& pieces) {
+  bool end = false;
+  while (!end && i < lines.size()) {
+    auto raw = lines[i++];
+    if (is_comment(raw)) continue;
+    auto cont = trim_newline(raw);
+    if (trim_left(cont).empty()) continue;
+    auto [piece, piece_end] = trim_continuation(cont, escape);
+    pieces.push_back(piece);
+    end = piece_end;
+  }
+  return i;
+}
+
 // Parser directives: `# key = value` lines at the very top; the first line
 // that is not one (a blank line, a comment, an instruction, an unknown key)
 // ends them.
@@ -373,17 +391,9 @@ std::vector<std::string_view> instruction_pieces(std::string_view text, int line
   if (lines[0].substr(0, k_bom.size()) == k_bom) lines[0].remove_prefix(k_bom.size());
   // As parse_lines reads it: the first line left-trimmed, then continued.
   size_t i = static_cast<size_t>(line) - 1;
-  auto [first, end] = trim_continuation(trim_left(trim_newline(lines[i++])), escape);
+  auto [first, end] = trim_continuation(trim_left(trim_newline(lines[i])), escape);
   pieces.push_back(first);
-  while (!end && i < lines.size()) {
-    auto raw = lines[i++];
-    if (is_comment(raw)) continue;
-    auto cont = trim_newline(raw);
-    if (trim_left(cont).empty()) continue;
-    auto [piece, piece_end] = trim_continuation(cont, escape);
-    pieces.push_back(piece);
-    end = piece_end;
-  }
+  if (!end) read_continuation(lines, i + 1, escape, pieces);
   return pieces;
 }
 
@@ -400,6 +410,7 @@ Result<ParsedFile> parse_lines(std::string_view text, const std::string& path) {
   DirectiveReader directives(path);
   file.instructions.reserve(lines.size() / 2 + 1);
   std::string joined;
+  std::vector<std::string_view> pieces;
 
   size_t i = 0;
   while (i < lines.size()) {
@@ -414,16 +425,10 @@ Result<ParsedFile> parse_lines(std::string_view text, const std::string& path) {
     // Most instructions are one line: only continued ones are copied.
     std::string_view logical = first;
     if (!end) {
+      pieces.clear();
+      i = read_continuation(lines, i, file.escape, pieces);
       joined.assign(first);
-      while (!end && i < lines.size()) {
-        auto raw = lines[i++];
-        if (is_comment(raw)) continue;
-        auto cont = trim_newline(raw);
-        if (trim_left(cont).empty()) continue;
-        auto [piece, piece_end] = trim_continuation(cont, file.escape);
-        joined += piece;
-        end = piece_end;
-      }
+      for (auto piece : pieces) joined += piece;
       logical = joined;
     }
 

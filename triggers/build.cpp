@@ -314,26 +314,16 @@ std::string builder_error(const std::string& output) {
 }
 
 BuildTrigger::BuildTrigger(config::TriggerConfig cfg, const Seams& seams)
-    : m_cfg(std::move(cfg)),
-      m_runner(*seams.runner),
-      m_log_dir(seams.build_logs),
+    : TaskTrigger(std::move(cfg), *seams.runner, seams.build_logs),
       m_project(seams.build_project),
       m_registries(seams.registries),
       m_clock(seams.clock),
       m_on_pushed(seams.on_pushed) {}
 
-std::string BuildTrigger::log_path(const std::string& delivery_id, int attempt) const {
-  return task_log_path(m_log_dir, delivery_id, attempt);
-}
-
 Outcome BuildTrigger::deliver(const db::Delivery& d) {
   auto changes = build_changes(d);
   if (!changes) return refused(changes.error());
-  if (auto st = make_log_folder(m_log_dir); !st) {
-    Outcome out;
-    out.error = st.error().message;
-    return out;
-  }
+  if (auto cannot = prepare_log_folder()) return *cannot;
   BuildLog log(log_path(d.id, d.attempts + 1));
   // Failures before the builder runs: in the log and in the attempt.
   auto fail = [&](const std::string& why) {
@@ -502,10 +492,10 @@ Outcome BuildTrigger::deliver(const db::Delivery& d) {
   // what they made.
   auto steps = plan_build(s);
   const auto deadline = started + m_cfg.timeout;
-  std::optional<Outcome> failed;
+  std::optional<Outcome> failure;
   std::set<std::string> created;
   for (auto step : steps) {
-    if (step.kind != BuildStep::Kind::cleanup && failed) continue;
+    if (step.kind != BuildStep::Kind::cleanup && failure) continue;
     if (step.kind == BuildStep::Kind::cleanup) {
       auto first = step.argv.begin() + static_cast<std::ptrdiff_t>(std::min(step.operands, step.argv.size()));
       step.argv.erase(std::remove_if(first, step.argv.end(), [&](const std::string& n) { return !created.count(n); }), step.argv.end());
@@ -524,7 +514,7 @@ Outcome BuildTrigger::deliver(const db::Delivery& d) {
       if (spec.timeout.count() <= 0) {
         ProcessResult timed;
         timed.timed_out = true;
-        failed = task_outcome(timed, m_cfg.timeout, log.path(), m_cfg.builder + " " + step.label + ": ");
+        failure = task_outcome(timed, m_cfg.timeout, log.path(), m_cfg.builder + " " + step.label + ": ");
         continue;
       }
     }
@@ -545,11 +535,11 @@ Outcome BuildTrigger::deliver(const db::Delivery& d) {
       auto at = out.error.rfind(" (log: ");
       if (!why.empty() && at != std::string::npos) out.error.insert(at, ": " + why);
     }
-    failed = std::move(out);
+    failure = std::move(out);
   }
-  if (failed) {
-    failed->output_tail = read_tail(log.path(), k_output_tail_bytes);
-    return *failed;
+  if (failure) {
+    failure->output_tail = read_tail(log.path(), k_output_tail_bytes);
+    return *failure;
   }
 
   Outcome out;

@@ -140,18 +140,13 @@ std::vector<std::string> check_builds(const config::Config& cfg, const std::func
 // it has a '/', is itself one.
 bool program_on_path(const std::string& program, const std::string& path);
 
-class BuildTrigger final : public Trigger {
+class BuildTrigger final : public TaskTrigger {
  public:
   BuildTrigger(config::TriggerConfig cfg, const Seams& seams);
   Outcome deliver(const db::Delivery& delivery) override;
   const char* type() const override { return "build"; }
-  bool is_build() const override { return true; }
-  std::string log_path(const std::string& delivery_id, int attempt) const;
 
  private:
-  config::TriggerConfig m_cfg;
-  ProcessRunner& m_runner;
-  std::string m_log_dir;
   std::function<std::optional<BuildProject>(const std::string&)> m_project;
   std::map<std::string, config::RegistryConfig> m_registries;
   const ClockSource* m_clock;

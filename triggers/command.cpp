@@ -11,24 +11,12 @@ namespace bw::triggers {
 
 namespace fs = std::filesystem;
 
-std::string CommandTrigger::log_path(const std::string& delivery_id, int attempt) const {
-  return task_log_path(m_log_dir, delivery_id, attempt);
-}
-
 Outcome CommandTrigger::deliver(const db::Delivery& d) {
   auto summary = summarize(d);
   if (!summary) return refused(summary.error());
-  if (auto st = make_log_folder(m_log_dir); !st) {
-    Outcome out;
-    out.error = st.error().message;
-    return out;
-  }
+  if (auto cannot = prepare_log_folder()) return *cannot;
   std::string payload_file = (fs::path(m_log_dir) / (d.id + ".json")).string();
-  if (auto st = write_file_atomic(payload_file, d.payload); !st) {
-    Outcome out;
-    out.error = st.error().message;
-    return out;
-  }
+  if (auto st = write_file_atomic(payload_file, d.payload); !st) return failed(st.error());
 
   ProcessSpec spec;
   spec.argv = m_cfg.command;

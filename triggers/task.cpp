@@ -20,6 +20,15 @@ Status make_log_folder(const std::string& folder) {
   return ok_status();
 }
 
+std::string TaskTrigger::log_path(const std::string& delivery_id, int attempt) const {
+  return task_log_path(m_log_dir, delivery_id, attempt);
+}
+
+std::optional<Outcome> TaskTrigger::prepare_log_folder() const {
+  if (auto st = make_log_folder(m_log_dir); !st) return failed(st.error());
+  return std::nullopt;
+}
+
 std::string run_failure(const ProcessResult& r, Millis timeout) {
   if (r.timed_out) return "timed out after " + format_duration(timeout) + "; the process group was killed";
   if (r.signal != 0) return "killed by signal " + std::to_string(r.signal);

@@ -3,6 +3,7 @@
 // becomes an Outcome (the exit code, the log's tail, why it failed).
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "triggers/process.h"

@@ -30,6 +30,12 @@ Outcome refused(const Error& error) {
   return out;
 }
 
+Outcome failed(const Error& error) {
+  Outcome out;
+  out.error = error.message;
+  return out;
+}
+
 bool retryable_status(int status) { return status == 408 || status == 429 || status >= 500 || status < 400; }
 
 Outcome http_outcome(const Result<net::Response>& res) {

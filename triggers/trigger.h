@@ -40,6 +40,26 @@ class Trigger {
   virtual bool is_build() const { return false; }
 };
 
+// A trigger that runs programs itself on the process seam (the helpers it
+// shares are in task.h), one log per attempt: the dispatcher runs it as a
+// build (under builds.concurrency, on its own thread).
+class TaskTrigger : public Trigger {
+ public:
+  bool is_build() const override { return true; }
+  // The log file of attempt `attempt` (1-based) of a delivery.
+  std::string log_path(const std::string& delivery_id, int attempt) const;
+
+ protected:
+  TaskTrigger(config::TriggerConfig cfg, ProcessRunner& runner, std::string log_dir)
+      : m_cfg(std::move(cfg)), m_runner(runner), m_log_dir(std::move(log_dir)) {}
+  // Creates the log folder; the Outcome of a failure to, else nullopt.
+  std::optional<Outcome> prepare_log_folder() const;
+
+  config::TriggerConfig m_cfg;
+  ProcessRunner& m_runner;
+  std::string m_log_dir;
+};
+
 // Shared HTTP handling of the CI triggers: a 2xx is delivered; no answer,
 // 408, 429 and 5xx are retried; any other 4xx is not (the request or the
 // credentials are wrong, and the same bytes will be refused again).
@@ -58,6 +78,8 @@ struct PayloadSummary {
 Result<PayloadSummary> summarize(const db::Delivery& delivery);
 // A non-retryable Outcome for a delivery that cannot be sent as stored.
 Outcome refused(const Error& error);
+// A retryable Outcome for what went wrong this time.
+Outcome failed(const Error& error);
 
 // What a build trigger builds for a project: its config as the running
 // model has it (a `dockerfiles:` glob's projects included).

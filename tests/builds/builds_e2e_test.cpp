@@ -107,6 +107,55 @@ std::string annotation(const json& manifest, const std::string& key) {
   return manifest["annotations"][key].get<std::string>();
 }
 
+// upstream/busybox:1 -> project base (image internal/base:latest) ->
+// project app (image apps/app:latest), both built by the build trigger;
+// internal/base starts as a seed image (the app's baseline), and the
+// service is up with both references seen.
+struct Chain {
+  LocalRegistry registry;
+  std::string upstream = registry.host() + "/upstream/busybox:1";
+  std::string internal = registry.host() + "/internal/base:latest";
+  Service s;
+  Chain() {
+    push_busybox(registry, "upstream/busybox", "1", "v1");
+    push_busybox(registry, "internal/base", "latest", "seed");
+    s.dir.write("base/Dockerfile", "FROM " + upstream + "\nRUN echo hardened > /base-marker\n");
+    s.dir.write("app/Dockerfile", "FROM " + internal + "\nRUN cat /base-marker /etc/release && echo app > /app-marker\n");
+    s.start(s.head({&registry}) +
+            "projects:\n"
+            "  - {name: base, dockerfile: base/Dockerfile, image: \"" + internal + "\", triggers: [rebuild]}\n"
+            "  - {name: app, dockerfile: app/Dockerfile, image: \"" + registry.host() + "/apps/app:latest\", triggers: [rebuild]}\n"
+            "triggers:\n"
+            "  rebuild: {type: build, timeout: 2m}\n");
+    s.wait_baseline(2);
+  }
+};
+
+// One project, web, FROM team/busybox:1, built by `rebuild` and pushed
+// to apps/web:latest; the service is up with the base seen.
+struct WebProject {
+  LocalRegistry registry;
+  Service s;
+  WebProject(const std::string& dockerfile_rest, const std::string& retry, const std::string& timeout,
+             const std::string& project_keys = "") {
+    push_busybox(registry, "team/busybox", "1", "v1");
+    s.dir.write("web/Dockerfile", "FROM " + registry.host() + "/team/busybox:1\n" + dockerfile_rest);
+    s.start(s.head({&registry}) +
+            "retry: " + retry + "\n"
+            "projects:\n"
+            "  - {name: web, dockerfile: web/Dockerfile, image: \"" + registry.host() + "/apps/web:latest\", " + project_keys +
+            "triggers: [rebuild]}\n"
+            "triggers:\n"
+            "  rebuild: {type: build, timeout: " + timeout + "}\n");
+    s.wait_baseline(1);
+  }
+  // The base moves, and basewatch is asked to look.
+  void move_base() {
+    push_busybox(registry, "team/busybox", "1", "v2");
+    s.check_now();
+  }
+};
+
 }  // namespace
 
 TEST_CASE("a one-stage and a multi-stage, two-platform project are built and pushed for real, pinned to the payload's digest",
@@ -142,7 +191,7 @@ TEST_CASE("a one-stage and a multi-stage, two-platform project are built and pus
   }, 10s));
   // The tag moves again while the deliveries settle: the builds must use v2,
   // the digest that fired them, not what the tag names when they run.
-  std::string v3 = push_busybox_index(registry, "team/busybox", "1", "v3", {"linux/amd64", "linux/arm64"});
+  push_busybox_index(registry, "team/busybox", "1", "v3", {"linux/amd64", "linux/arm64"});
 
   for (const std::string project : {"one", "multi"}) {
     INFO(project);
@@ -177,27 +226,10 @@ TEST_CASE("a one-stage and a multi-stage, two-platform project are built and pus
         std::string::npos);
   CHECK(count_of(log, "basewatch: pinned ") == 3);
   CHECK(log.find("basewatch: push: buildah manifest push --all --tls-verify=false") != std::string::npos);
-  (void)v3;
 }
 
-TEST_CASE("a chain of two real builds: the base project pushes internal/base, then the app builds on it",
-          "[integration][builds][chain]") {
-  LocalRegistry registry;
-  const std::string upstream = registry.host() + "/upstream/busybox:1";
-  const std::string internal = registry.host() + "/internal/base:latest";
-  push_busybox(registry, "upstream/busybox", "1", "v1");
-  push_busybox(registry, "internal/base", "latest", "seed");  // what was there before: the app's baseline
-  Service s;
-  s.dir.write("base/Dockerfile", "FROM " + upstream + "\nRUN echo hardened > /base-marker\n");
-  s.dir.write("app/Dockerfile", "FROM " + internal + "\nRUN cat /base-marker /etc/release && echo app > /app-marker\n");
-  s.start(s.head({&registry}) +
-          "projects:\n"
-          "  - {name: base, dockerfile: base/Dockerfile, image: \"" + internal + "\", triggers: [rebuild]}\n"
-          "  - {name: app, dockerfile: app/Dockerfile, image: \"" + registry.host() + "/apps/app:latest\", triggers: [rebuild]}\n"
-          "triggers:\n"
-          "  rebuild: {type: build, timeout: 2m}\n");
-  s.wait_baseline(2);
-
+TEST_CASE_METHOD(Chain, "a chain of two real builds: the base project pushes internal/base, then the app builds on it",
+                 "[integration][builds][chain]") {
   std::string fix = push_busybox(registry, "upstream/busybox", "1", "security-fix");
   s.check_now();
   json base = s.wait_settled("base");
@@ -241,24 +273,8 @@ TEST_CASE("a chain of two real builds: the base project pushes internal/base, th
   }
 }
 
-TEST_CASE("an image already built on the new base is not built again; what depends on it still is",
-          "[integration][builds][chain]") {
-  LocalRegistry registry;
-  const std::string upstream = registry.host() + "/upstream/busybox:1";
-  const std::string internal = registry.host() + "/internal/base:latest";
-  push_busybox(registry, "upstream/busybox", "1", "v1");
-  push_busybox(registry, "internal/base", "latest", "seed");
-  Service s;
-  s.dir.write("base/Dockerfile", "FROM " + upstream + "\nRUN echo hardened > /base-marker\n");
-  s.dir.write("app/Dockerfile", "FROM " + internal + "\nRUN cat /base-marker\n");
-  s.start(s.head({&registry}) +
-          "projects:\n"
-          "  - {name: base, dockerfile: base/Dockerfile, image: \"" + internal + "\", triggers: [rebuild]}\n"
-          "  - {name: app, dockerfile: app/Dockerfile, image: \"" + registry.host() + "/apps/app:latest\", triggers: [rebuild]}\n"
-          "triggers:\n"
-          "  rebuild: {type: build, timeout: 2m}\n");
-  s.wait_baseline(2);
-
+TEST_CASE_METHOD(Chain, "an image already built on the new base is not built again; what depends on it still is",
+                 "[integration][builds][chain]") {
   // The upstream moves, and someone builds internal/base on it by hand
   // before basewatch looks (buildah writes base.digest by itself).
   std::string fix = push_busybox(registry, "upstream/busybox", "1", "security-fix");
@@ -291,19 +307,10 @@ TEST_CASE("an image already built on the new base is not built again; what depen
 
 TEST_CASE("a failing build: the exit code and the log's tail are recorded, retried as retry: says, then dead",
           "[integration][builds]") {
-  LocalRegistry registry;
-  push_busybox(registry, "team/busybox", "1", "v1");
-  Service s;
-  s.dir.write("web/Dockerfile", "FROM " + registry.host() + "/team/busybox:1\nRUN echo about to fail && exit 3\n");
-  s.start(s.head({&registry}) +
-          "retry: {max_attempts: 2, initial: 1s}\n"
-          "projects:\n"
-          "  - {name: web, dockerfile: web/Dockerfile, image: \"" + registry.host() + "/apps/web:latest\", triggers: [rebuild]}\n"
-          "triggers:\n"
-          "  rebuild: {type: build, timeout: 2m}\n");
-  s.wait_baseline(1);
-  push_busybox(registry, "team/busybox", "1", "v2");
-  s.check_now();
+  WebProject w("RUN echo about to fail && exit 3\n", "{max_attempts: 2, initial: 1s}", "2m");
+  auto& s = w.s;
+  auto& registry = w.registry;
+  w.move_base();
   json d = s.wait_settled("web", 60s);
   INFO(s.serve_log());
   REQUIRE(d.is_object());
@@ -325,20 +332,10 @@ TEST_CASE("a failing build: the exit code and the log's tail are recorded, retri
 }
 
 TEST_CASE("a build that runs past its timeout: its process group is killed, the attempt says so", "[integration][builds]") {
-  LocalRegistry registry;
-  push_busybox(registry, "team/busybox", "1", "v1");
-  Service s;
-  s.dir.write("web/Dockerfile", "FROM " + registry.host() + "/team/busybox:1\nRUN echo sleeping && sleep 67\n");
-  s.start(s.head({&registry}) +
-          "retry: {max_attempts: 1}\n"
-          "projects:\n"
-          "  - {name: web, dockerfile: web/Dockerfile, image: \"" + registry.host() + "/apps/web:latest\", triggers: [rebuild]}\n"
-          "triggers:\n"
-          "  rebuild: {type: build, timeout: 3s}\n");
-  s.wait_baseline(1);
-  push_busybox(registry, "team/busybox", "1", "v2");
+  WebProject w("RUN echo sleeping && sleep 67\n", "{max_attempts: 1}", "3s");
+  auto& s = w.s;
   auto started = std::chrono::steady_clock::now();
-  s.check_now();
+  w.move_base();
   json d = s.wait_settled("web", 30s);
   INFO(s.serve_log());
   REQUIRE(d.is_object());
@@ -398,22 +395,12 @@ TEST_CASE("a push the registry refuses (wrong credentials): a clear error, no se
 
 TEST_CASE("a context folder that vanished: a clear error, nothing lost; back in place, a retry builds",
           "[integration][builds]") {
-  LocalRegistry registry;
-  push_busybox(registry, "team/busybox", "1", "v1");
-  Service s;
-  s.dir.write("web/Dockerfile", "FROM " + registry.host() + "/team/busybox:1\nCOPY hello /hello\n");
+  WebProject w("COPY hello /hello\n", "{max_attempts: 1}", "2m", "context: src, ");
+  auto& s = w.s;
+  auto& registry = w.registry;
   s.dir.write("src/hello", "hello\n");
-  s.start(s.head({&registry}) +
-          "retry: {max_attempts: 1}\n"
-          "projects:\n"
-          "  - {name: web, dockerfile: web/Dockerfile, context: src, image: \"" + registry.host() + "/apps/web:latest\",\n"
-          "     triggers: [rebuild]}\n"
-          "triggers:\n"
-          "  rebuild: {type: build, timeout: 2m}\n");
-  s.wait_baseline(1);
   fs::rename(s.dir.path() + "/src", s.dir.path() + "/src-away");
-  push_busybox(registry, "team/busybox", "1", "v2");
-  s.check_now();
+  w.move_base();
   json d = s.wait_settled("web");
   INFO(s.serve_log());
   REQUIRE(d.is_object());
