@@ -67,6 +67,7 @@ int run_cli(int argc, char** argv) {
   add_status_commands(app, commands);
   add_config_commands(app, commands);
   add_outbox_commands(app, commands);
+  add_mirror_commands(app, commands);
 
   try {
     app.parse(argc, argv);

@@ -37,7 +37,7 @@ int cmd_deliveries(const std::string& config_path, const std::string& state_text
   auto store = db::Store::open(cfg->database);
   if (!store) {
     std::cerr << "basewatch: " << store.error().message << "\n";
-    return k_exit_failure;
+    return exit_for(store.error());
   }
   auto list = (*store)->list_deliveries(state, 1000);
   if (!list) {
@@ -67,7 +67,7 @@ int cmd_redeliver(const std::string& config_path, const std::string& id) {
   auto store = db::Store::open(cfg->database);
   if (!store) {
     std::cerr << "basewatch: " << store.error().message << "\n";
-    return k_exit_failure;
+    return exit_for(store.error());
   }
   auto st = (*store)->requeue(id, to_unix_ms(Clock::now()));
   if (!st) {

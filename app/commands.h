@@ -34,6 +34,7 @@ void add_graph_commands(CLI::App& app, Commands& out);    // graph, impact
 void add_status_commands(CLI::App& app, Commands& out);   // status
 void add_outbox_commands(CLI::App& app, Commands& out);   // deliveries, redeliver
 void add_config_commands(CLI::App& app, Commands& out);   // config check
+void add_mirror_commands(CLI::App& app, Commands& out);   // import, mirror sync
 
 // The -c option every command that reads a config has.
 void add_config_option(CLI::App& sub, std::string& path);

@@ -7,7 +7,9 @@
 #include <set>
 #include <sstream>
 
+#include "config/mirrors.h"
 #include "config/yaml_tree.h"
+#include "oci/reference.h"
 #include "util/files.h"
 #include "util/strings.h"
 
@@ -330,7 +332,7 @@ Result<Config> parse(const std::string& text, const std::string& file) {
       return make_error(ErrorKind::invalid, file + ":1:1: the config is empty (at least projects: or watch: is needed)");
     }
     if (!r.mapping(root, "", {"database", "listen", "api", "log", "poll", "defaults", "registries", "watch",
-                              "projects", "triggers", "retry", "inbound", "builds"}))
+                              "projects", "triggers", "retry", "inbound", "builds", "mirrors"}))
       return make_error(ErrorKind::invalid, r.error());
 
     r.string(root, "database", "", c.database);
@@ -559,7 +561,60 @@ Result<Config> parse(const std::string& text, const std::string& file) {
       c.inbound.push_back(in);
     });
 
-    if (!r.failed() && c.projects.empty() && c.watch.empty()) {
+    r.each_mapping(root, "mirrors", {"from", "to", "platforms", "referrers", "tags"}, [&](const yaml::Node& n, const std::string& where) {
+      MirrorConfig m;
+      m.mark = r.mark(n);
+      for (const char* side : {"from", "to"}) {
+        auto v = n[side];
+        if (!v) {
+          r.fail(n, where + ": " + side + " is required");
+          return;
+        }
+        std::string written;
+        if (!r.scalar(v, where + "." + side, written)) return;
+        auto pattern = parse_repo_pattern(written);
+        if (!pattern) {
+          r.fail(v, where + "." + side + ": " + pattern.error().message);
+          return;
+        }
+        (std::string(side) == "from" ? m.from : m.to) = *pattern;
+        (std::string(side) == "from" ? m.from_mark : m.to_mark) = r.mark(v);
+      }
+      if (m.from.prefix != m.to.prefix) {
+        r.fail(n["to"], where + ".to: " + (m.from.prefix ? "from is a prefix (/*), so to must be one too"
+                                                          : "from is one repository, so to must be one too (no /*)"));
+        return;
+      }
+      if (auto pl = n["platforms"]) {
+        std::string all;
+        if (pl.IsScalar() && r.scalar(pl, where + ".platforms", all)) {
+          if (all != "all") r.fail(pl, where + ".platforms: expected all or a list of os/arch[/variant], got \"" + all + "\"");
+        } else {
+          read_platforms(r, n, where, m.platforms);
+          m.all_platforms = false;
+          if (m.platforms.empty() && !r.failed()) r.fail(pl, where + ".platforms: the list is empty (use all)");
+        }
+      }
+      r.boolean(n, "referrers", where, m.referrers);
+      r.string_list(n, "tags", where, m.tags);
+      if (auto tags = n["tags"]; tags && tags.IsSequence()) {
+        for (size_t i = 0; i < m.tags.size() && !r.failed(); ++i) {
+          // The tag grammar, checked the way references check it.
+          auto ref = oci::parse_reference("x:" + m.tags[i]);
+          if (!ref || ref->tag != m.tags[i]) r.fail(tags[i], where + ".tags: invalid tag \"" + m.tags[i] + "\"");
+        }
+      }
+      c.mirrors.push_back(m);
+    });
+    if (!r.failed()) {
+      if (std::string why = check_mirror_rules(c.mirrors); !why.empty()) return make_error(ErrorKind::invalid, why);
+    }
+
+    // Tags kept by a repository rule are watched too (a prefix rule's tags
+    // apply to the repositories that Dockerfiles and watch: use below it).
+    bool kept_tags = false;
+    for (const auto& m : c.mirrors) kept_tags = kept_tags || (!m.from.prefix && !m.tags.empty());
+    if (!r.failed() && c.projects.empty() && c.watch.empty() && !kept_tags) {
       r.fail(root, "nothing to watch: add projects: (Dockerfiles) or watch: (references)");
     }
   } catch (const YAML::Exception& e) {
@@ -598,7 +653,7 @@ std::string describe(const Config& c) {
       << " poll.settle=" << format_duration(c.poll_settle) << " defaults.platforms=" << join(c.default_platforms, ",")
       << " registries=" << c.registries.size() << " watch=" << c.watch.size() << " projects=" << c.projects.size()
       << " triggers=" << c.triggers.size() << " inbound=" << c.inbound.size()
-      << " builds.concurrency=" << c.builds_concurrency << " builds.logs=" << c.builds_logs;
+      << " builds.concurrency=" << c.builds_concurrency << " builds.logs=" << c.builds_logs << " mirrors=" << c.mirrors.size();
   for (const auto& [host, r] : c.registries) {
     out << " registry[" << host << "]={user=" << (r.username.empty() ? "(none)" : r.username)
         << " password=" << (r.password.empty() ? "(none)" : "(set)") << " insecure=" << (r.insecure ? "true" : "false") << "}";

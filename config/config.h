@@ -108,6 +108,29 @@ struct InboundConfig {
   Mark mark;
 };
 
+// A repository, or every repository below a path ("docker.io/library/*"),
+// normalised as references are: "alpine" is docker.io/library/alpine,
+// "docker.io/*" is all of Docker Hub.
+struct RepoPattern {
+  std::string registry;    // lowercased host[:port]
+  std::string repository;  // a path; "" with prefix: the whole registry
+  bool prefix = false;     // written with a trailing "/*"
+  std::string str() const;  // "registry/repository" or "registry/repository/*"
+  // Whether `registry`/`repository` is this repository or below the prefix.
+  bool covers(const std::string& registry, const std::string& repository) const;
+};
+
+// A `mirrors:` rule: copies of `from` live at `to` (the rest of the path
+// below a prefix, and the tag, are kept).
+struct MirrorConfig {
+  RepoPattern from, to;
+  bool all_platforms = true;           // platforms: all (the default): byte-identical copies
+  std::vector<std::string> platforms;  // else the platforms copied
+  bool referrers = true;               // copy signatures, SBOMs, attestations too
+  std::vector<std::string> tags;       // kept besides the tags the Dockerfiles and watch: use
+  Mark mark, from_mark, to_mark;
+};
+
 struct Config {
   std::string file;  // the config file's path
   std::string database;
@@ -133,6 +156,8 @@ struct Config {
   // the database).
   int builds_concurrency = 2;
   std::string builds_logs;
+  // Local copies of public content (config/mirrors.h maps references).
+  std::vector<MirrorConfig> mirrors;
 
   const RegistryConfig* registry(const std::string& host) const;
 };

@@ -1,16 +1,25 @@
-// The SQLite store: watched references and their digests, the history of
-// changes (events), and the outbox of deliveries with their attempts.
+// The store: watched references and their digests, the history of changes
+// (events), and the outbox of deliveries with their attempts.
 //
-// One connection in WAL mode behind a mutex: every write goes through this
-// object, so there is exactly one writer; readers (the HTTP API) share it.
-// The schema version lives in PRAGMA user_version; open() migrates forward
-// and refuses a database newer than this binary knows.
+// An interface with one engine per database: SQLite (sqlite_store.h, the
+// default: one file, nothing to install). Store::open picks the engine from
+// the `database:` value. The callers (watcher, dispatcher, API, commands)
+// see only this interface; tests/db runs one contract suite against every
+// engine, so an engine's answers are the interface's, not its own.
+//
+// Every engine:
+//   - is safe to call from several threads (the API reads while the watcher
+//     and the dispatcher write); transaction() holds the store for its
+//     duration, and calls from inside it on the same thread join it;
+//   - keeps a schema version, migrates older databases forward on open, and
+//     refuses a database newer than k_schema_version with the same message;
+//   - returns expected failures as values (ErrorKind::not_found for "no such
+//     row" where a method says so, ErrorKind::io for database trouble).
 #pragma once
 
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -19,11 +28,10 @@
 #include "util/result.h"
 #include "util/time.h"
 
-struct sqlite3;
-struct sqlite3_stmt;
-
 namespace bw::db {
 
+// The version of the logical schema (tables, columns, meanings) this binary
+// reads and writes; every engine's migrations end at it.
 constexpr int k_schema_version = 2;
 
 struct RefState {
@@ -79,81 +87,97 @@ struct Attempt {
   std::string error;
   int64_t duration_ms = 0;
   std::string output_tail;  // command triggers: the end of the build log
-  std::string pushed_digest;  // build triggers: the digest of the image they pushed, "" when none
+  std::string pushed_digest;  // build triggers: the digest of the image they pushed, "" when none (schema 2)
 };
 
 class Store {
  public:
-  ~Store();
+  virtual ~Store() = default;
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
-  // Opens (creating if needed) and migrates. ":memory:" works for tests.
-  static Result<std::unique_ptr<Store>> open(const std::string& path);
-  int schema_version();
+  // Opens (creating if needed) and migrates the database that `database`
+  // names: a file path (SQLite; ":memory:" works for tests).
+  static Result<std::unique_ptr<Store>> open(const std::string& database);
 
-  // Runs `fn` in one transaction (BEGIN IMMEDIATE ... COMMIT); rolls back
-  // when it returns an error. Other calls on this Store from inside `fn` are
-  // allowed (the mutex is recursive).
-  Status transaction(const std::function<Status()>& fn);
+  // The schema version the database holds (k_schema_version once open), -1
+  // when it cannot be read.
+  virtual int schema_version() = 0;
+
+  // Runs `fn` in one transaction; rolls back when it returns an error (and
+  // returns that error), commits otherwise. Other calls on this Store from
+  // inside `fn` (on the same thread) are allowed and join it, transaction()
+  // included; other threads wait until it ends.
+  virtual Status transaction(const std::function<Status()>& fn) = 0;
 
   // References.
-  Result<std::optional<RefState>> get_ref(const std::string& ref);
-  Result<std::vector<RefState>> list_refs();
+  virtual Result<std::optional<RefState>> get_ref(const std::string& ref) = 0;
+  // Every row, ordered by ref.
+  virtual Result<std::vector<RefState>> list_refs() = 0;
   // The rows of `refs`, in that order; references without a row are left
   // out. One lookup by key each: a page of the API reads only its rows.
-  Result<std::vector<RefState>> get_refs(const std::vector<std::string>& refs);
+  virtual Result<std::vector<RefState>> get_refs(const std::vector<std::string>& refs) = 0;
   // The references whose last check failed (last_error set), without
   // reading the rest of their rows.
-  Result<std::set<std::string>> failing_refs();
+  virtual Result<std::set<std::string>> failing_refs() = 0;
   // Each reference's next_check, without reading the rest of its row.
-  Result<std::map<std::string, int64_t>> next_checks();
-  Status put_ref(const RefState& state);
+  virtual Result<std::map<std::string, int64_t>> next_checks() = 0;
+  // Inserts or replaces the whole row.
+  virtual Status put_ref(const RefState& state) = 0;
   // A successful check that found what is stored: the check times move,
   // the error clears, the digests stay. not_found when there is no row.
-  Status touch_ref(const std::string& ref, int64_t checked_at, int64_t next_check);
-  Status set_ref_error(const std::string& ref, const std::string& kind, const std::string& message, int64_t checked_at,
-                       int64_t next_check);
-  Status delete_ref(const std::string& ref);
+  virtual Status touch_ref(const std::string& ref, int64_t checked_at, int64_t next_check) = 0;
+  // A failed check: the error and the check times are set and failures
+  // counts up; digests stay. Creates a row (failures 1) when there is none.
+  virtual Status set_ref_error(const std::string& ref, const std::string& kind, const std::string& message, int64_t checked_at,
+                               int64_t next_check) = 0;
+  virtual Status delete_ref(const std::string& ref) = 0;
 
-  // Events.
-  Result<int64_t> add_event(const Event& event);
-  Result<std::vector<Event>> list_events(int limit);
+  // Events. add_event ignores event.id and returns the new id (increasing).
+  virtual Result<int64_t> add_event(const Event& event) = 0;
+  // The newest `limit` events, newest (detected_at, then id) first.
+  virtual Result<std::vector<Event>> list_events(int limit) = 0;
 
   // Outbox.
-  Status add_delivery(const Delivery& d);
+  // Inserts id, trigger, project, state, payload, attempts, created_at and
+  // next_attempt_at (updated_at = created_at; the rest start empty).
+  virtual Status add_delivery(const Delivery& d) = 0;
   // A pending delivery for (trigger, project) that has not been attempted
   // yet and is still waiting out its settle window: new changes join it.
-  Result<std::optional<Delivery>> find_settling(const std::string& trigger, const std::string& project, int64_t now);
-  Status update_settling(const std::string& id, const std::string& payload, int64_t next_attempt_at);
-  Result<std::vector<Delivery>> due_deliveries(int64_t now, int limit);
-  Result<std::optional<Delivery>> get_delivery(const std::string& id);
-  Result<std::vector<Delivery>> list_deliveries(std::optional<DeliveryState> state, int limit);
-  // Records an attempt and the delivery's new state in one transaction.
-  Status record_attempt(const Attempt& attempt, DeliveryState new_state, int64_t next_attempt_at);
-  Result<std::vector<Attempt>> list_attempts(const std::string& delivery_id);
-  // Queues a delivery again (any state): due now, attempts kept. not_found when unknown.
-  Status requeue(const std::string& id, int64_t now);
-  Result<std::map<std::string, int64_t>> delivery_counts();
+  // The oldest when there are several.
+  virtual Result<std::optional<Delivery>> find_settling(const std::string& trigger, const std::string& project,
+                                                        int64_t now) = 0;
+  // New payload and due time of a delivery not attempted yet (else nothing).
+  virtual Status update_settling(const std::string& id, const std::string& payload, int64_t next_attempt_at) = 0;
+  // Pending and failed deliveries due at `now`, by next_attempt_at then
+  // created_at, at most `limit`.
+  virtual Result<std::vector<Delivery>> due_deliveries(int64_t now, int limit) = 0;
+  virtual Result<std::optional<Delivery>> get_delivery(const std::string& id) = 0;
+  // Newest (created_at, then id) first; all states when `state` is empty.
+  virtual Result<std::vector<Delivery>> list_deliveries(std::optional<DeliveryState> state, int limit) = 0;
+  // Records an attempt and the delivery's new state in one transaction:
+  // attempts + 1, next_attempt_at, updated_at = attempt.at, last_status,
+  // last_error, and delivered_at = attempt.at when the new state is delivered.
+  virtual Status record_attempt(const Attempt& attempt, DeliveryState new_state, int64_t next_attempt_at) = 0;
+  // The delivery's attempts, oldest first.
+  virtual Result<std::vector<Attempt>> list_attempts(const std::string& delivery_id) = 0;
+  // Queues a delivery again (any state): due now, attempts kept; pending
+  // when never attempted, else failed. not_found when unknown.
+  virtual Status requeue(const std::string& id, int64_t now) = 0;
+  // Deliveries per state; all four states are present.
+  virtual Result<std::map<std::string, int64_t>> delivery_counts() = 0;
   // The earliest next_attempt_at of pending/failed deliveries, if any.
-  Result<std::optional<int64_t>> next_due();
+  virtual Result<std::optional<int64_t>> next_due() = 0;
 
   // Small key/value state (last poll time and such).
-  Status set_meta(const std::string& key, const std::string& value);
-  Result<std::optional<std::string>> get_meta(const std::string& key);
+  virtual Status set_meta(const std::string& key, const std::string& value) = 0;
+  virtual Result<std::optional<std::string>> get_meta(const std::string& key) = 0;
 
- private:
-  Store();
-  Status exec(const char* sql);
-  Status migrate();
-  // The connection's prepared statement for `sql` (prepared on first use,
-  // kept until close); nullptr when it does not compile. Call under m_mutex.
-  sqlite3_stmt* prepare(const std::string& sql);
-
-  struct Statements;
-  std::unique_ptr<Statements> m_statements;
-  sqlite3* m_db = nullptr;
-  std::recursive_mutex m_mutex;
+ protected:
+  Store() = default;
 };
+
+// The message every engine refuses a newer database with.
+std::string newer_schema_message(int version);
 
 }  // namespace bw::db

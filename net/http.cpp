@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <cctype>
+#include <algorithm>
 #include <deque>
 
 #include "util/strings.h"
@@ -156,19 +157,68 @@ Result<Response> HttplibClient::send(const Request& request) {
   req.method = request.method;
   req.path = url.target;
   for (const auto& [k, v] : request.headers) req.headers.emplace(k, v);
-  req.body = request.body;
+  if (request.body.size() > (64u << 10)) {
+    // Large bodies (upload chunks) are sent from the caller's buffer, not a copy.
+    req.content_length_ = request.body.size();
+    req.content_provider_ = [&request](size_t offset, size_t length, httplib::DataSink& sink) {
+      size_t n = std::min(length, request.body.size() - offset);
+      return sink.write(request.body.data() + offset, n);
+    };
+  } else {
+    req.body = request.body;
+  }
+  // A streamed answer: 2xx bodies go to the sink, others are kept (bounded)
+  // so their error JSON can still be read.
+  int streamed_status = 0;
+  std::string kept;
+  std::string sink_error;
+  constexpr size_t k_max_kept = 64 << 10;
+  if (request.body_sink) {
+    req.response_handler = [&](const httplib::Response& r) {
+      streamed_status = r.status;
+      return true;
+    };
+    req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+      if (streamed_status < 200 || streamed_status >= 300) {
+        kept.append(data, std::min(n, k_max_kept - std::min(kept.size(), k_max_kept)));
+        return true;
+      }
+      if (!request.body_sink(std::string_view(data, n))) {
+        sink_error = "transfer stopped by the receiver";
+        return false;
+      }
+      return true;
+    };
+  }
   httplib::Result res = client->send(req);
   if (!res) {
     auto err = res.error();
-    ErrorKind kind = ErrorKind::network;
-    if (err == httplib::Error::ConnectionTimeout) kind = ErrorKind::timeout;
-    if (err == httplib::Error::Read) kind = ErrorKind::timeout;  // httplib reports read timeouts as Read
-    return make_error(kind, request.method + " " + redact_url(request.url) + ": " + httplib::to_string(err));
+    std::string what = request.method + " " + redact_url(request.url) + ": ";
+    switch (err) {
+      case httplib::Error::Canceled:
+        return make_error(ErrorKind::network, what + (sink_error.empty() ? "canceled" : sink_error));
+      case httplib::Error::Read:
+        // httplib says Read for a read timeout and for a connection closed mid-answer.
+        return make_error(ErrorKind::timeout, what + "no complete answer within " + format_duration(request.timeout) +
+                                                  " (the read timed out or the connection was closed)");
+      case httplib::Error::Write:
+        return make_error(ErrorKind::network, what + "the connection was closed while sending the request");
+      case httplib::Error::Connection:
+      case httplib::Error::ConnectionTimeout:
+      case httplib::Error::SSLConnection:
+      case httplib::Error::SSLServerVerification: {
+        std::string why = diagnose_connect_failure(request.url, request.tls, request.timeout, httplib::to_string(err));
+        bool timed_out = err == httplib::Error::ConnectionTimeout || why.find("timed out") != std::string::npos;
+        return make_error(timed_out ? ErrorKind::timeout : ErrorKind::network, what + why);
+      }
+      default:
+        return make_error(ErrorKind::network, what + httplib::to_string(err));
+    }
   }
   Response out;
   out.status = res->status;
   for (const auto& [k, v] : res->headers) out.headers.emplace(to_lower(k), v);
-  out.body = std::move(res->body);
+  out.body = request.body_sink ? std::move(kept) : std::move(res->body);
   bool reusable = to_lower(out.header("connection")) != "close";
   if (reusable) {
     std::lock_guard lock(m_pool->mutex);
@@ -183,7 +233,19 @@ Result<Response> FakeHttpClient::send(const Request& request) {
     std::lock_guard lock(m_mutex);
     m_requests.push_back(request);
   }
-  return m_handler(request);
+  auto res = m_handler(request);
+  if (res && request.body_sink && res->status >= 200 && res->status < 300) {
+    // Streamed like the real client does: in pieces, the body left empty.
+    constexpr size_t k_piece = 16 << 10;
+    std::string body = std::move(res->body);
+    res->body.clear();
+    for (size_t at = 0; at < body.size(); at += k_piece) {
+      if (!request.body_sink(std::string_view(body).substr(at, k_piece))) {
+        return make_error(ErrorKind::network, request.method + " " + redact_url(request.url) + ": transfer stopped by the receiver");
+      }
+    }
+  }
+  return res;
 }
 
 std::vector<Request> FakeHttpClient::requests() const {

@@ -43,6 +43,12 @@ struct Request {
   std::string body;
   Millis timeout = k_default_timeout;
   TlsOptions tls;
+  // A streamed answer: when set, the body of a 2xx answer goes here piece by
+  // piece as it arrives and Response::body stays empty, so a blob of any size
+  // never sits in memory. Returning false stops the transfer (an Error of
+  // kind network, "transfer stopped: ..."). Other answers (errors, redirects)
+  // keep their body in Response::body as usual.
+  std::function<bool(std::string_view piece)> body_sink;
 };
 
 struct Response {
@@ -61,6 +67,13 @@ class HttpClient {
   // network) when there was none.
   virtual Result<Response> send(const Request& request) = 0;
 };
+
+// Why a connection to `url` failed, in the words curl would use: the name
+// did not resolve, the peer refused, the connect timed out, or TLS
+// verification failed and why. Called after a failed exchange: it connects
+// again, once, to find out. `fallback` is said when nothing more is learned.
+std::string diagnose_connect_failure(const std::string& url, const TlsOptions& tls, Millis timeout,
+                                     const std::string& fallback);
 
 // Keeps connections alive and reuses them per origin; safe to call from
 // several threads (each request borrows an idle connection or opens one).

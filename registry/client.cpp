@@ -104,6 +104,12 @@ std::string credentials_key(const Credentials& c) {
   return hmac_sha256_hex(salt, who);
 }
 
+Client::Access pull_access(const std::string& repository) {
+  Client::Access a;
+  a.repository = repository;
+  return a;
+}
+
 Millis jitter(Millis d) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   std::uniform_real_distribution<double> dist(0.8, 1.2);
@@ -447,7 +453,8 @@ Result<std::string> Client::fetch_token(Host& h, const View& v, const Bearer& be
   return token;
 }
 
-Result<net::Response> Client::request(Host& h, const View& v, const oci::Reference& ref, net::Request req, int& count) {
+Result<net::Response> Client::request(Host& h, const View& v, const Access& access, const std::string& what,
+                                      net::Request req, int& count) {
   // Budget: pauses (Retry-After, failures in a row) fail fast and the
   // scheduler waits them out; concurrency and per-minute spacing block.
   // Both limits are read from the host's current settings, not the view: a
@@ -483,6 +490,13 @@ Result<net::Response> Client::request(Host& h, const View& v, const oci::Referen
 
   req.tls = net::TlsOptions{true, v.settings->ca_file};
   req.timeout = v.settings->timeout;
+  // A push or a mount asks for its own scope; a pull reuses the one the
+  // registry's challenge named for the repository.
+  const bool own_scope = access.push || !access.mount_from.empty();
+  const std::string& repository = access.repository;
+  // Credentials go to the registry's own origin only (not to an upload
+  // Location or a redirect that points elsewhere).
+  const bool to_registry = req.url.rfind(base_url(*v.settings) + "/", 0) == 0;
   std::string challenged_with;
   std::optional<Credentials> sent;  // what the last attempt authenticated with
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -493,11 +507,24 @@ Result<net::Response> Client::request(Host& h, const View& v, const oci::Referen
       std::lock_guard lock(h.mutex);
       bearer = h.bearer;
       basic = h.basic;
-      auto s = h.scopes.find(ref.repository);
-      scope = s != h.scopes.end() ? s->second : oci::repository_scope(ref.repository);
+      if (own_scope) {
+        scope = "repository:" + repository + (access.push ? ":pull,push" : ":pull");
+        for (const auto& from : access.mount_from) scope += " repository:" + from + ":pull";
+      } else {
+        auto s = h.scopes.find(repository);
+        scope = s != h.scopes.end() ? s->second : oci::repository_scope(repository);
+      }
     }
-    net::Request r = req;
-    if (bearer || basic) {
+    // The attempt's request: the headers get the credentials; the body (an
+    // upload chunk may be megabytes) is lent, not copied.
+    net::Request r;
+    r.method = req.method;
+    r.url = req.url;
+    r.headers = req.headers;
+    r.timeout = req.timeout;
+    r.tls = req.tls;
+    r.body_sink = req.body_sink;
+    if ((bearer || basic) && to_registry) {
       BW_TRY(Credentials creds, credentials(h, v));
       sent = creds;
       if (bearer && !creds.registry_token.empty()) {
@@ -518,15 +545,16 @@ Result<net::Response> Client::request(Host& h, const View& v, const oci::Referen
         r.headers.emplace_back("Authorization", "Basic " + base64_encode(creds.username + ":" + creds.password));
       }
     }
-    const char* method = req.method == "HEAD" ? "HEAD" : "GET";
-    auto res = exchange(h, r, method, count);
-    if (!res) return make_error(res.error().kind, ref.str() + ": " + res.error().message);
+    std::swap(r.body, req.body);
+    auto res = exchange(h, r, req.method.c_str(), count);
+    std::swap(r.body, req.body);
+    if (!res) return make_error(res.error().kind, what + ": " + res.error().message);
     if (res->status == 429) {
       std::lock_guard lock(h.mutex);
-      return make_error(ErrorKind::rate_limited, ref.str() + ": too many requests; paused until " +
+      return make_error(ErrorKind::rate_limited, what + ": too many requests; paused until " +
                                                      format_rfc3339(from_unix_ms(h.status.paused_until)));
     }
-    if (res->status != 401) return res;
+    if (res->status != 401 || !to_registry) return res;
 
     // The token we sent (if any) is no good: never reuse it.
     if (bearer) forget_tokens(h.name + "|" + bearer->realm + "|" + bearer->service + "|" + scope + "|");
@@ -540,25 +568,25 @@ Result<net::Response> Client::request(Host& h, const View& v, const oci::Referen
       bool ours = false;
       for (const auto& s : oci::split_scopes(want)) {
         auto parsed = oci::parse_scope(s);
-        ours = ours || (parsed && parsed->name == ref.repository);
+        ours = ours || (parsed && parsed->name == repository);
       }
       // A challenge scope for another repository (or none) still needs ours.
-      if (!ours) want = oci::repository_scope(ref.repository);
+      if (!ours) want = oci::repository_scope(repository);
       std::lock_guard lock(h.mutex);
       h.bearer = Bearer{bc->realm(), bc->service()};
-      h.scopes[ref.repository] = want;
+      if (!own_scope) h.scopes[repository] = want;
       challenged_with = "Bearer";
     } else if (basic_c) {
       BW_TRY(Credentials creds, credentials(h, v));
       if (creds.username.empty()) {
-        return make_error(ErrorKind::unauthorized, ref.str() + ": the registry requires credentials (set registries." +
+        return make_error(ErrorKind::unauthorized, what + ": the registry requires credentials (set registries." +
                                                        h.name + ".username and password_file, or docker_config)");
       }
       std::lock_guard lock(h.mutex);
       h.basic = true;
       challenged_with = "Basic";
     } else {
-      return make_error(ErrorKind::unauthorized, ref.str() + ": unauthorized, and no usable WWW-Authenticate challenge");
+      return make_error(ErrorKind::unauthorized, what + ": unauthorized, and no usable WWW-Authenticate challenge");
     }
   }
   // A second 401 right after fresh credentials is a real refusal. Read the
@@ -573,11 +601,11 @@ Result<net::Response> Client::request(Host& h, const View& v, const oci::Referen
     h.creds.reset();
   }
   if (who.empty()) {
-    return make_error(ErrorKind::unauthorized, ref.str() + ": anonymous access refused (" + challenged_with +
+    return make_error(ErrorKind::unauthorized, what + ": anonymous access refused (" + challenged_with +
                                                    "); set registries." + h.name +
                                                    ".username and password_file, or docker_config");
   }
-  return make_error(ErrorKind::unauthorized, ref.str() + ": credentials refused (" + challenged_with + ", " + who + ")");
+  return make_error(ErrorKind::unauthorized, what + ": credentials refused (" + challenged_with + ", " + who + ")");
 }
 
 Result<std::pair<std::string, std::string>> Client::fetch_manifest(Host& h, const View& v, const oci::Reference& ref,
@@ -586,7 +614,7 @@ Result<std::pair<std::string, std::string>> Client::fetch_manifest(Host& h, cons
   req.method = "GET";
   req.url = base_url(*v.settings) + "/v2/" + ref.repository + "/manifests/" + tag_or_digest;
   req.headers.emplace_back("Accept", oci::k_accept_header);
-  auto res = request(h, v, ref, req, count);
+  auto res = request(h, v, pull_access(ref.repository), ref.str(), req, count);
   if (!res) return res.error();
   if (res->status != 200) {
     auto errors = oci::parse_error_body(res->body);
@@ -615,6 +643,41 @@ Result<std::pair<std::string, std::string>> Client::get_manifest(const oci::Refe
   return fetch_manifest(h, view(h), ref, tag_or_digest, count);
 }
 
+std::string Client::api_base(const std::string& registry) {
+  Host& h = host(registry);
+  return base_url(*view(h).settings);
+}
+
+Result<net::Response> Client::send(const std::string& registry, const Access& access, net::Request req,
+                                   const std::string& what) {
+  Host& h = host(registry);
+  const View v = view(h);
+  if (!req.url.empty() && req.url[0] == '/') req.url = base_url(*v.settings) + req.url;
+  int count = 0;
+  auto res = request(h, v, access, what, req, count);
+  for (int hop = 0; res && access.follow_redirects && hop < 3; ++hop) {
+    int st = res->status;
+    if (st != 301 && st != 302 && st != 303 && st != 307 && st != 308) break;
+    std::string location = res->header("location");
+    if (location.empty()) break;
+    // A redirect (a CDN, a bucket): the new URL without our credentials.
+    if (location[0] == '/') {
+      auto u = net::parse_url(req.url);
+      if (!u) break;
+      location = u->origin() + location;
+    }
+    net::Request next = req;
+    next.url = location;
+    next.headers.erase(std::remove_if(next.headers.begin(), next.headers.end(),
+                                      [](const auto& kv) { return to_lower(kv.first) == "authorization"; }),
+                       next.headers.end());
+    req = next;
+    res = exchange(h, next, next.method.c_str(), count);
+    if (!res) return make_error(res.error().kind, what + ": " + res.error().message);
+  }
+  return res;
+}
+
 Result<Resolved> Client::resolve(const oci::Reference& ref, const std::vector<oci::Platform>& platforms, const Known* known) {
   Host& h = host(ref.registry);
   const View v = view(h);  // one set of settings for the whole resolve
@@ -631,7 +694,7 @@ Result<Resolved> Client::resolve(const oci::Reference& ref, const std::vector<oc
     h.status.last_error_at = to_unix_ms(m_clock.now());
     return e;
   };
-  auto res = request(h, v, ref, req, out.requests);
+  auto res = request(h, v, pull_access(ref.repository), ref.str(), req, out.requests);
   if (!res) return record_error(res.error());
   if (res->status != 200) {
     // A HEAD has no body: classify by status alone. Never a GET instead.

@@ -92,6 +92,28 @@ class Client {
   // Hub). Returns the body and its media type.
   Result<std::pair<std::string, std::string>> get_manifest(const oci::Reference& ref, const std::string& tag_or_digest);
 
+  // What one request may do, which decides the token scope it is sent with.
+  struct Access {
+    std::string repository;               // the repository the request is about
+    bool push = false;                    // pull,push on it instead of pull
+    std::vector<std::string> mount_from;  // repositories of the same registry a mount reads (pull on each)
+    // Follow redirects (a blob GET that the registry sends to a CDN or a
+    // bucket): up to 3, to the new URL without the registry's credentials.
+    bool follow_redirects = false;
+  };
+  // One exchange with `registry`, with everything resolve's requests get:
+  // authentication (the scope from `access`: repository:<r>:pull[,push] plus
+  // repository:<m>:pull per mount source, in one token), the concurrency
+  // slot and per-minute budget, 429 pauses, the failure breaker, metrics.
+  // `req.url` is a path ("/v2/...") on the registry's API host, or an
+  // absolute URL the registry gave (an upload Location); credentials go only
+  // to the registry's own origin. Any HTTP answer is a Response; `what`
+  // names the request in errors ("docker.io/library/alpine@sha256:...").
+  Result<net::Response> send(const std::string& registry, const Access& access, net::Request req,
+                             const std::string& what);
+  // "https://host[:port]" (http:// when insecure) of a registry's API.
+  std::string api_base(const std::string& registry);
+
   // Replaces the registry settings while other threads resolve (what a
   // SIGHUP reload does). Returns the hosts whose settings changed, sorted;
   // a host absent from `settings` falls back to the defaults (anonymous, TLS
@@ -145,7 +167,8 @@ class Client {
   };
   Host& host(const std::string& name);
   View view(Host& h);
-  Result<net::Response> request(Host& h, const View& v, const oci::Reference& ref, net::Request req, int& count);
+  Result<net::Response> request(Host& h, const View& v, const Access& access, const std::string& what, net::Request req,
+                                int& count);
   // One HTTP exchange with its bookkeeping: counts, metrics, rate-limit
   // headers, 429 pauses, the failure breaker.
   Result<net::Response> exchange(Host& h, const net::Request& req, const char* method, int& count);

@@ -28,6 +28,28 @@ std::string sha256_hex(std::string_view bytes) {
 
 std::string sha256_digest(std::string_view bytes) { return "sha256:" + sha256_hex(bytes); }
 
+struct Sha256::State {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  ~State() { EVP_MD_CTX_free(ctx); }
+};
+
+Sha256::Sha256() : m_state(std::make_unique<State>()) {
+  if (!m_state->ctx || EVP_DigestInit_ex(m_state->ctx, EVP_sha256(), nullptr) != 1) throw std::runtime_error("sha256 init");
+}
+Sha256::~Sha256() = default;
+
+void Sha256::update(std::string_view bytes) { EVP_DigestUpdate(m_state->ctx, bytes.data(), bytes.size()); }
+
+std::string Sha256::digest() const {
+  EVP_MD_CTX* copy = EVP_MD_CTX_new();
+  EVP_MD_CTX_copy_ex(copy, m_state->ctx);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(copy, md, &len);
+  EVP_MD_CTX_free(copy);
+  return "sha256:" + hex_encode(std::string_view(reinterpret_cast<const char*>(md), len));
+}
+
 std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;

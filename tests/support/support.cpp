@@ -170,6 +170,8 @@ ordered_json platform_json(const Platform& p) {
   return j;
 }
 
+}  // namespace
+
 // A minimal valid ustar archive holding one regular file.
 std::string make_tar(const std::string& name, const std::string& content) {
   if (name.size() >= 100) throw std::invalid_argument("tar member name too long");
@@ -204,6 +206,8 @@ std::string make_tar(const std::string& name, const std::string& content) {
   out.append(1024, '\0');  // two zero blocks
   return out;
 }
+
+namespace {
 
 // ---------------------------------------------------------------------------
 // Spawning

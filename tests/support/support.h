@@ -38,6 +38,10 @@ class TempDir {
 // A free TCP port on 127.0.0.1 (bind to port 0, read it back, close).
 int free_port();
 
+// A minimal valid ustar archive holding one regular file (mode 0644, mtime
+// 0, so equal content gives equal bytes): a real image layer.
+std::string make_tar(const std::string& name, const std::string& content);
+
 // A child process with stdout+stderr appended to a log file. The destructor
 // sends SIGTERM, waits up to 5 s, then SIGKILL.
 // The child runs in its own session (setsid), so the destructor signals its

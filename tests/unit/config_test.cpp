@@ -63,7 +63,7 @@ TEST_CASE("config errors name file:line:column and the key, to the letter", "[un
         "/etc/bw/config.yaml:2:3: poll: unknown key \"intervall\" (expected one of: interval, jitter, concurrency, settle)");
   CHECK(parse_error("databse: x.db\n") ==
         "/etc/bw/config.yaml:1:1: unknown key \"databse\" (expected one of: database, listen, api, log, poll, defaults, "
-        "registries, watch, projects, triggers, retry, inbound, builds)");
+        "registries, watch, projects, triggers, retry, inbound, builds, mirrors)");
   CHECK(parse_error("poll: {interval: 5 minutes}\nprojects: [{name: a, dockerfile: /D}]\n") ==
         "/etc/bw/config.yaml:1:18: poll.interval: invalid duration \"5 minutes\": unknown unit \"minutes\" (use ms, s, m, h or d)");
   CHECK(parse_error("poll: {concurrency: many}\nprojects: [{name: a, dockerfile: /D}]\n") ==

@@ -84,3 +84,18 @@ TEST_CASE("metrics render in the Prometheus text format", "[unit][util]") {
         "# HELP basewatch_x_total Things.\n# TYPE basewatch_x_total counter\n"
         "basewatch_x_total{registry=\"docker.io\",outcome=\"ok\"} 3\n");
 }
+
+TEST_CASE("Sha256 over pieces equals the digest of the whole", "[unit][util]") {
+  std::string whole;
+  for (int i = 0; i < 5000; ++i) whole += static_cast<char>(i * 7 % 251);
+  CHECK(sha256_digest("") == "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  for (size_t piece : {1u, 7u, 64u, 1000u, 5000u}) {
+    Sha256 h;
+    for (size_t at = 0; at < whole.size(); at += piece) h.update(std::string_view(whole).substr(at, piece));
+    INFO(piece);
+    CHECK(h.digest() == sha256_digest(whole));
+    // digest() does not end the hash: more bytes go on from there.
+    h.update("x");
+    CHECK(h.digest() == sha256_digest(whole + "x"));
+  }
+}

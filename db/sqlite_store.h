@@ -1,0 +1,75 @@
+// The SQLite engine of the store (the default): one file, one connection in
+// WAL mode behind a recursive mutex, so every write goes through this object
+// (exactly one writer) and readers (the HTTP API) share it. The schema
+// version lives in PRAGMA user_version; open() migrates forward and refuses a
+// database newer than this binary knows. Statements are prepared once per
+// connection and reset after use.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "db/store.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace bw::db {
+
+class SqliteStore final : public Store {
+ public:
+  ~SqliteStore() override;
+
+  // Opens (creating if needed) the file at `path` and migrates it to
+  // `schema` (k_schema_version but in tests of the migrations). ":memory:"
+  // works for tests.
+  static Result<std::unique_ptr<SqliteStore>> open(const std::string& path, int schema = k_schema_version);
+
+  int schema_version() override;
+  Status transaction(const std::function<Status()>& fn) override;
+
+  Result<std::optional<RefState>> get_ref(const std::string& ref) override;
+  Result<std::vector<RefState>> list_refs() override;
+  Result<std::vector<RefState>> get_refs(const std::vector<std::string>& refs) override;
+  Result<std::set<std::string>> failing_refs() override;
+  Result<std::map<std::string, int64_t>> next_checks() override;
+  Status put_ref(const RefState& state) override;
+  Status touch_ref(const std::string& ref, int64_t checked_at, int64_t next_check) override;
+  Status set_ref_error(const std::string& ref, const std::string& kind, const std::string& message, int64_t checked_at,
+                       int64_t next_check) override;
+  Status delete_ref(const std::string& ref) override;
+
+  Result<int64_t> add_event(const Event& event) override;
+  Result<std::vector<Event>> list_events(int limit) override;
+
+  Status add_delivery(const Delivery& d) override;
+  Result<std::optional<Delivery>> find_settling(const std::string& trigger, const std::string& project, int64_t now) override;
+  Status update_settling(const std::string& id, const std::string& payload, int64_t next_attempt_at) override;
+  Result<std::vector<Delivery>> due_deliveries(int64_t now, int limit) override;
+  Result<std::optional<Delivery>> get_delivery(const std::string& id) override;
+  Result<std::vector<Delivery>> list_deliveries(std::optional<DeliveryState> state, int limit) override;
+  Status record_attempt(const Attempt& attempt, DeliveryState new_state, int64_t next_attempt_at) override;
+  Result<std::vector<Attempt>> list_attempts(const std::string& delivery_id) override;
+  Status requeue(const std::string& id, int64_t now) override;
+  Result<std::map<std::string, int64_t>> delivery_counts() override;
+  Result<std::optional<int64_t>> next_due() override;
+
+  Status set_meta(const std::string& key, const std::string& value) override;
+  Result<std::optional<std::string>> get_meta(const std::string& key) override;
+
+ private:
+  SqliteStore();
+  Status exec(const char* sql);
+  Status migrate(int schema);
+  // The connection's prepared statement for `sql` (prepared on first use,
+  // kept until close); nullptr when it does not compile. Call under m_mutex.
+  sqlite3_stmt* prepare(const std::string& sql);
+
+  struct Statements;
+  std::unique_ptr<Statements> m_statements;
+  sqlite3* m_db = nullptr;
+  std::recursive_mutex m_mutex;
+};
+
+}  // namespace bw::db
