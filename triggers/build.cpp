@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -133,6 +134,13 @@ BuildStep make_step(std::string label, std::vector<std::string> argv, BuildStep:
   step.creates = std::move(creates);
   step.operands = operands;
   return step;
+}
+
+// "1.234s": how long a step took, for the log (bench/builds reads it).
+std::string seconds_text(std::chrono::steady_clock::duration d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3fs", std::chrono::duration<double>(d).count());
+  return buf;
 }
 
 uintmax_t file_size(const std::string& path) {
@@ -494,6 +502,7 @@ Outcome BuildTrigger::deliver(const db::Delivery& d) {
   const auto deadline = started + m_cfg.timeout;
   std::optional<Outcome> failure;
   std::set<std::string> created;
+  std::string pushed;  // the digest the push step wrote
   for (auto step : steps) {
     if (step.kind != BuildStep::Kind::cleanup && failure) continue;
     if (step.kind == BuildStep::Kind::cleanup) {
@@ -520,9 +529,17 @@ Outcome BuildTrigger::deliver(const db::Delivery& d) {
     }
     log.line(step.label + ": " + command_line(step.argv));
     const auto output_from = file_size(log.path());
+    const auto step_started = std::chrono::steady_clock::now();
     auto run = m_runner.run(spec);
     bool ok = run && run->exit_code == 0 && !run->timed_out && run->signal == 0;
+    log.line(step.label + ": " + (ok ? "done" : "failed") + " in " + seconds_text(std::chrono::steady_clock::now() - step_started));
     if (ok && !step.creates.empty()) created.insert(step.creates);
+    if (ok && step.label == "push") {
+      // Pushed: the projects FROM the image need not wait for the cleanup.
+      auto digest = read_file(s.digest_file);
+      pushed = digest ? std::string(trim(*digest)) : "";
+      if (oci::is_valid_digest(pushed) && m_on_pushed) m_on_pushed(project.image);
+    }
     if (ok || step.kind == BuildStep::Kind::cleanup || step.kind == BuildStep::Kind::may_fail) {
       if (!ok) log.line(step.label + " failed (" + (run ? run_failure(*run, spec.timeout) : run.error().message) + "); going on");
       continue;
@@ -546,8 +563,6 @@ Outcome BuildTrigger::deliver(const db::Delivery& d) {
   out.delivered = true;
   out.status = 0;
   if (s.push) {
-    auto digest = read_file(s.digest_file);
-    std::string pushed = digest ? std::string(trim(*digest)) : "";
     if (!oci::is_valid_digest(pushed)) {
       return fail(m_cfg.builder + " push exited 0 but wrote no digest to --digestfile: the image may not have been pushed");
     }
@@ -555,7 +570,6 @@ Outcome BuildTrigger::deliver(const db::Delivery& d) {
     log.line("pushed " + project.image + "@" + pushed);
   }
   out.output_tail = read_tail(log.path(), k_output_tail_bytes);
-  if (s.push && m_on_pushed) m_on_pushed(project.image);
   return out;
 }
 

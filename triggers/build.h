@@ -19,7 +19,8 @@
 //     for several; then removes its local names (the bases stay cached);
 //  4. removes the temporary folder, whatever happened.
 // Every step's output goes to <builds.logs>/<delivery id>.<attempt>.log,
-// after a line naming the command. The attempt keeps the exit code, the
+// between a line naming the command and one saying how it ended and how
+// long it took ("basewatch: push: done in 0.412s"). The attempt keeps the exit code, the
 // duration, the pushed digest and the log's tail; `timeout` covers all the
 // steps together (the whole process group is killed). A failure is retried
 // as retry.* says.

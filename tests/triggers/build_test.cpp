@@ -242,7 +242,8 @@ TEST_CASE("build: one platform, pinned, annotated, pushed with the digest read b
   CHECK(log.find("basewatch: pinned " + h.ws.context() + "/Dockerfile:2: golang:${GO} -> docker.io/library/golang:1.23@" +
                  k_golang_new + "\n") != std::string::npos);
   CHECK(log.find("basewatch: build linux/amd64: buildah build --pull=always -f " + copy) != std::string::npos);
-  CHECK(log.find("output of build\n") != std::string::npos);
+  CHECK(log.find("output of build\nbasewatch: build linux/amd64: done in ") != std::string::npos);
+  CHECK(log.find("output of push\nbasewatch: push: done in ") != std::string::npos);
   CHECK(log.find("basewatch: pushed registry.example.com/app/web:latest@" + k_pushed + "\n") != std::string::npos);
   CHECK(out.output_tail == log);
 }
