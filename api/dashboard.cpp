@@ -43,6 +43,9 @@ form{margin:0}
 .pager{margin:0;padding:8px 14px;color:var(--muted);display:flex;gap:16px;flex-wrap:wrap}
 .pager a{color:var(--accent)}
 details summary{cursor:pointer;color:var(--accent)}
+.graph{overflow:auto;padding:4px 14px 12px;max-height:640px}
+.legend .sw{display:inline-block;width:20px;height:10px;border:1px solid #8a94a0;border-radius:3px;margin:0 4px 0 10px;vertical-align:-1px}
+.sw.up{background:#eef4fb}.sw.mi{background:#f1effa}.sw.pr{background:#fff}.sw.im{background:#eef8f0}
 pre.log{font:12px ui-monospace,"DejaVu Sans Mono",monospace;background:#0f1720;color:#d7e0ea;padding:8px 10px;border-radius:4px;
 max-height:260px;max-width:720px;overflow:auto;white-space:pre-wrap;word-break:break-all;margin:6px 0 0}
 )CSS";
@@ -341,6 +344,14 @@ std::string render_dashboard(const DashboardInput& in) {
        tile("failed", failed, failed ? "t-warn" : "") + tile("dead", dead, dead ? "t-bad" : "") +
        tile("delivered", num(c, "delivered"));
   h += "</div>";
+  if (!in.graph_svg.empty()) {
+    h += "<section id=\"graph-section\"><h2>Dependency graph</h2><p class=\"pager\"><span>";
+    h += in.graph_change.empty() ? "No change yet." : "The latest change and what it rebuilt, highlighted: <code>" + html_escape(in.graph_change) + "</code>";
+    h += "</span><span class=\"legend\"><i class=\"sw up\"></i>upstream <i class=\"sw mi\"></i>mirror <i class=\"sw pr\"></i>"
+         "project <i class=\"sw im\"></i>produced image &middot; dashed: copied to the mirror</span>";
+    if (!in.graph_note.empty()) h += "<span>" + html_escape(in.graph_note) + "</span>";
+    h += "</p><div class=\"graph\">" + in.graph_svg + "</div></section>";
+  }
   h += images_section(in);
   h += deliveries_section(in.deliveries, in.now);
   h += builds_section(in.builds, in.now);

@@ -31,6 +31,12 @@ struct DashboardInput {
   // (type build and command), newest first, whatever their state.
   nlohmann::json builds;
   bool token_required = false;  // api.token_file is set: buttons send the pasted token
+  // The dependency graph as an inline <svg> (graph_svg.h), the latest change
+  // it highlights ("" for none) and what a large graph left out ("" for
+  // nothing). No graph section when graph_svg is empty.
+  std::string graph_svg;
+  std::string graph_change;
+  std::string graph_note;
 };
 
 // Builds listed on the dashboard.

@@ -8,6 +8,8 @@
 // refuses.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -122,6 +124,8 @@ struct Chain {
     s.dir.write("base/Dockerfile", "FROM " + upstream + "\nRUN echo hardened > /base-marker\n");
     s.dir.write("app/Dockerfile", "FROM " + internal + "\nRUN cat /base-marker /etc/release && echo app > /app-marker\n");
     s.start(s.head({&registry}) +
+            // Only drawn for now (the dashboard's graph): the upstream and where its copies live.
+            "mirrors:\n  - {from: \"" + registry.host() + "/upstream/*\", to: \"" + registry.host() + "/hub/upstream/*\"}\n"
             "projects:\n"
             "  - {name: base, dockerfile: base/Dockerfile, image: \"" + internal + "\", triggers: [rebuild]}\n"
             "  - {name: app, dockerfile: app/Dockerfile, image: \"" + registry.host() + "/apps/app:latest\", triggers: [rebuild]}\n"
@@ -262,15 +266,51 @@ TEST_CASE_METHOD(Chain, "a chain of two real builds: the base project pushes int
   CHECK(app_body["payload"]["changes"][0]["source"] == "build");
   CHECK(s.delivery(base["id"])["payload"]["plan"] == json::array({"base", "app"}));
 
-  // The dashboard lists both builds with what they pushed.
-  auto page = http_call(s.port, "GET", "/");
-  REQUIRE(page.status == 200);
-  CHECK(page.body.find("<section id=\"builds\">") != std::string::npos);
+  // The dashboard, as headless Chromium renders it: both builds with what
+  // they pushed, and the graph with the chain's path highlighted.
+  REQUIRE(access(k_chromium, X_OK) == 0);  // scripts/install-deps installs chromium
+  std::string url = "http://127.0.0.1:" + std::to_string(s.port) + "/";
+  auto dom = chromium(s.dir.path(), {"--dump-dom", url});
+  INFO(dom.errors);
+  REQUIRE(dom.status == 0);
+  const std::string& html = dom.output;
+  CHECK(html.find("<section id=\"builds\">") != std::string::npos);
   for (const json* d : {&base, &app}) {
-    CHECK(page.body.find("<td><code>" + (*d)["id"].get<std::string>() + "</code></td>") != std::string::npos);
+    CHECK(html.find("<td><code>" + (*d)["id"].get<std::string>() + "</code></td>") != std::string::npos);
     std::string digest = (*d)["last_attempt"]["pushed_digest"];
-    CHECK(page.body.find("<code title=\"" + digest + "\">" + digest.substr(7, 12) + "</code>") != std::string::npos);
+    CHECK(html.find("<code title=\"" + digest + "\">" + digest.substr(7, 12) + "</code>") != std::string::npos);
   }
+  // The latest change that fired is internal/base's (basewatch's own push);
+  // the chain goes back to the upstream fix that built it: upstream (and
+  // its mirror) -> base -> internal/base -> app -> apps/app, all lit.
+  CHECK(html.find("<svg xmlns=\"http://www.w3.org/2000/svg\" id=\"graph\"") != std::string::npos);
+  CHECK(html.find("<g class=\"node kind-upstream s-changed hl\" data-id=\"" + upstream + "\"") != std::string::npos);
+  CHECK(html.find("<g class=\"node kind-mirror s-unknown hl\" data-id=\"" + registry.host() + "/hub/upstream/busybox:1\"") !=
+        std::string::npos);
+  CHECK(html.find("<g class=\"node kind-project s-built hl\" data-id=\"base\"") != std::string::npos);
+  CHECK(html.find("<g class=\"node kind-image s-changed hl\" data-id=\"" + internal + "\"") != std::string::npos);
+  CHECK(html.find("<g class=\"node kind-project s-built hl\" data-id=\"app\"") != std::string::npos);
+  CHECK(html.find("<g class=\"node kind-image s-unknown hl\" data-id=\"" + registry.host() + "/apps/app:latest\"") !=
+        std::string::npos);
+  CHECK(count_of(html, "class=\"edge hl\"") == 4);  // upstream -> base -> internal/base -> app -> apps/app
+  CHECK(count_of(html, "class=\"edge copy hl\"") == 1);
+  CHECK(html.find("The latest change and what it rebuilt, highlighted: <code>" + upstream + " sha256:" + fix.substr(7, 0)) !=
+        std::string::npos);
+  CHECK(html.find(", then " + internal + " built</code>") != std::string::npos);
+
+  std::string shot = s.dir.path() + "/dashboard.png";
+  auto screenshot = chromium(s.dir.path(), {"--screenshot=" + shot, "--window-size=1400,1000", "--hide-scrollbars", url});
+  INFO(screenshot.errors);
+  CHECK(screenshot.status == 0);
+  REQUIRE(fs::exists(shot));
+  CHECK(fs::file_size(shot) > 20'000);
+  if (const char* keep = std::getenv("BASEWATCH_DASHBOARD_SHOT")) fs::copy_file(shot, keep, fs::copy_options::overwrite_existing);
+
+  // The same picture on its own, for links and READMEs.
+  auto svg = http_call(s.port, "GET", "/v1/graph?format=svg");
+  CHECK(svg.status == 200);
+  CHECK(svg.content_type == "image/svg+xml");
+  CHECK(svg.body.rfind("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg ", 0) == 0);
 }
 
 TEST_CASE_METHOD(Chain, "an image already built on the new base is not built again; what depends on it still is",
