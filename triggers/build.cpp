@@ -328,45 +328,9 @@ BuildTrigger::BuildTrigger(config::TriggerConfig cfg, const Seams& seams)
       m_clock(seams.clock),
       m_on_pushed(seams.on_pushed) {}
 
-Outcome BuildTrigger::deliver(const db::Delivery& d) {
-  auto changes = build_changes(d);
-  if (!changes) return refused(changes.error());
-  if (auto cannot = prepare_log_folder()) return *cannot;
-  BuildLog log(log_path(d.id, d.attempts + 1));
-  // Failures before the builder runs: in the log and in the attempt.
-  auto fail = [&](const std::string& why) {
-    log.line("error: " + why);
-    Outcome out;
-    out.error = why + " (log: " + log.path() + ")";
-    out.output_tail = read_tail(log.path(), k_output_tail_bytes);
-    return out;
-  };
-  const auto started = std::chrono::steady_clock::now();
-  RealClock real_clock;
-  const ClockSource& clock = m_clock ? *m_clock : real_clock;
-
-  std::error_code ec;
-  std::optional<BuildProject> found = m_project ? m_project(d.project) : std::nullopt;
-  if (d.project.empty() || !found) {
-    return fail("project \"" + d.project + "\" is not configured: a build trigger builds a project's Dockerfile");
-  }
-  // The builder runs in the context folder: relative paths (relative to
-  // basewatch's working directory, as the config resolved them) are made
-  // absolute first.
-  BuildProject project = *found;
-  project.dockerfile = fs::absolute(project.dockerfile, ec).lexically_normal().string();
-  project.context = fs::absolute(project.context, ec).lexically_normal().string();
-  log.line("delivery " + d.id + ", attempt " + std::to_string(d.attempts + 1) + ": building project " + project.name +
-           " (" + project.dockerfile + ") with " + m_cfg.builder);
-  if (m_cfg.push && project.image.empty()) return fail("project " + project.name + " has no image: to push to");
-  auto text = read_file(project.dockerfile);
-  if (!text) return fail("cannot read the Dockerfile: " + text.error().message);
-  if (!fs::exists(project.context, ec)) return fail("the build context " + project.context + " does not exist");
-  if (!fs::is_directory(project.context, ec)) return fail("the build context " + project.context + " is not a folder");
-
-  // What to pin: each change, through its mirror when it has one.
+std::vector<dockerfile::BasePin> base_pins(const std::vector<BuildChange>& changes) {
   std::vector<dockerfile::BasePin> pins;
-  for (const auto& c : *changes) {
+  for (const auto& c : changes) {
     dockerfile::BasePin pin;
     pin.names = {c.ref};
     if (!c.upstream_ref.empty()) pin.names.push_back(c.upstream_ref);
@@ -380,31 +344,31 @@ Outcome BuildTrigger::deliver(const db::Delivery& d) {
     }
     pins.push_back(std::move(pin));
   }
+  return pins;
+}
 
-  TempFolder tmp;
-  if (tmp.path().empty()) return fail(tmp.error());
-  BuildSettings s;
-  s.builder = m_cfg.builder;
-  s.push = m_cfg.push;
-  s.args = m_cfg.args;
-  s.project = project;
-  s.delivery_id = d.id;
-  s.attempt = d.attempts + 1;
-  s.created = format_rfc3339(clock.now());
-  s.digest_file = tmp.path() + "/digest";
+namespace {
 
-  // One pinned copy per distinct text (a FROM may depend on TARGETARCH).
-  std::set<std::string> hosts;  // every registry the build talks to
+using Env = std::vector<std::pair<std::string, std::string>>;
+
+// One pinned copy per distinct text (a FROM may depend on TARGETARCH) in
+// `folder`, and s.variants, one per platform. Returns the registries the
+// copies name (what the build pulls from).
+Result<std::set<std::string>> write_pinned_copies(const BuildProject& project, const std::string& text,
+                                                  const std::vector<dockerfile::BasePin>& pins, const std::string& folder,
+                                                  const BuildLog& log, BuildSettings& s) {
+  std::set<std::string> hosts;
   std::map<std::string, std::string> copies;  // text -> path
   std::set<std::string> said;
+  std::error_code ec;
   const std::string name = fs::path(project.dockerfile).filename().string();
   for (const auto& platform : project.platforms) {
     dockerfile::ScanOptions opts;
     opts.build_args = project.build_args;
     opts.target = project.target;
     opts.platform = platform;
-    auto pinned = dockerfile::pin_bases(*text, project.dockerfile, opts, pins);
-    if (!pinned) return fail("cannot pin the bases: " + pinned.error().message);
+    auto pinned = dockerfile::pin_bases(text, project.dockerfile, opts, pins);
+    if (!pinned) return make_error(ErrorKind::invalid, "cannot pin the bases: " + pinned.error().message);
     for (const auto& u : pinned->pinned) {
       std::string note = project.dockerfile + ":" + std::to_string(u.line) + ": " + u.written + " -> " + u.pinned;
       if (said.insert(note).second) log.line("pinned " + note);
@@ -415,8 +379,9 @@ Outcome BuildTrigger::deliver(const db::Delivery& d) {
     for (const auto& use : dockerfile::scan(pinned->text, project.dockerfile, opts).images) hosts.insert(use.ref.registry);
     auto [it, fresh] = copies.emplace(pinned->text, "");
     if (fresh) {
-      it->second = tmp.path() + "/" + (copies.size() == 1 ? name : name + "." + std::to_string(copies.size()));
-      if (auto st = write_private(it->second, pinned->text, 0644); !st) return fail(st.error().message);
+      it->second = folder + "/" + (copies.size() == 1 ? name : name + "." + std::to_string(copies.size()));
+      BW_TRY(auto written, write_private(it->second, pinned->text, 0644));
+      (void)written;
       // buildah reads <Dockerfile>.dockerignore next to the file it is given.
       for (const char* ignore : {".dockerignore", ".containerignore"}) {
         std::string next_to = project.dockerfile + ignore;
@@ -425,85 +390,89 @@ Outcome BuildTrigger::deliver(const db::Delivery& d) {
     }
     s.variants.push_back(BuildVariant{platform, it->second, pinned->runtime_base, pinned->runtime_base_pinned});
   }
-  std::string push_host;
-  if (!project.image.empty()) {
-    if (auto img = oci::parse_reference(project.image)) push_host = img->registry;
-    else return fail("image " + project.image + ": " + img.error().message);
-    hosts.insert(push_host);
-  }
+  return hosts;
+}
 
-  // Credentials, plain HTTP and CAs from basewatch's registries:, for the
-  // registries of this build only.
+// What basewatch's registries: say about the build's registries, as files
+// in `folder`: the auth file (s.authfile), the CAs (s.cert_dir), and for
+// plain HTTP a registries.conf (in `env`) and s.push_insecure.
+Status write_registry_files(const std::set<std::string>& hosts, const std::string& push_host,
+                            const std::map<std::string, config::RegistryConfig>& registries, const std::string& builder,
+                            const std::string& folder, const BuildLog& log, BuildSettings& s, Env& env) {
   std::vector<HostCredentials> creds;
-  std::vector<std::string> insecure_pulls;
+  std::vector<std::string> insecure;  // sorted: hosts is a set
   std::string cert_text;
   for (const auto& host : hosts) {
-    auto r = m_registries.find(host);
-    if (r == m_registries.end()) continue;
+    auto r = registries.find(host);
+    if (r == registries.end()) continue;
     const config::RegistryConfig& rc = r->second;
     HostCredentials hc{host, rc.username, rc.password, ""};
     if (rc.username.empty() && !rc.docker_config.empty()) {
-      auto c = registry::load_docker_config_credentials(rc.docker_config, host,
-                                                        [](const std::string& helper, const std::string& url) {
-                                                          return registry::run_credential_helper(helper, url);
-                                                        });
-      if (!c) return fail("registry " + host + ": " + c.error().message);
-      hc.username = c->username;
-      hc.password = c->password;
-      hc.identity_token = c->identity_token;
-      if (!c->registry_token.empty() && c->identity_token.empty() && c->username.empty()) {
-        log.line("note: registry " + host + ": a registrytoken cannot be handed to " + m_cfg.builder + "; it goes there without credentials");
+      BW_TRY(auto c, registry::load_docker_config_credentials(rc.docker_config, host,
+                                                             [](const std::string& helper, const std::string& url) {
+                                                               return registry::run_credential_helper(helper, url);
+                                                             }));
+      hc.username = c.username;
+      hc.password = c.password;
+      hc.identity_token = c.identity_token;
+      if (!c.registry_token.empty() && c.identity_token.empty() && c.username.empty()) {
+        log.line("note: registry " + host + ": a registrytoken cannot be handed to " + builder + "; it goes there without credentials");
       }
     }
     if (!hc.username.empty() || !hc.identity_token.empty()) creds.push_back(std::move(hc));
-    if (rc.insecure && host != push_host) insecure_pulls.push_back(host);
-    if (rc.insecure && host == push_host) {
-      s.push_insecure = true;
-      insecure_pulls.push_back(host);  // a build may pull the image it pushes (a multi-stage cache)
+    if (rc.insecure) {
+      insecure.push_back(host);  // pulled from (a FROM may name the registry it pushes to, too)
+      if (host == push_host) s.push_insecure = true;
     }
     if (!rc.ca_file.empty()) {
       auto ca = read_file(rc.ca_file);
-      if (!ca) return fail("registry " + host + ": ca_file: " + ca.error().message);
+      if (!ca) return make_error(ErrorKind::io, "registry " + host + ": ca_file: " + ca.error().message);
       cert_text += *ca + "\n";
     }
   }
   if (!creds.empty()) {
-    s.authfile = tmp.path() + "/auth.json";
-    if (auto st = write_private(s.authfile, auth_file_json(creds)); !st) return fail(st.error().message);
+    s.authfile = folder + "/auth.json";
+    BW_TRY(auto written, write_private(s.authfile, auth_file_json(creds)));
+    (void)written;
     std::vector<std::string> named;
     for (const auto& c : creds) named.push_back(c.host);
     log.line("credentials for " + join(named, ", ") + " from registries: (a private auth file)");
   }
   if (!cert_text.empty()) {
-    s.cert_dir = tmp.path() + "/certs";
+    s.cert_dir = folder + "/certs";
+    std::error_code ec;
     fs::create_directory(s.cert_dir, ec);
-    if (auto st = write_private(s.cert_dir + "/registries.crt", cert_text, 0644); !st) return fail(st.error().message);
+    BW_TRY(auto written, write_private(s.cert_dir + "/registries.crt", cert_text, 0644));
+    (void)written;
   }
-  std::vector<std::pair<std::string, std::string>> env = {{"BASEWATCH_DELIVERY_ID", d.id}, {"BASEWATCH_PROJECT", project.name}};
-  if (!insecure_pulls.empty()) {
-    std::sort(insecure_pulls.begin(), insecure_pulls.end());
-    insecure_pulls.erase(std::unique(insecure_pulls.begin(), insecure_pulls.end()), insecure_pulls.end());
+  if (!insecure.empty()) {
     const char* given = std::getenv("CONTAINERS_REGISTRIES_CONF");
     std::string base_path = given && *given ? given : k_system_registries_conf;
+    std::error_code ec;
     auto base = fs::exists(base_path, ec) ? read_file(base_path) : Result<std::string>(std::string());
-    std::string conf = registries_conf_text(base ? *base : "", insecure_pulls);
-    std::string conf_path = tmp.path() + "/registries.conf";
-    if (auto st = write_private(conf_path, conf, 0644); !st) return fail(st.error().message);
+    std::string conf_path = folder + "/registries.conf";
+    BW_TRY(auto written, write_private(conf_path, registries_conf_text(base ? *base : "", insecure), 0644));
+    (void)written;
     if (base && !base->empty() && is_v1_registries_conf(*base)) {
       log.line("note: " + base_path + " is in the v1 format, which cannot be mixed with basewatch's tables: left out of this build");
     }
     env.emplace_back("CONTAINERS_REGISTRIES_CONF", conf_path);
-    log.line("plain HTTP for " + join(insecure_pulls, ", ") + " (CONTAINERS_REGISTRIES_CONF=" + conf_path + ")");
+    log.line("plain HTTP for " + join(insecure, ", ") + " (CONTAINERS_REGISTRIES_CONF=" + conf_path + ")");
   }
+  return ok_status();
+}
 
-  // Run: the required steps in order until one fails, then the cleanup of
-  // what they made.
-  auto steps = plan_build(s);
-  const auto deadline = started + m_cfg.timeout;
+// Runs the steps of plan_build(s); `pushed` gets the digest the push wrote
+// (and `on_pushed` is told at once). The Outcome of the first required step
+// that failed, else delivered.
+Outcome run_steps(ProcessRunner& runner, const config::TriggerConfig& cfg, const std::function<void(const std::string&)>& on_pushed,
+                  const BuildSettings& s, const Env& env, const BuildLog& log, std::chrono::steady_clock::time_point deadline,
+                  std::string& pushed) {
+  // The required steps in order until one fails, then the cleanup of what
+  // they made.
   std::optional<Outcome> failure;
   std::set<std::string> created;
-  std::string pushed;  // the digest the push step wrote
-  for (auto step : steps) {
+  for (auto step : plan_build(s)) {
     if (step.kind != BuildStep::Kind::cleanup && failure) continue;
     if (step.kind == BuildStep::Kind::cleanup) {
       auto first = step.argv.begin() + static_cast<std::ptrdiff_t>(std::min(step.operands, step.argv.size()));
@@ -513,7 +482,7 @@ Outcome BuildTrigger::deliver(const db::Delivery& d) {
     ProcessSpec spec;
     spec.argv = step.argv;
     spec.env = env;
-    spec.workdir = project.context;
+    spec.workdir = s.project.context;
     spec.log_path = log.path();
     spec.append_log = true;
     if (step.kind == BuildStep::Kind::cleanup) {
@@ -523,14 +492,14 @@ Outcome BuildTrigger::deliver(const db::Delivery& d) {
       if (spec.timeout.count() <= 0) {
         ProcessResult timed;
         timed.timed_out = true;
-        failure = task_outcome(timed, m_cfg.timeout, log.path(), m_cfg.builder + " " + step.label + ": ");
+        failure = task_outcome(timed, cfg.timeout, log.path(), cfg.builder + " " + step.label + ": ");
         continue;
       }
     }
     log.line(step.label + ": " + command_line(step.argv));
     const auto output_from = file_size(log.path());
     const auto step_started = std::chrono::steady_clock::now();
-    auto run = m_runner.run(spec);
+    auto run = runner.run(spec);
     bool ok = run && run->exit_code == 0 && !run->timed_out && run->signal == 0;
     log.line(step.label + ": " + (ok ? "done" : "failed") + " in " + seconds_text(std::chrono::steady_clock::now() - step_started));
     if (ok && !step.creates.empty()) created.insert(step.creates);
@@ -538,13 +507,13 @@ Outcome BuildTrigger::deliver(const db::Delivery& d) {
       // Pushed: the projects FROM the image need not wait for the cleanup.
       auto digest = read_file(s.digest_file);
       pushed = digest ? std::string(trim(*digest)) : "";
-      if (oci::is_valid_digest(pushed) && m_on_pushed) m_on_pushed(project.image);
+      if (oci::is_valid_digest(pushed) && on_pushed) on_pushed(s.project.image);
     }
     if (ok || step.kind == BuildStep::Kind::cleanup || step.kind == BuildStep::Kind::may_fail) {
       if (!ok) log.line(step.label + " failed (" + (run ? run_failure(*run, spec.timeout) : run.error().message) + "); going on");
       continue;
     }
-    Outcome out = task_outcome(run, m_cfg.timeout, log.path(), m_cfg.builder + " " + step.label + ": ");
+    Outcome out = task_outcome(run, cfg.timeout, log.path(), cfg.builder + " " + step.label + ": ");
     if (run && !run->timed_out && run->signal == 0) {
       // The builder's own words: which base could not be pulled, what the
       // registry refused (never a secret: credentials live in the auth file).
@@ -558,10 +527,77 @@ Outcome BuildTrigger::deliver(const db::Delivery& d) {
     failure->output_tail = read_tail(log.path(), k_output_tail_bytes);
     return *failure;
   }
-
   Outcome out;
   out.delivered = true;
-  out.status = 0;
+  return out;
+}
+
+}  // namespace
+
+Outcome BuildTrigger::deliver(const db::Delivery& d) {
+  auto changes = build_changes(d);
+  if (!changes) return refused(changes.error());
+  if (auto cannot = prepare_log_folder()) return *cannot;
+  BuildLog log(log_path(d.id, d.attempts + 1));
+  // Failures before the builder runs: in the log and in the attempt.
+  auto fail = [&](const std::string& why) {
+    log.line("error: " + why);
+    Outcome out;
+    out.error = why + " (log: " + log.path() + ")";
+    out.output_tail = read_tail(log.path(), k_output_tail_bytes);
+    return out;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + m_cfg.timeout;
+  RealClock real_clock;
+  const ClockSource& clock = m_clock ? *m_clock : real_clock;
+
+  std::optional<BuildProject> found = m_project ? m_project(d.project) : std::nullopt;
+  if (d.project.empty() || !found) {
+    return fail("project \"" + d.project + "\" is not configured: a build trigger builds a project's Dockerfile");
+  }
+  // The builder runs in the context folder: relative paths (relative to
+  // basewatch's working directory, as the config resolved them) are made
+  // absolute first.
+  std::error_code ec;
+  BuildProject project = *found;
+  project.dockerfile = fs::absolute(project.dockerfile, ec).lexically_normal().string();
+  project.context = fs::absolute(project.context, ec).lexically_normal().string();
+  log.line("delivery " + d.id + ", attempt " + std::to_string(d.attempts + 1) + ": building project " + project.name +
+           " (" + project.dockerfile + ") with " + m_cfg.builder);
+  if (m_cfg.push && project.image.empty()) return fail("project " + project.name + " has no image: to push to");
+  auto text = read_file(project.dockerfile);
+  if (!text) return fail("cannot read the Dockerfile: " + text.error().message);
+  if (!fs::exists(project.context, ec)) return fail("the build context " + project.context + " does not exist");
+  if (!fs::is_directory(project.context, ec)) return fail("the build context " + project.context + " is not a folder");
+  std::string push_host;
+  if (!project.image.empty()) {
+    auto img = oci::parse_reference(project.image);
+    if (!img) return fail("image " + project.image + ": " + img.error().message);
+    push_host = img->registry;
+  }
+
+  TempFolder tmp;
+  if (tmp.path().empty()) return fail(tmp.error());
+  BuildSettings s;
+  s.builder = m_cfg.builder;
+  s.push = m_cfg.push;
+  s.args = m_cfg.args;
+  s.project = project;
+  s.delivery_id = d.id;
+  s.attempt = d.attempts + 1;
+  s.created = format_rfc3339(clock.now());
+  s.digest_file = tmp.path() + "/digest";
+  auto hosts = write_pinned_copies(project, *text, base_pins(*changes), tmp.path(), log, s);
+  if (!hosts) return fail(hosts.error().message);
+  if (!push_host.empty()) hosts->insert(push_host);
+  Env env = {{"BASEWATCH_DELIVERY_ID", d.id}, {"BASEWATCH_PROJECT", project.name}};
+  if (auto st = write_registry_files(*hosts, push_host, m_registries, m_cfg.builder, tmp.path(), log, s, env); !st) {
+    return fail(st.error().message);
+  }
+
+  std::string pushed;
+  Outcome out = run_steps(m_runner, m_cfg, m_on_pushed, s, env, log, deadline, pushed);
+  if (!out.error.empty()) return out;
   if (s.push) {
     if (!oci::is_valid_digest(pushed)) {
       return fail(m_cfg.builder + " push exited 0 but wrote no digest to --digestfile: the image may not have been pushed");

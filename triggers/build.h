@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "dockerfile/dockerfile.h"
+#include "dockerfile/pin.h"
 #include "triggers/process.h"
 #include "triggers/task.h"
 #include "triggers/trigger.h"
@@ -57,8 +58,13 @@ struct BuildChange {
 // the JSON of a delivery or a change lacks ref/new_digest.
 Result<std::vector<BuildChange>> build_changes(const db::Delivery& delivery);
 
-// One set of platforms built from one pinned copy (one per platform when a
-// FROM depends on TARGETARCH and the copies differ; usually one for all).
+// What to pin for the delivery's changes: each change's base (by its ref,
+// its upstream and its mirror name) to its new digest, or to the mirror's
+// copy (mirror.ref@mirror.digest) when the change has a mirror.
+std::vector<dockerfile::BasePin> base_pins(const std::vector<BuildChange>& changes);
+
+// One platform of a build and the pinned copy it is built from (platforms
+// share a copy unless a FROM depends on TARGETARCH and the copies differ).
 struct BuildVariant {
   std::string platform;    // as configured, e.g. "linux/arm64"
   std::string dockerfile;  // the pinned copy to build from
