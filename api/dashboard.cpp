@@ -280,6 +280,32 @@ std::string service_section(const json& status, TimePoint now) {
     for (const auto& e : errors) h += "<tr><td class=\"err\">" + esc(e) + "</td></tr>";
     h += "</tbody></table></section>";
   }
+  if (status.contains("policy") && status["policy"].is_object()) {
+    const json& pol = status["policy"];
+    h += "<section id=\"policy\"><h2>Policy: references against the mirrors</h2><p>";
+    std::string line;
+    if (pol.contains("counts") && pol["counts"].is_object()) {
+      for (const auto& [name, n] : pol["counts"].items()) {
+        if (!n.is_number() || n.get<int64_t>() == 0) continue;
+        line += (line.empty() ? "" : ", ") + std::to_string(n.get<int64_t>()) + " " + html_escape(name);
+      }
+    }
+    h += line.empty() ? "No references." : line + ".";
+    int64_t broken = pol.value("violations", json(0)).is_number() ? pol["violations"].get<int64_t>() : 0;
+    h += broken ? " <span class=\"err\">" + std::to_string(broken) + " break the policy.</span></p>" : " The policy holds.</p>";
+    const json& first = pol.contains("first_violations") ? pol["first_violations"] : json::array();
+    if (first.is_array() && !first.empty()) {
+      h += "<table><thead><tr><th>Status</th><th>Place</th><th>Written</th><th>Should name</th><th>Detail</th></tr></thead><tbody>";
+      for (const auto& v : first) {
+        std::string where = str(v, "file") + ":" + std::to_string(num(v, "line"));
+        h += "<tr><td class=\"err\">" + esc(v.value("status", json())) + "</td><td><code>" + html_escape(where) +
+             "</code></td><td class=\"ref\">" + esc(v.value("written", json())) + "</td><td class=\"ref\">" +
+             esc(v.value("mirror", json())) + "</td><td>" + esc(v.value("detail", json())) + "</td></tr>";
+      }
+      h += "</tbody></table>";
+    }
+    h += "</section>";
+  }
   h += "<section id=\"registries\"><h2>Registries</h2>";
   if (!regs.is_object() || regs.empty()) {
     h += "<p class=\"empty\">No registry asked yet.</p>";

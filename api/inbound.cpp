@@ -209,7 +209,9 @@ Result<Parsed> parse_harbor(const json& body) {
     const json& r = (*resources)[i];
     if (!r.is_object()) return invalid(where.substr(0, where.size() - 1) + ": expected an object");
     BW_TRY(const std::string* tag, opt_string(r, "tag", where));
-    if (!tag || tag->empty()) {  // pushed by digest: no tag moved
+    // Pushed by digest: no tag moved. Harbor's own documented example of
+    // such a push carries the digest in `tag` ("sha256:..."): the same.
+    if (!tag || tag->empty() || oci::is_valid_digest(*tag)) {
       ++out.ignored;
       continue;
     }

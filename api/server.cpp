@@ -13,6 +13,7 @@
 #include "api/dashboard.h"
 #include "api/graph_svg.h"
 #include "api/inbound.h"
+#include "api/policy.h"
 #include "api/views.h"
 #include "util/crypto.h"
 #include "util/metrics.h"
@@ -174,6 +175,7 @@ struct Server::Impl {
   }
 
   json status_json();
+  PolicyCache policy;
   void handle_inbound(const config::InboundConfig& h, const httplib::Request& req, httplib::Response& res);
   std::string render_metrics();
 };
@@ -226,7 +228,10 @@ json Server::Impl::status_json() {
   j["last_poll"] = to_unix_ms(last) > 0 ? json(format_rfc3339(last)) : json(nullptr);
   j["next_poll"] = format_rfc3339(next_poll(now));
   j["registries"] = registry_status_json(deps.registry->status());
+  // Lint warnings of Dockerfiles that still build are listed with the
+  // errors, each saying "warning:" after its place.
   j["errors"] = model->errors;
+  for (const auto& w : model->warnings) j["errors"].push_back(w);
   // A pinned base whose tag has moved on: the build stays on the pin, so it is
   // reported here rather than rebuilt.
   json stale = json::array();
@@ -243,6 +248,14 @@ json Server::Impl::status_json() {
     }
   }
   j["stale_pins"] = stale;
+  {
+    std::shared_ptr<const config::Config> current;
+    {
+      std::lock_guard cfg_lock(cfg_mutex);
+      current = cfg;
+    }
+    j["policy"] = policy.status_json(*current, model, *deps.store);
+  }
   json hooks = json::array();
   std::lock_guard lock(stats_mutex);
   for (const auto& h : this->hooks()) {
@@ -357,6 +370,17 @@ std::string Server::Impl::render_metrics() {
       auto it = counts->find(state);
       m.gauge_set("basewatch_deliveries", "Deliveries in the outbox by state.", {{"state", state}},
                   it == counts->end() ? 0.0 : static_cast<double>(it->second));
+    }
+  }
+  {
+    auto status = status_json();
+    const auto& counts = status["policy"]["counts"];
+    bool require_mirror = status["policy"]["require_mirror"].get<bool>();
+    for (const char* s : {"bypass", "forbidden"}) {
+      double n = counts.contains(s) ? counts[s].get<double>() : 0.0;
+      if (std::string(s) == "bypass" && !require_mirror) n = 0;
+      m.gauge_set("basewatch_policy_violations", "References that break policy: (bypass under require_mirror, forbidden).",
+                  {{"status", s}}, n);
     }
   }
   for (const auto& r : deps.registry->status()) {

@@ -64,10 +64,12 @@ int run_cli(int argc, char** argv) {
   add_service_commands(app, commands);
   add_scan_commands(app, commands);
   add_graph_commands(app, commands);
+  add_refs_commands(app, commands);
   add_status_commands(app, commands);
   add_config_commands(app, commands);
   add_outbox_commands(app, commands);
   add_mirror_commands(app, commands);
+  add_db_commands(app, commands);
 
   try {
     app.parse(argc, argv);

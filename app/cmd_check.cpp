@@ -27,8 +27,11 @@ namespace {
 // ---- check ----
 
 int cmd_check(const std::string& config_path, bool dry_run, bool as_json) {
-  auto cfg = load_config(config_path);
-  if (!cfg) return k_exit_usage;
+  auto cfg = load_watching_config(config::default_path(config_path));
+  if (!cfg) {
+    std::cerr << "basewatch: " << cfg.error().message << "\n";
+    return k_exit_usage;
+  }
   setup_logging(cfg->log_level == "info" ? "warn" : cfg->log_level, cfg->log_format);
   auto rt = make_runtime(std::make_shared<const config::Config>(std::move(*cfg)));
   if (!rt) {

@@ -32,10 +32,19 @@ int cmd_config_check(const std::string& config_path) {
     std::cerr << "basewatch: " << model.error().message << "\n";
     return exit_for(model.error());
   }
-  for (const auto& e : model->errors) std::cerr << "basewatch: " << e << "\n";
+  // A config whose Dockerfiles cannot be read or scanned is not ok: say
+  // what is wrong (each with its place) and nothing else.
+  if (!model->errors.empty()) {
+    for (const auto& e : model->errors) std::cerr << "basewatch: " << e << "\n";
+    return k_exit_failure;
+  }
+  for (const auto& w : model->warnings) std::cerr << "basewatch: " << w << "\n";
+  if (auto st = config::require_something_to_watch(*cfg); !st) {
+    std::cerr << "basewatch: " << st.error().message << " (serve and check refuse this config)\n";
+  }
   std::cout << cfg->file << ": ok (" << model->projects.size() << " projects, " << model->items.size()
             << " references to watch, " << cfg->triggers.size() << " triggers)\n";
-  return model->errors.empty() ? k_exit_ok : k_exit_failure;
+  return k_exit_ok;
 }
 
 }  // namespace

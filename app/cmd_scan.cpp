@@ -96,6 +96,13 @@ void append_scan_json(std::string& out, const std::string& path, const dockerfil
   if (!res.images.empty()) out += "\n      ]";
   out += ",\n      \"path\": ";
   append_json_string(out, path);
+  out += ",\n      \"warnings\": ";
+  if (res.warnings.empty()) out += "[]";
+  for (size_t i = 0; i < res.warnings.size(); ++i) {
+    out += i == 0 ? "[\n        " : ",\n        ";
+    append_json_string(out, res.warnings[i]);
+  }
+  if (!res.warnings.empty()) out += "\n      ]";
   out += "\n    }";
 }
 
@@ -151,6 +158,7 @@ int cmd_scan(const std::vector<std::string>& paths, const std::vector<std::strin
         continue;
       }
       std::cout << path << "\n";
+      for (const auto& w : res.warnings) std::cout << "  " << w << "\n";
       for (const auto& i : res.images) {
         std::cout << "  " << i.line << "\t" << i.kind << "\t" << i.via << "\t" << i.ref.tag_ref() << "\t(stage " << i.stage << ")"
                   << (i.pinned ? " pinned" : "") << "\n";

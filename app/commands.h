@@ -35,6 +35,8 @@ void add_status_commands(CLI::App& app, Commands& out);   // status
 void add_outbox_commands(CLI::App& app, Commands& out);   // deliveries, redeliver
 void add_config_commands(CLI::App& app, Commands& out);   // config check
 void add_mirror_commands(CLI::App& app, Commands& out);   // import, mirror sync
+void add_refs_commands(CLI::App& app, Commands& out);     // refs, refs fix
+void add_db_commands(CLI::App& app, Commands& out);       // db copy
 
 // The -c option every command that reads a config has.
 void add_config_option(CLI::App& sub, std::string& path);

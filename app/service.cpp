@@ -108,7 +108,7 @@ int serve(const std::string& config_path) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  auto loaded = config::load(config_path);
+  auto loaded = load_watching_config(config_path);
   if (!loaded) {
     setup_logging("info", "text");
     spdlog::error("{}", loaded.error().message);
@@ -257,7 +257,7 @@ int serve(const std::string& config_path) {
     notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(monotonic_usec()) + "\nSTATUS=reloading " + config_path);
     {
       std::lock_guard lock(reload_mutex);
-      auto fresh_loaded = config::load(config_path);
+      auto fresh_loaded = load_watching_config(config_path);
       auto fresh = fresh_loaded ? std::make_shared<const config::Config>(std::move(*fresh_loaded)) : nullptr;
       if (!fresh) {
         spdlog::error("reload refused, keeping the running config: {}", fresh_loaded.error().message);

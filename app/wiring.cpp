@@ -25,6 +25,12 @@ std::vector<registry::RegistrySettings> registry_settings(const config::Config& 
   return out;
 }
 
+Result<config::Config> load_watching_config(const std::string& path) {
+  BW_TRY(auto cfg, config::load(path));
+  if (auto st = config::require_something_to_watch(cfg); !st) return st.error();
+  return cfg;
+}
+
 std::map<std::string, std::unique_ptr<triggers::Trigger>> make_triggers(const config::Config& cfg, Runtime& rt) {
   std::map<std::string, std::unique_ptr<triggers::Trigger>> out;
   // Stateless, so one for the whole process (make_triggers runs again on reload).

@@ -19,6 +19,9 @@
 namespace bw::app {
 
 std::vector<registry::RegistrySettings> registry_settings(const config::Config& cfg);
+// config::load plus config::require_something_to_watch: what serve and check
+// read (other commands accept a config that only names registries:).
+Result<config::Config> load_watching_config(const std::string& path);
 triggers::RetryPolicy retry_policy(const config::Config& cfg);
 
 // The config's problems that only show against the machine and the trigger

@@ -10,6 +10,7 @@
 #include "config/mirrors.h"
 #include "config/yaml_tree.h"
 #include "oci/reference.h"
+#include "util/database_uri.h"
 #include "util/files.h"
 #include "util/strings.h"
 
@@ -144,9 +145,14 @@ class Reader {
       bool ok = false;
       for (const char* k : known) ok = ok || key == k;
       if (!ok) {
-        std::string list;
-        for (const char* k : known) list += (list.empty() ? "" : ", ") + std::string(k);
-        fail(kv.first, (where.empty() ? "" : where + ": ") + "unknown key \"" + key + "\" (expected one of: " + list + ")");
+        std::vector<std::string> names(known.begin(), known.end());
+        std::string hint;
+        if (std::string near = closest(key, names); !near.empty()) {
+          hint = "did you mean \"" + near + "\"?";
+        } else {
+          hint = "expected one of: " + join(names, ", ");
+        }
+        fail(kv.first, (where.empty() ? "" : where + ": ") + "unknown key \"" + key + "\" (" + hint + ")");
         return false;
       }
     }
@@ -315,6 +321,86 @@ void read_platforms(Reader& r, const yaml::Node& parent, const std::string& wher
 
 }  // namespace
 
+Status require_something_to_watch(const Config& c) {
+  // Tags kept by a repository rule are watched too (a prefix rule's tags
+  // apply to the repositories that Dockerfiles and watch: use below it).
+  bool kept_tags = false;
+  for (const auto& m : c.mirrors) kept_tags = kept_tags || (!m.from.prefix && !m.tags.empty());
+  if (!c.projects.empty() || !c.watch.empty() || kept_tags) return ok_status();
+  return make_error(ErrorKind::invalid, c.mark.str() + ": nothing to watch: add projects: (Dockerfiles) or watch: (references)");
+}
+
+Result<HostPattern> parse_host_pattern(std::string_view text) {
+  auto bad = [&](const std::string& why) {
+    return make_error(ErrorKind::invalid, "invalid host pattern \"" + std::string(text) + "\": " + why);
+  };
+  if (text.empty()) return bad("expected a registry host (registry.example.com, 127.0.0.1:5000) or *.domain");
+  if (text.find("://") != std::string_view::npos) return bad("a pattern is a host, not a URL (no scheme)");
+  if (text.find('/') != std::string_view::npos) return bad("a pattern names registries, not repositories (no /)");
+  HostPattern p;
+  p.text = std::string(text);
+  std::string_view body = text;
+  if (body.substr(0, 2) == "*.") {
+    p.wildcard = true;
+    body.remove_prefix(2);
+  }
+  if (body.find('*') != std::string_view::npos) {
+    return bad("'*' stands only for whole labels at the start (*.example.com)");
+  }
+  if (body.empty()) return bad("'*' needs a domain after it (*.example.com)");
+  // The host grammar of references ("host[:port]", "[v6]:port").
+  auto ref = oci::parse_reference(std::string(body) + "/x");
+  if (!ref || (ref->repository != "x" && ref->repository != "library/x")) {
+    if (!ref) {
+      const std::string& m = ref.error().message;
+      auto colon = m.find("\": ");
+      return bad(colon == std::string::npos ? m : m.substr(colon + 3));
+    }
+    return bad("expected a registry host (registry.example.com, 127.0.0.1:5000) or *.domain");
+  }
+  std::string host = to_lower(body);
+  if (host == "index.docker.io") host = "docker.io";
+  if (host.front() != '[') {
+    if (auto colon = host.rfind(':'); colon != std::string::npos) {
+      p.port = host.substr(colon + 1);
+      host.resize(colon);
+    }
+  } else if (auto close = host.find(']'); close != std::string::npos && close + 1 < host.size()) {
+    p.port = host.substr(close + 2);
+    host.resize(close + 1);
+  }
+  if (p.wildcard && host.front() == '[') return bad("'*' stands for domain labels, not an IP address");
+  p.host = std::move(host);
+  return p;
+}
+
+bool HostPattern::matches(std::string_view registry) const {
+  std::string r = to_lower(registry);
+  std::string r_port;
+  if (!r.empty() && r.front() == '[') {
+    if (auto close = r.find(']'); close != std::string::npos && close + 1 < r.size()) {
+      r_port = r.substr(close + 2);
+      r.resize(close + 1);
+    }
+  } else if (auto colon = r.rfind(':'); colon != std::string::npos) {
+    r_port = r.substr(colon + 1);
+    r.resize(colon);
+  }
+  if (r_port != port) return false;
+  if (!wildcard) return r == host;
+  // Whole labels: something, then a dot, then exactly the suffix.
+  return r.size() > host.size() + 1 && r.compare(r.size() - host.size(), host.size(), host) == 0 &&
+         r[r.size() - host.size() - 1] == '.';
+}
+
+bool PolicyConfig::allows(std::string_view registry) const {
+  if (!allowed_registries) return true;
+  for (const auto& p : *allowed_registries) {
+    if (p.matches(registry)) return true;
+  }
+  return false;
+}
+
 Result<Config> parse(const std::string& text, const std::string& file) {
   Config c;
   c.file = file;
@@ -331,12 +417,21 @@ Result<Config> parse(const std::string& text, const std::string& file) {
     if (!root || root.IsNull()) {
       return make_error(ErrorKind::invalid, file + ":1:1: the config is empty (at least projects: or watch: is needed)");
     }
+    c.mark = r.mark(root);
     if (!r.mapping(root, "", {"database", "listen", "api", "log", "poll", "defaults", "registries", "watch",
-                              "projects", "triggers", "retry", "inbound", "builds", "mirrors"}))
+                              "projects", "triggers", "retry", "inbound", "builds", "mirrors", "policy"}))
       return make_error(ErrorKind::invalid, r.error());
 
     r.string(root, "database", "", c.database);
-    if (!c.database.empty()) c.database = r.resolve_path(c.database);
+    if (is_postgres_uri(c.database)) {
+      // A connection URI: libpq reads it, but its file parameters are paths
+      // like the config's others (relative to its folder, $CREDENTIALS_DIRECTORY).
+      for (const char* key : {"passfile", "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslcrldir"}) {
+        c.database = map_uri_parameter(c.database, key, [&](const std::string& p) { return r.resolve_path(p); });
+      }
+    } else if (!c.database.empty()) {
+      c.database = r.resolve_path(c.database);
+    }
     r.string(root, "listen", "", c.listen);
     if (auto api = root["api"]; api && r.mapping(api, "api", {"token_file"})) r.secret_file(api, "token_file", "api", c.api_token);
     if (auto log = root["log"]; log && r.mapping(log, "log", {"level", "format"})) {
@@ -414,8 +509,10 @@ Result<Config> parse(const std::string& text, const std::string& file) {
           if (!r.mapping(n, where, {"type", "builder", "push", "args", "timeout"})) break;
           t.timeout = Millis(30 * 60'000);
         } else {
+          std::string near = closest(t.type, {"webhook", "command", "github", "gitlab", "build"});
           r.fail(n["type"] ? n["type"] : n, where + ".type: expected one of webhook, command, github, gitlab, build" +
-                                                (t.type.empty() ? std::string(" (missing)") : ", got \"" + t.type + "\""));
+                                                (t.type.empty() ? std::string(" (missing)") : ", got \"" + t.type + "\"") +
+                                                (near.empty() ? "" : " (did you mean \"" + near + "\"?)"));
           break;
         }
         r.string(n, "url", where, t.url);
@@ -469,8 +566,13 @@ Result<Config> parse(const std::string& text, const std::string& file) {
     }
 
     auto check_trigger_names = [&](const yaml::Node& n, const std::string& where, const std::vector<std::string>& names) {
+      std::vector<std::string> defined;
+      for (const auto& [name, t] : c.triggers) defined.push_back(name);
       for (const auto& name : names) {
-        if (!c.triggers.count(name)) r.fail(n["triggers"], where + ".triggers: unknown trigger \"" + name + "\"");
+        if (c.triggers.count(name)) continue;
+        std::string near = closest(name, defined);
+        r.fail(n["triggers"], where + ".triggers: unknown trigger \"" + name + "\"" +
+                                  (near.empty() ? "" : " (did you mean \"" + near + "\"?)"));
       }
     };
 
@@ -495,6 +597,8 @@ Result<Config> parse(const std::string& text, const std::string& file) {
       r.string(n, "name", where, p.name);
       r.string(n, "dockerfile", where, p.dockerfile);
       r.string(n, "dockerfiles", where, p.dockerfiles);
+      if (auto d = n["dockerfile"] ? n["dockerfile"] : n["dockerfiles"]) p.dockerfile_mark = r.mark(d);
+      else p.dockerfile_mark = p.mark;
       r.string(n, "context", where, p.context);
       r.string_map(n, "build_args", where, p.build_args);
       r.string(n, "target", where, p.target);
@@ -556,7 +660,11 @@ Result<Config> parse(const std::string& text, const std::string& file) {
       else if (in.path.rfind("/v1/", 0) == 0 || in.path == "/metrics" || in.path == "/healthz" || in.path == "/readyz")
         r.fail(n["path"], where + ".path: \"" + in.path + "\" is taken by the API");
       else if (!paths.insert(in.path).second) r.fail(n["path"], where + ".path: duplicate path \"" + in.path + "\"");
-      if (!formats.count(in.format)) r.fail(n["format"] ? n["format"] : n, where + ".format: expected one of distribution, dockerhub, acr, harbor, ghcr, quay, generic");
+      if (!formats.count(in.format)) {
+        std::string near = closest(in.format, std::vector<std::string>(formats.begin(), formats.end()));
+        r.fail(n["format"] ? n["format"] : n, where + ".format: expected one of distribution, dockerhub, acr, harbor, ghcr, quay, generic" +
+                                                  (near.empty() ? "" : " (did you mean \"" + near + "\"?)"));
+      }
       if (in.name.empty()) in.name = in.format;
       c.inbound.push_back(in);
     });
@@ -610,12 +718,26 @@ Result<Config> parse(const std::string& text, const std::string& file) {
       if (std::string why = check_mirror_rules(c.mirrors); !why.empty()) return make_error(ErrorKind::invalid, why);
     }
 
-    // Tags kept by a repository rule are watched too (a prefix rule's tags
-    // apply to the repositories that Dockerfiles and watch: use below it).
-    bool kept_tags = false;
-    for (const auto& m : c.mirrors) kept_tags = kept_tags || (!m.from.prefix && !m.tags.empty());
-    if (!r.failed() && c.projects.empty() && c.watch.empty() && !kept_tags) {
-      r.fail(root, "nothing to watch: add projects: (Dockerfiles) or watch: (references)");
+    if (auto policy = root["policy"]; policy && r.mapping(policy, "policy", {"require_mirror", "allowed_registries"})) {
+      r.boolean(policy, "require_mirror", "policy", c.policy.require_mirror);
+      if (auto list = policy["allowed_registries"]) {
+        if (!list.IsSequence()) {
+          r.fail(list, "policy.allowed_registries: expected a list of registry hosts or *.domain patterns");
+        } else if (list.size() == 0) {
+          r.fail(list, "policy.allowed_registries: the list is empty (leave it out to allow any registry)");
+        } else {
+          std::vector<HostPattern> patterns;
+          for (size_t i = 0; i < list.size() && !r.failed(); ++i) {
+            std::string where = "policy.allowed_registries[" + std::to_string(i) + "]";
+            std::string written;
+            if (!r.scalar(list[i], where, written)) break;
+            auto pattern = parse_host_pattern(written);
+            if (!pattern) r.fail(list[i], where + ": " + pattern.error().message);
+            else patterns.push_back(*pattern);
+          }
+          c.policy.allowed_registries = std::move(patterns);
+        }
+      }
     }
   } catch (const YAML::Exception& e) {
     // yaml-cpp throws on odd node shapes (e.g. a sequence used as a map key).
@@ -633,7 +755,11 @@ Result<Config> parse(const std::string& text, const std::string& file) {
     c.database = (fs::path(dir) / "basewatch.db").string();
   }
   if (c.builds_logs.empty()) {
-    fs::path db_dir = fs::path(c.database).parent_path();
+    // Next to a SQLite file; with a server, in the state folder.
+    const char* state = std::getenv("STATE_DIRECTORY");
+    fs::path db_dir = !is_postgres_uri(c.database) ? fs::path(c.database).parent_path()
+                      : state && *state           ? fs::path(split(state, ':')[0])
+                                                  : fs::path();
     c.builds_logs = ((db_dir.empty() ? fs::path(".") : db_dir) / "builds").string();
   }
   return c;
@@ -647,7 +773,7 @@ Result<Config> load(const std::string& path) {
 
 std::string describe(const Config& c) {
   std::ostringstream out;
-  out << "config " << c.file << ": database=" << c.database << " listen=" << c.listen
+  out << "config " << c.file << ": database=" << redact_database(c.database) << " listen=" << c.listen
       << " api.token=" << (c.api_token.empty() ? "(none)" : "(set)") << " poll.interval=" << format_duration(c.poll_interval)
       << " poll.jitter=" << static_cast<int>(c.poll_jitter * 100) << "% poll.concurrency=" << c.poll_concurrency
       << " poll.settle=" << format_duration(c.poll_settle) << " defaults.platforms=" << join(c.default_platforms, ",")

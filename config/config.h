@@ -71,6 +71,7 @@ struct ProjectConfig {
   std::optional<QuietWindow> quiet_window;  // a weekly window
   Mark mark;
   Mark image_mark;  // the `image` value, else the project's mapping
+  Mark dockerfile_mark;  // of the dockerfile: (or dockerfiles:) value
 };
 
 struct TriggerConfig {
@@ -131,8 +132,37 @@ struct MirrorConfig {
   Mark mark, from_mark, to_mark;
 };
 
+// A host pattern of policy.allowed_registries: a registry as references
+// name it ("registry.example.com", "127.0.0.1:5000", "docker.io"), or
+// "*.corp.example.com": any host with one or more whole labels before that
+// suffix ("a.corp.example.com", "x.y.corp.example.com"; never
+// "evilcorp.example.com" nor "a.corp.example.com.attacker.io", nor the
+// suffix itself). The port is part of the host: "host" matches references
+// without a port, "host:5000" that port only.
+struct HostPattern {
+  std::string text;      // as written
+  bool wildcard = false;  // "*.suffix"
+  std::string host;      // lowercased; the suffix (without "*.") for a wildcard
+  std::string port;      // "" when none
+  bool matches(std::string_view registry) const;
+};
+// Errors (ErrorKind::invalid) read `invalid host pattern "X": <cause>`.
+Result<HostPattern> parse_host_pattern(std::string_view text);
+
+// `policy:`, what `basewatch refs` (and /v1/status) holds references to.
+struct PolicyConfig {
+  bool require_mirror = false;  // a reference that bypasses a mirror breaks it
+  // When set, a reference to any other registry breaks it; unset: any registry.
+  std::optional<std::vector<HostPattern>> allowed_registries;
+  // Whether `registry` is allowed (always, when allowed_registries is unset).
+  bool allows(std::string_view registry) const;
+};
+
 struct Config {
   std::string file;  // the config file's path
+  Mark mark;         // where the document starts, for errors about the whole file
+  // A SQLite file path (resolved against the config's folder) or a PostgreSQL
+  // URI (its passfile= and ssl*= file parameters resolved the same way).
   std::string database;
   std::string listen = "127.0.0.1:8780";
   std::string api_token;  // from api.token_file
@@ -158,9 +188,15 @@ struct Config {
   std::string builds_logs;
   // Local copies of public content (config/mirrors.h maps references).
   std::vector<MirrorConfig> mirrors;
+  PolicyConfig policy;
 
   const RegistryConfig* registry(const std::string& host) const;
 };
+
+// `serve` and `check` need something to watch; other commands (digest,
+// refs, graph) do not. Error (ErrorKind::invalid):
+//   config.yaml:1:1: nothing to watch: add projects: (Dockerfiles) or watch: (references)
+Status require_something_to_watch(const Config& config);
 
 // Parses YAML text; `file` names the place in errors and anchors relative
 // paths (Dockerfiles, *_file secrets). Errors (ErrorKind::invalid) read

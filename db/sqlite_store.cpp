@@ -102,7 +102,8 @@ RefState read_ref(const Stmt& s) {
 }
 
 const char* k_delivery_columns =
-    "id, trigger, project, state, payload, attempts, created_at, next_attempt_at, updated_at, delivered_at, last_status, last_error";
+    "id, trigger, project, state, payload, attempts, created_at, next_attempt_at, updated_at, delivered_at, last_status, last_error, "
+    "wait_job";
 
 Delivery read_delivery(const Stmt& s) {
   Delivery d;
@@ -118,7 +119,45 @@ Delivery read_delivery(const Stmt& s) {
   d.delivered_at = s.i64(9);
   d.last_status = static_cast<int>(s.i64(10));
   d.last_error = s.text(11);
+  d.wait_job = s.i64(12);
   return d;
+}
+
+const char* k_mirror_columns =
+    "mirror, upstream, upstream_digest, mirror_digest, state, last_copy, last_error, checked_at, updated_at";
+
+MirrorState read_mirror(const Stmt& s) {
+  MirrorState m;
+  m.mirror = s.text(0);
+  m.upstream = s.text(1);
+  m.upstream_digest = s.text(2);
+  m.mirror_digest = s.text(3);
+  m.state = s.text(4);
+  m.last_copy = s.text(5);
+  m.last_error = s.text(6);
+  m.checked_at = s.i64(7);
+  m.updated_at = s.i64(8);
+  return m;
+}
+
+const char* k_job_columns =
+    "id, mirror, upstream, digest, reason, state, attempts, created_at, next_attempt_at, updated_at, last_error, mirror_digest";
+
+CopyJob read_job(const Stmt& s) {
+  CopyJob j;
+  j.id = s.i64(0);
+  j.mirror = s.text(1);
+  j.upstream = s.text(2);
+  j.digest = s.text(3);
+  j.reason = s.text(4);
+  j.state = s.text(5);
+  j.attempts = static_cast<int>(s.i64(6));
+  j.created_at = s.i64(7);
+  j.next_attempt_at = s.i64(8);
+  j.updated_at = s.i64(9);
+  j.last_error = s.text(10);
+  j.mirror_digest = s.text(11);
+  return j;
 }
 
 // Migrations: index i takes the schema from version i to i+1. Never edit a
@@ -176,7 +215,39 @@ CREATE TABLE attempts (
 CREATE INDEX attempts_delivery ON attempts(delivery_id);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 )sql",
-    // 1 -> 2: build triggers record the digest of the image they pushed.
+    // 2: mirrors, their copy jobs, and deliveries that wait for a copy.
+    R"sql(
+CREATE TABLE mirrors (
+  mirror TEXT PRIMARY KEY,
+  upstream TEXT NOT NULL,
+  upstream_digest TEXT NOT NULL DEFAULT '',
+  mirror_digest TEXT NOT NULL DEFAULT '',
+  state TEXT NOT NULL DEFAULT 'missing',
+  last_copy TEXT NOT NULL DEFAULT '',
+  last_error TEXT NOT NULL DEFAULT '',
+  checked_at INTEGER NOT NULL DEFAULT 0,
+  updated_at INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE copy_jobs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  mirror TEXT NOT NULL,
+  upstream TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  next_attempt_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  last_error TEXT NOT NULL DEFAULT '',
+  mirror_digest TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX copy_jobs_due ON copy_jobs(state, next_attempt_at);
+CREATE INDEX copy_jobs_mirror ON copy_jobs(mirror, state);
+ALTER TABLE deliveries ADD COLUMN wait_job INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX deliveries_wait ON deliveries(wait_job);
+)sql",
+    // 3: build triggers record the digest of the image they pushed.
     R"sql(
 ALTER TABLE attempts ADD COLUMN pushed_digest TEXT NOT NULL DEFAULT '';
 )sql",
@@ -253,7 +324,7 @@ int SqliteStore::schema_version() {
 Status SqliteStore::migrate(int schema) {
   int version = schema_version();
   if (version < 0) return make_error(ErrorKind::io, std::string("database: cannot read schema version: ") + sqlite3_errmsg(m_db));
-  if (version > k_schema_version) return make_error(ErrorKind::io, newer_schema_message(version));
+  if (version > k_schema_version) return make_error(ErrorKind::invalid, newer_schema_message(version));
   for (int v = version; v < std::min(schema, k_schema_version); ++v) {
     Status st = transaction([&]() -> Status {
       BW_TRY(auto a, exec(k_migrations[v]));
@@ -423,10 +494,10 @@ Result<std::vector<Event>> SqliteStore::list_events(int limit) {
 
 Status SqliteStore::add_delivery(const Delivery& d) {
   std::lock_guard lock(m_mutex);
-  Stmt s(m_db, prepare("INSERT INTO deliveries(id, trigger, project, state, payload, attempts, created_at, next_attempt_at, updated_at) "
-               "VALUES(?,?,?,?,?,?,?,?,?)"));
+  Stmt s(m_db, prepare("INSERT INTO deliveries(id, trigger, project, state, payload, attempts, created_at, next_attempt_at, updated_at, "
+               "wait_job) VALUES(?,?,?,?,?,?,?,?,?,?)"));
   s.bind(1, d.id).bind(2, d.trigger).bind(3, d.project).bind(4, std::string(to_string(d.state))).bind(5, d.payload)
-      .bind(6, d.attempts).bind(7, d.created_at).bind(8, d.next_attempt_at).bind(9, d.created_at);
+      .bind(6, d.attempts).bind(7, d.created_at).bind(8, d.next_attempt_at).bind(9, d.created_at).bind(10, d.wait_job);
   return done(s, "add delivery");
 }
 
@@ -453,7 +524,8 @@ Status SqliteStore::update_settling(const std::string& id, const std::string& pa
 Result<std::vector<Delivery>> SqliteStore::due_deliveries(int64_t now, int limit) {
   std::lock_guard lock(m_mutex);
   Stmt s(m_db, prepare((std::string("SELECT ") + k_delivery_columns +
-                " FROM deliveries WHERE state IN ('pending','failed') AND next_attempt_at<=? ORDER BY next_attempt_at, created_at LIMIT ?")));
+                " FROM deliveries WHERE state IN ('pending','failed') AND next_attempt_at<=? AND wait_job=0 "
+                "ORDER BY next_attempt_at, created_at LIMIT ?")));
   if (!s.prepared()) return s.error("due deliveries");
   s.bind(1, now).bind(2, limit);
   std::vector<Delivery> out;
@@ -543,8 +615,159 @@ Result<std::map<std::string, int64_t>> SqliteStore::delivery_counts() {
 
 Result<std::optional<int64_t>> SqliteStore::next_due() {
   std::lock_guard lock(m_mutex);
-  Stmt s(m_db, prepare("SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('pending','failed')"));
+  Stmt s(m_db, prepare("SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('pending','failed') AND wait_job=0"));
   if (!s.prepared() || s.step() != SQLITE_ROW) return s.error("next due");
+  if (s.is_null(0)) return std::optional<int64_t>();
+  return std::optional<int64_t>(s.i64(0));
+}
+
+Status SqliteStore::set_delivery_wait(const std::string& id, int64_t job) {
+  std::lock_guard lock(m_mutex);
+  Stmt s(m_db, prepare("UPDATE deliveries SET wait_job=? WHERE id=?"));
+  s.bind(1, job).bind(2, id);
+  return changed_one(m_db, s, "set delivery wait", "no delivery with id " + id);
+}
+
+Result<std::vector<Delivery>> SqliteStore::waiting_deliveries(int64_t job) {
+  std::lock_guard lock(m_mutex);
+  Stmt s(m_db, prepare(std::string("SELECT ") + k_delivery_columns + " FROM deliveries WHERE wait_job=? ORDER BY created_at, id"));
+  if (!s.prepared()) return s.error("waiting deliveries");
+  s.bind(1, job);
+  std::vector<Delivery> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) out.push_back(read_delivery(s));
+  if (rc != SQLITE_DONE) return s.error("waiting deliveries");
+  return out;
+}
+
+Status SqliteStore::release_delivery(const std::string& id, const std::string& payload) {
+  std::lock_guard lock(m_mutex);
+  Stmt s(m_db, prepare("UPDATE deliveries SET wait_job=0, payload=CASE WHEN attempts=0 THEN ? ELSE payload END WHERE id=?"));
+  s.bind(1, payload).bind(2, id);
+  return changed_one(m_db, s, "release delivery", "no delivery with id " + id);
+}
+
+Result<std::map<std::string, int64_t>> SqliteStore::waiting_by_mirror() {
+  std::lock_guard lock(m_mutex);
+  Stmt s(m_db, prepare("SELECT j.mirror, COUNT(*) FROM deliveries d JOIN copy_jobs j ON j.id=d.wait_job WHERE d.wait_job!=0 "
+                       "GROUP BY j.mirror"));
+  if (!s.prepared()) return s.error("waiting by mirror");
+  std::map<std::string, int64_t> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) out[s.text(0)] = s.i64(1);
+  if (rc != SQLITE_DONE) return s.error("waiting by mirror");
+  return out;
+}
+
+Status SqliteStore::put_mirror(const MirrorState& m) {
+  std::lock_guard lock(m_mutex);
+  Stmt s(m_db, prepare("INSERT INTO mirrors(mirror, upstream, upstream_digest, mirror_digest, state, last_copy, last_error, checked_at, "
+                       "updated_at) VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(mirror) DO UPDATE SET upstream=excluded.upstream, "
+                       "upstream_digest=excluded.upstream_digest, mirror_digest=excluded.mirror_digest, state=excluded.state, "
+                       "last_copy=excluded.last_copy, last_error=excluded.last_error, checked_at=excluded.checked_at, "
+                       "updated_at=excluded.updated_at"));
+  s.bind(1, m.mirror).bind(2, m.upstream).bind(3, m.upstream_digest).bind(4, m.mirror_digest).bind(5, m.state).bind(6, m.last_copy)
+      .bind(7, m.last_error).bind(8, m.checked_at).bind(9, m.updated_at);
+  return done(s, "put mirror");
+}
+
+Result<std::optional<MirrorState>> SqliteStore::get_mirror(const std::string& mirror) {
+  std::lock_guard lock(m_mutex);
+  Stmt s(m_db, prepare(std::string("SELECT ") + k_mirror_columns + " FROM mirrors WHERE mirror=?"));
+  if (!s.prepared()) return s.error("get mirror");
+  s.bind(1, mirror);
+  int rc = s.step();
+  if (rc == SQLITE_ROW) return std::optional<MirrorState>(read_mirror(s));
+  if (rc == SQLITE_DONE) return std::optional<MirrorState>();
+  return s.error("get mirror");
+}
+
+Result<std::vector<MirrorState>> SqliteStore::list_mirrors() {
+  std::lock_guard lock(m_mutex);
+  Stmt s(m_db, prepare(std::string("SELECT ") + k_mirror_columns + " FROM mirrors ORDER BY mirror"));
+  if (!s.prepared()) return s.error("list mirrors");
+  std::vector<MirrorState> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) out.push_back(read_mirror(s));
+  if (rc != SQLITE_DONE) return s.error("list mirrors");
+  return out;
+}
+
+Status SqliteStore::delete_mirror(const std::string& mirror) {
+  std::lock_guard lock(m_mutex);
+  Stmt s(m_db, prepare("DELETE FROM mirrors WHERE mirror=?"));
+  s.bind(1, mirror);
+  return done(s, "delete mirror");
+}
+
+Result<int64_t> SqliteStore::add_copy_job(const CopyJob& j) {
+  std::lock_guard lock(m_mutex);
+  Stmt s(m_db, prepare("INSERT INTO copy_jobs(mirror, upstream, digest, reason, state, attempts, created_at, next_attempt_at, updated_at, "
+                       "last_error, mirror_digest) VALUES(?,?,?,?,?,?,?,?,?,?,?)"));
+  s.bind(1, j.mirror).bind(2, j.upstream).bind(3, j.digest).bind(4, j.reason).bind(5, j.state).bind(6, j.attempts)
+      .bind(7, j.created_at).bind(8, j.next_attempt_at).bind(9, j.created_at).bind(10, j.last_error).bind(11, j.mirror_digest);
+  BW_TRY(auto ok, done(s, "add copy job"));
+  (void)ok;
+  return static_cast<int64_t>(sqlite3_last_insert_rowid(m_db));
+}
+
+Result<std::optional<CopyJob>> SqliteStore::get_copy_job(int64_t id) {
+  std::lock_guard lock(m_mutex);
+  Stmt s(m_db, prepare(std::string("SELECT ") + k_job_columns + " FROM copy_jobs WHERE id=?"));
+  if (!s.prepared()) return s.error("get copy job");
+  s.bind(1, id);
+  int rc = s.step();
+  if (rc == SQLITE_ROW) return std::optional<CopyJob>(read_job(s));
+  if (rc == SQLITE_DONE) return std::optional<CopyJob>();
+  return s.error("get copy job");
+}
+
+Result<std::vector<CopyJob>> SqliteStore::due_copy_jobs(int64_t now, int limit) {
+  std::lock_guard lock(m_mutex);
+  Stmt s(m_db, prepare(std::string("SELECT ") + k_job_columns +
+                       " FROM copy_jobs WHERE state='pending' AND next_attempt_at<=? ORDER BY id LIMIT ?"));
+  if (!s.prepared()) return s.error("due copy jobs");
+  s.bind(1, now).bind(2, limit);
+  std::vector<CopyJob> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) out.push_back(read_job(s));
+  if (rc != SQLITE_DONE) return s.error("due copy jobs");
+  return out;
+}
+
+Result<std::vector<CopyJob>> SqliteStore::pending_copy_jobs(const std::string& mirror) {
+  std::lock_guard lock(m_mutex);
+  std::string sql = std::string("SELECT ") + k_job_columns + " FROM copy_jobs WHERE state='pending'";
+  if (!mirror.empty()) sql += " AND mirror=?";
+  sql += " ORDER BY id";
+  Stmt s(m_db, prepare(sql));
+  if (!s.prepared()) return s.error("pending copy jobs");
+  if (!mirror.empty()) s.bind(1, mirror);
+  std::vector<CopyJob> out;
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) out.push_back(read_job(s));
+  if (rc != SQLITE_DONE) return s.error("pending copy jobs");
+  return out;
+}
+
+Status SqliteStore::fail_copy_job(int64_t id, const std::string& error, int64_t now, int64_t next_attempt_at) {
+  std::lock_guard lock(m_mutex);
+  Stmt s(m_db, prepare("UPDATE copy_jobs SET attempts=attempts+1, last_error=?, updated_at=?, next_attempt_at=? WHERE id=?"));
+  s.bind(1, error).bind(2, now).bind(3, next_attempt_at).bind(4, id);
+  return changed_one(m_db, s, "fail copy job", "no copy job " + std::to_string(id));
+}
+
+Status SqliteStore::finish_copy_job(int64_t id, const std::string& mirror_digest, int64_t now) {
+  std::lock_guard lock(m_mutex);
+  Stmt s(m_db, prepare("UPDATE copy_jobs SET state='done', attempts=attempts+1, mirror_digest=?, last_error='', updated_at=? WHERE id=?"));
+  s.bind(1, mirror_digest).bind(2, now).bind(3, id);
+  return changed_one(m_db, s, "finish copy job", "no copy job " + std::to_string(id));
+}
+
+Result<std::optional<int64_t>> SqliteStore::next_copy_due() {
+  std::lock_guard lock(m_mutex);
+  Stmt s(m_db, prepare("SELECT MIN(next_attempt_at) FROM copy_jobs WHERE state='pending'"));
+  if (!s.prepared() || s.step() != SQLITE_ROW) return s.error("next copy due");
   if (s.is_null(0)) return std::optional<int64_t>();
   return std::optional<int64_t>(s.i64(0));
 }
@@ -565,6 +788,97 @@ Result<std::optional<std::string>> SqliteStore::get_meta(const std::string& key)
   if (rc == SQLITE_ROW) return std::optional<std::string>(s.text(0));
   if (rc == SQLITE_DONE) return std::optional<std::string>();
   return s.error("get meta");
+}
+
+}  // namespace bw::db
+
+namespace bw::db {
+
+namespace {
+
+bool is_table(const std::string& table) {
+  return std::find_if(std::begin(k_tables), std::end(k_tables), [&](const char* t) { return table == t; }) != std::end(k_tables);
+}
+
+// A quoted SQL identifier.
+std::string identifier(const std::string& name) {
+  std::string out = "\"";
+  for (char c : name) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+Status SqliteStore::read_rows(const std::string& table, size_t batch, const std::function<Status(const TableRows&)>& fn) {
+  if (!is_table(table)) return make_error(ErrorKind::invalid, "database: no table " + table);
+  std::lock_guard lock(m_mutex);
+  sqlite3_stmt* raw = prepare("SELECT * FROM " + identifier(table));
+  Stmt s(m_db, raw);
+  if (!s.prepared()) return s.error("copy from " + table);
+  TableRows out;
+  int n = sqlite3_column_count(raw);
+  for (int c = 0; c < n; ++c) out.columns.emplace_back(sqlite3_column_name(raw, c));
+  int rc;
+  while ((rc = s.step()) == SQLITE_ROW) {
+    std::vector<std::optional<std::string>> row;
+    row.reserve(static_cast<size_t>(n));
+    for (int c = 0; c < n; ++c) row.push_back(s.is_null(c) ? std::nullopt : std::optional<std::string>(s.text(c)));
+    out.rows.push_back(std::move(row));
+    if (out.rows.size() >= std::max<size_t>(batch, 1)) {
+      BW_TRY(auto taken, fn(out));
+      (void)taken;
+      out.rows.clear();
+    }
+  }
+  if (rc != SQLITE_DONE) return s.error("copy from " + table);
+  if (!out.rows.empty()) return fn(out);
+  return ok_status();
+}
+
+Status SqliteStore::write_rows(const std::string& table, const TableRows& rows) {
+  if (!is_table(table)) return make_error(ErrorKind::invalid, "database: no table " + table);
+  if (rows.rows.empty()) return ok_status();
+  std::string names, placeholders;
+  for (size_t c = 0; c < rows.columns.size(); ++c) {
+    names += (c ? ", " : "") + identifier(rows.columns[c]);
+    placeholders += c ? ",?" : "?";
+  }
+  const std::string sql = "INSERT INTO " + identifier(table) + "(" + names + ") VALUES(" + placeholders + ")";
+  const std::string what = "copy into " + table;
+  return transaction([&]() -> Status {
+    for (const auto& row : rows.rows) {
+      if (row.size() != rows.columns.size()) return make_error(ErrorKind::internal, "database: " + what + ": a row of another width");
+      Stmt s(m_db, prepare(sql));
+      if (!s.prepared()) return s.error(what);
+      for (size_t c = 0; c < row.size(); ++c) {
+        // Text into an INTEGER column is stored as the integer it spells.
+        if (row[c]) s.bind(static_cast<int>(c + 1), *row[c]);
+      }
+      BW_TRY(auto inserted, done(s, what));
+      (void)inserted;
+    }
+    return ok_status();
+  });
+}
+
+Status SqliteStore::finish_copy() {
+  // Nothing to do: an AUTOINCREMENT table's sqlite_sequence follows the
+  // highest id inserted, explicit ones included.
+  return ok_status();
+}
+
+Result<std::map<std::string, int64_t>> SqliteStore::row_counts() {
+  std::lock_guard lock(m_mutex);
+  std::map<std::string, int64_t> out;
+  for (const char* table : k_tables) {
+    Stmt s(m_db, prepare(std::string("SELECT COUNT(*) FROM ") + identifier(table)));
+    if (!s.prepared() || s.step() != SQLITE_ROW) return s.error("row counts");
+    out[table] = s.i64(0);
+  }
+  return out;
 }
 
 }  // namespace bw::db

@@ -55,8 +55,31 @@ class SqliteStore final : public Store {
   Result<std::map<std::string, int64_t>> delivery_counts() override;
   Result<std::optional<int64_t>> next_due() override;
 
+  Status set_delivery_wait(const std::string& id, int64_t job) override;
+  Result<std::vector<Delivery>> waiting_deliveries(int64_t job) override;
+  Status release_delivery(const std::string& id, const std::string& payload) override;
+  Result<std::map<std::string, int64_t>> waiting_by_mirror() override;
+
+  Status put_mirror(const MirrorState& m) override;
+  Result<std::optional<MirrorState>> get_mirror(const std::string& mirror) override;
+  Result<std::vector<MirrorState>> list_mirrors() override;
+  Status delete_mirror(const std::string& mirror) override;
+
+  Result<int64_t> add_copy_job(const CopyJob& job) override;
+  Result<std::optional<CopyJob>> get_copy_job(int64_t id) override;
+  Result<std::vector<CopyJob>> due_copy_jobs(int64_t now, int limit) override;
+  Result<std::vector<CopyJob>> pending_copy_jobs(const std::string& mirror) override;
+  Status fail_copy_job(int64_t id, const std::string& error, int64_t now, int64_t next_attempt_at) override;
+  Status finish_copy_job(int64_t id, const std::string& mirror_digest, int64_t now) override;
+  Result<std::optional<int64_t>> next_copy_due() override;
+
   Status set_meta(const std::string& key, const std::string& value) override;
   Result<std::optional<std::string>> get_meta(const std::string& key) override;
+
+  Status read_rows(const std::string& table, size_t batch, const std::function<Status(const TableRows&)>& fn) override;
+  Status write_rows(const std::string& table, const TableRows& rows) override;
+  Status finish_copy() override;
+  Result<std::map<std::string, int64_t>> row_counts() override;
 
  private:
   SqliteStore();

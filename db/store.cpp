@@ -1,6 +1,8 @@
 #include "db/store.h"
 
+#include "db/pg_store.h"
 #include "db/sqlite_store.h"
+#include "util/database_uri.h"
 
 namespace bw::db {
 
@@ -27,17 +29,10 @@ std::string newer_schema_message(int version) {
          std::to_string(k_schema_version) + "); use a newer basewatch or another database";
 }
 
-namespace {
-
-bool is_uri(const std::string& database) {
-  return database.rfind("postgresql://", 0) == 0 || database.rfind("postgres://", 0) == 0;
-}
-
-}  // namespace
-
 Result<std::unique_ptr<Store>> Store::open(const std::string& database) {
-  if (is_uri(database)) {
-    return make_error(ErrorKind::invalid, "database: PostgreSQL URIs are not supported by this basewatch yet");
+  if (is_postgres_uri(database)) {
+    BW_TRY(auto pg, PgStore::open(database));
+    return std::unique_ptr<Store>(std::move(pg));
   }
   BW_TRY(auto sqlite, SqliteStore::open(database));
   return std::unique_ptr<Store>(std::move(sqlite));

@@ -2,7 +2,8 @@
 // (events), and the outbox of deliveries with their attempts.
 //
 // An interface with one engine per database: SQLite (sqlite_store.h, the
-// default: one file, nothing to install). Store::open picks the engine from
+// default: one file, nothing to install) and PostgreSQL (pg_store.h: a
+// server several instances can share). Store::open picks the engine from
 // the `database:` value. The callers (watcher, dispatcher, API, commands)
 // see only this interface; tests/db runs one contract suite against every
 // engine, so an engine's answers are the interface's, not its own.
@@ -12,7 +13,8 @@
 //     and the dispatcher write); transaction() holds the store for its
 //     duration, and calls from inside it on the same thread join it;
 //   - keeps a schema version, migrates older databases forward on open, and
-//     refuses a database newer than k_schema_version with the same message;
+//     refuses a database newer than k_schema_version with the same message
+//     (newer_schema_message, ErrorKind::invalid);
 //   - returns expected failures as values (ErrorKind::not_found for "no such
 //     row" where a method says so, ErrorKind::io for database trouble).
 #pragma once
@@ -32,7 +34,20 @@ namespace bw::db {
 
 // The version of the logical schema (tables, columns, meanings) this binary
 // reads and writes; every engine's migrations end at it.
-constexpr int k_schema_version = 2;
+constexpr int k_schema_version = 3;
+
+// Every table of the logical schema, parents before the tables that refer
+// to them: what `basewatch db copy` copies, in this order. Each engine holds
+// exactly these (plus its own bookkeeping, such as basewatch_schema), with
+// the same column names (tests/db checks both).
+inline constexpr const char* k_tables[] = {"refs", "events", "deliveries", "attempts", "meta", "mirrors", "copy_jobs"};
+
+// Rows of one table as text, engine-neutral: integers in decimal, NULL as
+// nullopt. `columns` names each value of a row, in order.
+struct TableRows {
+  std::vector<std::string> columns;
+  std::vector<std::vector<std::optional<std::string>>> rows;
+};
 
 struct RefState {
   std::string ref;         // normalised tag ref
@@ -78,6 +93,10 @@ struct Delivery {
   int64_t delivered_at = 0;
   int last_status = 0;  // HTTP status or exit code of the last attempt
   std::string last_error;
+  // A copy job this delivery waits for (0: none): a project that builds FROM
+  // a mirror is rebuilt once the mirror holds the new content. Not due while
+  // set; release_delivery clears it.
+  int64_t wait_job = 0;
 };
 
 struct Attempt {
@@ -87,7 +106,35 @@ struct Attempt {
   std::string error;
   int64_t duration_ms = 0;
   std::string output_tail;  // command triggers: the end of the build log
-  std::string pushed_digest;  // build triggers: the digest of the image they pushed, "" when none (schema 2)
+  std::string pushed_digest;  // build triggers: the digest of the image they pushed, "" when none (schema 3)
+};
+
+// A mirrored reference: one upstream tag's copy in the team's registry.
+struct MirrorState {
+  std::string mirror;           // normalised tag ref of the copy (the key)
+  std::string upstream;         // normalised tag ref it copies
+  std::string upstream_digest;  // the upstream tag's digest when last seen
+  std::string mirror_digest;    // what the mirror's tag names when last seen or written; "" when absent
+  std::string state;            // in-sync | copying | failed | drift | missing
+  std::string last_copy;        // JSON of the last finished copy (at, bytes, blobs, seconds), "" when none
+  std::string last_error;
+  int64_t checked_at = 0;       // the last comparison of the two
+  int64_t updated_at = 0;
+};
+
+// A durable copy job: copy `upstream` at `digest` into `mirror`. Written in
+// the same transaction as the event that calls for it; done, or retried
+// with backoff (it survives restarts and SIGKILL).
+struct CopyJob {
+  int64_t id = 0;
+  std::string mirror, upstream;  // tag refs
+  std::string digest;            // the upstream digest to copy
+  std::string reason;            // change | recorded | baseline | missing | drift | sync | manual
+  std::string state = "pending"; // pending | done
+  int attempts = 0;
+  int64_t created_at = 0, next_attempt_at = 0, updated_at = 0;
+  std::string last_error;
+  std::string mirror_digest;     // done: what the mirror tag names (another digest for a platform subset)
 };
 
 class Store {
@@ -97,7 +144,10 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   // Opens (creating if needed) and migrates the database that `database`
-  // names: a file path (SQLite; ":memory:" works for tests).
+  // names: a postgresql:// or postgres:// URI (PostgreSQL), else a file
+  // path (SQLite; ":memory:" works for tests). Errors of kind invalid are
+  // the user's to fix (a bad URI, refused credentials, a database of a
+  // newer schema); others are operational (the server cannot be reached).
   static Result<std::unique_ptr<Store>> open(const std::string& database);
 
   // The schema version the database holds (k_schema_version once open), -1
@@ -169,9 +219,54 @@ class Store {
   // The earliest next_attempt_at of pending/failed deliveries, if any.
   virtual Result<std::optional<int64_t>> next_due() = 0;
 
+  // Deliveries waiting for a copy job (Delivery::wait_job). The job's id is
+  // set at add_delivery, or later with set_delivery_wait (a change joining
+  // a settling delivery moves it to the newer job).
+  virtual Status set_delivery_wait(const std::string& id, int64_t job) = 0;
+  // The deliveries that wait for `job`, oldest first.
+  virtual Result<std::vector<Delivery>> waiting_deliveries(int64_t job) = 0;
+  // Ends a delivery's wait: wait_job 0, and the payload it will be sent
+  // with (only while not attempted). not_found when unknown.
+  virtual Status release_delivery(const std::string& id, const std::string& payload) = 0;
+  // How many deliveries wait for a copy, per mirror (of their job).
+  virtual Result<std::map<std::string, int64_t>> waiting_by_mirror() = 0;
+
+  // Mirrors: one row per mirrored reference.
+  virtual Status put_mirror(const MirrorState& m) = 0;
+  virtual Result<std::optional<MirrorState>> get_mirror(const std::string& mirror) = 0;
+  // Every row, ordered by mirror.
+  virtual Result<std::vector<MirrorState>> list_mirrors() = 0;
+  virtual Status delete_mirror(const std::string& mirror) = 0;
+
+  // Copy jobs. add_copy_job ignores job.id and returns the new id (increasing).
+  virtual Result<int64_t> add_copy_job(const CopyJob& job) = 0;
+  virtual Result<std::optional<CopyJob>> get_copy_job(int64_t id) = 0;
+  // Pending jobs due at `now`, oldest (id) first, at most `limit`.
+  virtual Result<std::vector<CopyJob>> due_copy_jobs(int64_t now, int limit) = 0;
+  // Pending jobs (due or waiting out a backoff), oldest first; of one mirror when given.
+  virtual Result<std::vector<CopyJob>> pending_copy_jobs(const std::string& mirror = "") = 0;
+  // A failed attempt: attempts + 1, the error, the next try. not_found when unknown.
+  virtual Status fail_copy_job(int64_t id, const std::string& error, int64_t now, int64_t next_attempt_at) = 0;
+  // Done: state done, attempts + 1, what the mirror tag names. not_found when unknown.
+  virtual Status finish_copy_job(int64_t id, const std::string& mirror_digest, int64_t now) = 0;
+  // The earliest next_attempt_at of pending jobs, if any.
+  virtual Result<std::optional<int64_t>> next_copy_due() = 0;
+
   // Small key/value state (last poll time and such).
   virtual Status set_meta(const std::string& key, const std::string& value) = 0;
   virtual Result<std::optional<std::string>> get_meta(const std::string& key) = 0;
+
+  // The whole state, table by table (db/copy.h uses these; nothing else
+  // should). read_rows calls `fn` with every row of `table` (one of
+  // k_tables), at most `batch` at a time, all columns; write_rows inserts
+  // rows exactly as given, ids included. After writing, finish_copy moves
+  // the engine's id generators past the highest id written, so new events
+  // and attempts never reuse a copied id.
+  virtual Status read_rows(const std::string& table, size_t batch, const std::function<Status(const TableRows&)>& fn) = 0;
+  virtual Status write_rows(const std::string& table, const TableRows& rows) = 0;
+  virtual Status finish_copy() = 0;
+  // Rows per table of k_tables.
+  virtual Result<std::map<std::string, int64_t>> row_counts() = 0;
 
  protected:
   Store() = default;

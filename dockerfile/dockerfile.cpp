@@ -162,22 +162,33 @@ Result<std::map<std::string, std::vector<std::string>>> parse_flags(const std::v
   return values;
 }
 
+// One field of a CSV record, and where its text starts in the record; `exact`
+// when the field is that many characters there (no "" inside quotes).
+struct CsvField {
+  std::string text;
+  size_t begin = 0;
+  bool exact = true;
+};
+
 // One record of Go's encoding/csv: comma-separated fields, a field may be
 // quoted with "" standing for a quote inside it.
-Result<std::vector<std::string>> parse_csv_record(std::string_view s) {
+Result<std::vector<CsvField>> parse_csv_record(std::string_view s) {
   auto fail = [](const std::string& cause) { return make_error(ErrorKind::invalid, "failed to parse csv mounts: " + cause); };
   if (s.empty()) return fail("EOF");
-  std::vector<std::string> fields;
+  std::vector<CsvField> fields;
   size_t i = 0;
   while (true) {
-    std::string field;
+    CsvField f;
+    std::string& field = f.text;
     if (i < s.size() && s[i] == '"') {
       ++i;
+      f.begin = i;
       while (true) {
         if (i >= s.size()) return fail("extraneous or missing \" in quoted-field");
         if (s[i] == '"') {
           if (i + 1 < s.size() && s[i + 1] == '"') {
             field += '"';
+            f.exact = false;
             i += 2;
             continue;
           }
@@ -188,12 +199,13 @@ Result<std::vector<std::string>> parse_csv_record(std::string_view s) {
       }
       if (i < s.size() && s[i] != ',') return fail("extraneous or missing \" in quoted-field");
     } else {
+      f.begin = i;
       while (i < s.size() && s[i] != ',') {
         if (s[i] == '"') return fail("bare \" in non-quoted-field");
         field += s[i++];
       }
     }
-    fields.push_back(std::move(field));
+    fields.push_back(std::move(f));
     if (i >= s.size()) break;
     ++i;  // ','
   }
@@ -203,6 +215,8 @@ Result<std::vector<std::string>> parse_csv_record(std::string_view s) {
 struct Mount {
   std::string type = "bind";
   std::string from;
+  size_t from_begin = 0;    // where `from`'s value starts in the mount's value
+  bool from_exact = false;  // its characters stand there as they are
 };
 
 // The parts of RUN --mount that matter here: its type and `from`. BuildKit
@@ -210,7 +224,8 @@ struct Mount {
 Result<Mount> parse_mount(std::string_view value) {
   BW_TRY(auto fields, parse_csv_record(value));
   Mount m;
-  for (const auto& field : fields) {
+  for (const auto& csv : fields) {
+    const std::string& field = csv.text;
     auto eq = field.find('=');
     auto key = ascii_lower(std::string_view(field).substr(0, eq));
     if (eq == std::string::npos) {
@@ -224,6 +239,8 @@ Result<Mount> parse_mount(std::string_view value) {
       auto dollar = v.find('$');
       if (dollar != std::string::npos && dollar + 1 < v.size()) return make_error(ErrorKind::invalid, k_no_expansion);
       m.from = v;
+      m.from_begin = csv.begin + eq + 1;
+      m.from_exact = csv.exact;
     }
   }
   return m;
@@ -234,6 +251,7 @@ struct Use {
   std::string via;      // "copy" | "mount" | "onbuild"
   std::string written;  // as in the file
   int line = 0;
+  std::vector<SourceRange> source;
   long stage = -1;      // the stage it names, when it names one
   std::optional<oci::Reference> ref;  // the external image, when it is one
 };
@@ -242,6 +260,7 @@ struct Stage {
   size_t index = 0;
   std::string name;  // lowercased; empty when unnamed
   std::string base_written;
+  std::vector<SourceRange> base_source;
   std::optional<std::string> platform;
   int line = 0;
   std::vector<Use> uses;
@@ -250,22 +269,33 @@ struct Stage {
   std::set<std::string> base_unset;
   long base_stage = -1;
   std::optional<oci::Reference> base_ref;
+  std::optional<std::string> unresolved;  // keep_unresolved: why the base is no reference
 
   std::string label() const { return name.empty() ? std::to_string(index) : name; }
   // The name BuildKit uses in messages.
   std::string buildkit_name() const { return name.empty() ? "stage-" + std::to_string(index) : name; }
 };
 
-struct GlobalArg {
-  std::string name;
-  std::optional<std::string> value;  // the default as written, quotes included
-  int line = 0;
-};
+// The index of the n-th flag of `ins` that starts with `prefix`.
+std::optional<size_t> nth_flag(const Instruction& ins, std::string_view prefix, size_t n) {
+  for (size_t i = 0; i < ins.flags.size(); ++i) {
+    if (ins.flags[i].rfind(prefix, 0) == 0 && n-- == 0) return i;
+  }
+  return std::nullopt;
+}
 
 class Scanner {
  public:
   Scanner(std::string_view text, const std::string& path, const ScanOptions& options)
       : m_text(text), m_path(path), m_options(options) {}
+
+  // What a successful run found besides the images.
+  void details(ScanResult& out) {
+    out.warnings = std::move(m_warnings);
+    out.global_args = std::move(m_globals);
+    out.stage_args = m_inheriting;
+    out.escape = m_escape;
+  }
 
   Result<std::vector<ImageUse>> run() {
     if (m_text.empty()) return fail(0, "the Dockerfile cannot be empty");
@@ -307,6 +337,7 @@ class Scanner {
       if (directive.image.empty()) return std::optional<ImageUse>();
       use.written = directive.image;
       use.line = directive.line;
+      use.source.push_back(SourceRange{directive.offset, directive.image.size(), directive.line, directive.column});
     }
     auto ref = oci::parse_reference(use.written);
     if (!ref) return fail(use.line, ref.error().message);
@@ -328,9 +359,13 @@ class Scanner {
         for (auto& a : args) {
           m_stage_args.insert(a.name);
           m_stages.back().args.insert(a.name);
+          if (!a.value) m_inheriting.emplace_back(a.name, a.line);
         }
       }
       return ok_status();
+    }
+    if (ins.command == "env" || ins.command == "label") {
+      if (auto st = read_name_values(ins); !st) return st.error();
     }
     std::vector<Use> uses;
     if (ins.command == "copy" || ins.command == "add") {
@@ -344,18 +379,22 @@ class Scanner {
         auto flags = parse_flags(ins.flags, k_copy_flags, false);
         if (!flags) return fail(ins.line, flags.error().message);
         if (auto it = flags->find("from"); it != flags->end() && !it->second.front().empty()) {
-          uses.push_back(Use{"copy", it->second.front(), ins.line, -1, std::nullopt});
+          Use use{"copy", it->second.front(), ins.line, {}, -1, std::nullopt};
+          if (auto f = nth_flag(ins, "--from=", 0)) use.source = flag_chars_source(ins, ins.pieces, *f, 7, use.written.size());
+          uses.push_back(std::move(use));
         }
       }
     } else if (ins.command == "run" && !ins.flags.empty()) {
       auto flags = parse_flags(ins.flags, k_run_flags, false);
       if (!flags) return fail(ins.line, flags.error().message);
+      size_t n = 0;
       for (const auto& value : (*flags)["mount"]) {
         auto mount = parse_mount(value);
         if (!mount) return fail(ins.line, mount.error().message);
         if (!mount->from.empty() && mount->type != "tmpfs") {
-          uses.push_back(Use{"mount", mount->from, ins.line, -1, std::nullopt});
+          uses.push_back(Use{"mount", mount->from, ins.line, mount_source(ins, ins.pieces, n, *mount), -1, std::nullopt});
         }
+        ++n;
       }
     } else if (ins.command == "onbuild") {
       BW_TRY(auto triggered, read_onbuild(ins));
@@ -365,6 +404,47 @@ class Scanner {
     for (auto& u : uses) m_stages.back().uses.push_back(std::move(u));
     return ok_status();
   }
+
+  // The file ranges of characters [begin, begin + len) of flag `flag` of
+  // `ins` (quotes and escapes removed), or none when they are not contiguous.
+  std::vector<SourceRange> flag_chars_source(const Instruction& ins, const std::vector<Piece>& pieces, size_t flag,
+                                             size_t begin, size_t len) const {
+    if (flag >= ins.flag_sources.size()) return {};
+    const auto& src = ins.flag_sources[flag];
+    if (len == 0 || begin + len > src.size()) return {};
+    for (size_t k = begin + 1; k < begin + len; ++k) {
+      if (src[k] != src[k - 1] + 1) return {};
+    }
+    return source_of(pieces, m_text, src[begin], src[begin + len - 1] + 1);
+  }
+
+  // Where the `from=` value of the n-th --mount flag stands.
+  std::vector<SourceRange> mount_source(const Instruction& ins, const std::vector<Piece>& pieces, size_t n,
+                                        const Mount& mount) const {
+    auto flag = nth_flag(ins, "--mount=", n);
+    if (!flag || !mount.from_exact) return {};
+    return flag_chars_source(ins, pieces, *flag, 8 + mount.from_begin, mount.from.size());
+  }
+
+  // ENV and LABEL: BuildKit's parseNameVal. "NAME value" (the legacy form)
+  // needs both; "a=b c=d" needs '=' in every word.
+  Status read_name_values(const Instruction& ins) {
+    auto words = split_words(ins.args, m_escape);
+    if (words.empty()) return ok_status();
+    const std::string key = to_upper_ascii(ins.command);
+    if (words.front().find('=') == std::string::npos) {
+      if (count_fields(ins.args) < 2) return fail(ins.line, key + " must have two arguments");
+      return ok_status();
+    }
+    for (const auto& w : words) {
+      if (w.find('=') == std::string::npos) {
+        return fail(ins.line, "Syntax error - can't find = in " + go_quote(w) + ". Must be of the form: name=value");
+      }
+    }
+    return ok_status();
+  }
+
+  void warn(int line, std::string_view message) { m_warnings.push_back(located(m_path, line, "warning: " + std::string(message))); }
 
   static std::string to_upper_ascii(std::string s) {
     for (auto& c : s) {
@@ -388,16 +468,27 @@ class Scanner {
     }
     auto flags = parse_flags(ins.flags, k_from_flags, true);
     if (!flags) return fail(ins.line, flags.error().message);
+    // BuildKit lints these (the file still builds): a later stage of the same
+    // name wins for COPY --from and --target, FROM takes the latest before it.
     if (name == "scratch" || name == "context") {
-      return fail(ins.line, "'" + name + "' is reserved and should not be used as a stage name");
+      warn(ins.line, "ReservedStageName: '" + name + "' is reserved and should not be used as a stage name");
     }
-    if (!name.empty() && !m_stage_index.emplace(name, m_stages.size()).second) {
-      return fail(ins.line, "Duplicate stage name '" + name + "', stage names should be unique");
+    if (!name.empty()) {
+      auto [it, fresh] = m_stage_index.emplace(name, m_stages.size());
+      if (!fresh) {
+        warn(ins.line, "DuplicateStageName: Duplicate stage name '" + name + "', stage names should be unique");
+        it->second = m_stages.size();
+      }
     }
     Stage stage;
     stage.index = m_stages.size();
     stage.name = name;
     stage.base_written = args[0];
+    {
+      size_t at = 0;
+      while (at < ins.args.size() && is_separator(ins.args[at])) ++at;
+      stage.base_source = source_of(ins.pieces, m_text, ins.args_offset + at, ins.args_offset + at + args[0].size());
+    }
     stage.line = ins.line;
     if (auto it = flags->find("platform"); it != flags->end()) stage.platform = it->second.front();
     m_stages.push_back(std::move(stage));
@@ -406,16 +497,20 @@ class Scanner {
 
   // ARG name[=default] ...
   Result<std::vector<GlobalArg>> read_arg(const Instruction& ins) {
-    auto words = split_words(ins.args, m_escape);
+    auto words = split_words_at(ins.args, m_escape);
     if (words.empty()) return fail(ins.line, "ARG requires at least one argument");
     std::vector<GlobalArg> out;
-    for (const auto& w : words) {
+    for (const auto& word : words) {
+      const std::string& w = word.text;
       GlobalArg a;
       a.line = ins.line;
       if (auto eq = w.find('='); eq != std::string::npos) {
         if (eq == 0) return fail(ins.line, "ARG names can not be blank");
         a.name = w.substr(0, eq);
         a.value = w.substr(eq + 1);
+        // The word keeps its quotes and escapes, so it stands in the file as is.
+        size_t at = ins.args_offset + word.begin + eq + 1;
+        a.value_source = source_of(ins.pieces, m_text, at, ins.args_offset + word.end);
       } else {
         a.name = w;
       }
@@ -439,17 +534,21 @@ class Scanner {
       auto f = parse_flags(trig.flags, k_copy_flags, false);
       if (f) {
         if (auto it = f->find("from"); it != f->end() && !it->second.front().empty()) {
-          uses.push_back(Use{"onbuild", it->second.front(), ins.line, -1, std::nullopt});
+          Use use{"onbuild", it->second.front(), ins.line, {}, -1, std::nullopt};
+          if (auto i = nth_flag(trig, "--from=", 0)) use.source = flag_chars_source(trig, ins.pieces, *i, 7, use.written.size());
+          uses.push_back(std::move(use));
         }
       }
     } else if (trig.command == "run") {
       auto f = parse_flags(trig.flags, k_run_flags, false);
       if (f) {
+        size_t n = 0;
         for (const auto& value : (*f)["mount"]) {
           auto mount = parse_mount(value);
           if (mount && !mount->from.empty() && mount->type != "tmpfs") {
-            uses.push_back(Use{"onbuild", mount->from, ins.line, -1, std::nullopt});
+            uses.push_back(Use{"onbuild", mount->from, ins.line, mount_source(trig, ins.pieces, n, *mount), -1, std::nullopt});
           }
+          ++n;
         }
       }
     }
@@ -518,7 +617,9 @@ class Scanner {
         for (const auto& n : expanded->unset) {
           if (m_stage_args.count(n)) hidden.insert(n);
         }
-        return fail(stage.line, "base name (" + stage.base_written + ") should not be blank" + unset_hint(hidden));
+        std::string message = "base name (" + stage.base_written + ") should not be blank" + unset_hint(hidden);
+        if (!m_options.keep_unresolved || expanded->unset.empty()) return fail(stage.line, message);
+        stage.unresolved = message;
       }
       if (stage.platform) {
         auto p = process_word(*stage.platform, env, lex);
@@ -530,7 +631,7 @@ class Scanner {
       if (auto it = earlier.find(ascii_lower(stage.base_expanded)); it != earlier.end()) {
         stage.base_stage = static_cast<long>(it->second);
       }
-      if (!stage.name.empty()) earlier.emplace(stage.name, stage.index);
+      if (!stage.name.empty()) earlier[stage.name] = stage.index;  // the latest of a duplicated name
     }
     return ok_status();
   }
@@ -613,14 +714,17 @@ class Scanner {
   // as BuildKit does.
   Status parse_references() {
     for (auto& stage : m_stages) {
-      if (stage.base_stage < 0 && stage.base_expanded != k_scratch) {
+      if (stage.base_stage < 0 && stage.base_expanded != k_scratch && !stage.unresolved) {
         auto ref = oci::parse_reference(stage.base_expanded);
         if (!ref) {
           std::string message = ref.error().message;
           if (stage.base_expanded != stage.base_written) message += " (expanded from " + go_quote(stage.base_written) + ")";
-          return fail(stage.line, message + unset_hint(stage.base_unset));
+          message += unset_hint(stage.base_unset);
+          if (!m_options.keep_unresolved || stage.base_unset.empty()) return fail(stage.line, message);
+          stage.unresolved = message;
+        } else {
+          stage.base_ref = *ref;
         }
-        stage.base_ref = *ref;
       }
       for (auto& use : stage.uses) {
         if (use.stage != -1 || use.written == k_scratch) continue;
@@ -663,9 +767,9 @@ class Scanner {
     if (syntax) out.push_back(std::move(*syntax));
     for (const auto& stage : m_stages) {
       const char* used_kind = reached[stage.index] ? "buildtime" : "unused";
-      if (stage.base_ref) {
+      if (stage.base_ref || stage.unresolved) {
         ImageUse use;
-        use.ref = *stage.base_ref;
+        if (stage.base_ref) use.ref = *stage.base_ref;
         use.written = stage.base_written;
         use.line = stage.line;
         use.stage = stage.label();
@@ -673,6 +777,9 @@ class Scanner {
         use.via = "from";
         use.platform = stage.platform;
         if (use.ref.pinned()) use.pinned = use.ref.digest;
+        use.source = stage.base_source;
+        use.unset.assign(stage.base_unset.begin(), stage.base_unset.end());
+        use.unresolved = stage.unresolved;
         out.push_back(std::move(use));
       }
       for (const auto& u : stage.uses) {
@@ -685,6 +792,7 @@ class Scanner {
         use.kind = used_kind;
         use.via = u.via;
         if (use.ref.pinned()) use.pinned = use.ref.digest;
+        use.source = u.source;
         out.push_back(std::move(use));
       }
     }
@@ -696,6 +804,8 @@ class Scanner {
   const ScanOptions& m_options;
   char m_escape = '\\';
   std::vector<GlobalArg> m_globals;
+  std::vector<std::pair<std::string, int>> m_inheriting;  // ARG NAME (no value) inside stages, with its line
+  std::vector<std::string> m_warnings;
   std::vector<Stage> m_stages;
   std::map<std::string, size_t> m_stage_index;  // stage name -> index
   std::set<std::string> m_stage_args;
@@ -705,9 +815,11 @@ class Scanner {
 
 ScanResult scan(std::string_view text, const std::string& path, const ScanOptions& options) {
   ScanResult result;
-  auto images = Scanner(text, path, options).run();
+  Scanner scanner(text, path, options);
+  auto images = scanner.run();
   if (images) {
     result.images = std::move(*images);
+    scanner.details(result);
   } else {
     result.error = images.error().message;
   }

@@ -79,24 +79,6 @@ std::pair<std::string_view, bool> trim_continuation(std::string_view line, char 
   return {line.substr(0, end - 1), false};
 }
 
-// The lines that continue an instruction, from lines[i] on: each one's
-// piece (without the continuation character) goes to `pieces`; comment and
-// blank lines are skipped. Returns the index of the first line after them.
-size_t read_continuation(const std::vector<std::string_view>& lines, size_t i, char escape,
-                         std::vector<std::string_view>& pieces) {
-  bool end = false;
-  while (!end && i < lines.size()) {
-    auto raw = lines[i++];
-    if (is_comment(raw)) continue;
-    auto cont = trim_newline(raw);
-    if (trim_left(cont).empty()) continue;
-    auto [piece, piece_end] = trim_continuation(cont, escape);
-    pieces.push_back(piece);
-    end = piece_end;
-  }
-  return i;
-}
-
 // Parser directives: `# key = value` lines at the very top; the first line
 // that is not one (a blank line, a comment, an instruction, an unknown key)
 // ends them.
@@ -164,11 +146,19 @@ class DirectiveReader {
 // BuildKit's extractBuilderFlags: leading words starting with "--" are
 // flags (quotes removed, backslash escapes the next character); a bare "--"
 // ends them. Returns the rest of the line.
-std::string_view extract_flags(std::string_view line, std::vector<std::string>& flags) {
+// `sources` gets, for each flag, the position of each character (`base` +
+// its index in `line`).
+std::string_view extract_flags(std::string_view line, std::vector<std::string>& flags,
+                               std::vector<std::vector<size_t>>& sources, size_t base) {
   enum { in_spaces, in_word, in_quote } phase = in_spaces;
   std::string word;
+  std::vector<size_t> src;
   char quote = 0;
   bool blank_ok = false;
+  auto keep = [&](char c, size_t pos) {
+    word += c;
+    src.push_back(base + pos);
+  };
   for (size_t pos = 0; pos <= line.size(); ++pos) {
     const bool at_end = pos == line.size();
     char ch = at_end ? 0 : line[pos];
@@ -179,15 +169,22 @@ std::string_view extract_flags(std::string_view line, std::vector<std::string>& 
       phase = in_word;
     }
     if (at_end) {
-      if (word != "--" && (blank_ok || !word.empty())) flags.push_back(word);
+      if (word != "--" && (blank_ok || !word.empty())) {
+        flags.push_back(word);
+        sources.push_back(src);
+      }
       break;
     }
     if (phase == in_word) {
       if (is_space(ch)) {
         phase = in_spaces;
         if (word == "--") return line.substr(pos);
-        if (blank_ok || !word.empty()) flags.push_back(word);
+        if (blank_ok || !word.empty()) {
+          flags.push_back(word);
+          sources.push_back(src);
+        }
         word.clear();
+        src.clear();
         blank_ok = false;
         continue;
       }
@@ -201,7 +198,7 @@ std::string_view extract_flags(std::string_view line, std::vector<std::string>& 
         if (pos + 1 == line.size()) continue;
         ch = line[++pos];
       }
-      word += ch;
+      keep(ch, pos);
       continue;
     }
     // in_quote
@@ -216,7 +213,7 @@ std::string_view extract_flags(std::string_view line, std::vector<std::string>& 
       }
       ch = line[++pos];
     }
-    word += ch;
+    keep(ch, pos);
   }
   return {};
 }
@@ -290,17 +287,24 @@ const std::set<std::string, std::less<>> k_maybe_json = {"add", "cmd", "copy", "
 const std::set<std::string, std::less<>> k_heredoc_commands = {"add", "copy", "run"};
 
 // newNodeFromLine: keyword, flags, arguments, and the exec (JSON) form.
-Result<Instruction> split_instruction(std::string_view line, int depth) {
+// `base` is the position of `line` in the logical line (positions recorded
+// in the instruction are logical-line positions).
+Result<Instruction> split_instruction(std::string_view line, int depth, size_t base) {
   Instruction ins;
   auto t = trim_both(line);
+  const size_t t_at = base + static_cast<size_t>(t.data() - line.data());
   size_t sep = 0;
   while (sep < t.size() && !is_separator(t[sep])) ++sep;
   ins.keyword = std::string(t.substr(0, sep));
   ins.command = ascii_lower(ins.keyword);
+  ins.args_offset = t_at + t.size();
   if (sep < t.size()) {
     size_t rest = sep;
     while (rest < t.size() && is_separator(t[rest])) ++rest;
-    ins.args = std::string(trim_both(extract_flags(t.substr(rest), ins.flags)));
+    auto after = extract_flags(t.substr(rest), ins.flags, ins.flag_sources, t_at + rest);
+    auto args = trim_both(after);
+    ins.args = std::string(args);
+    if (!args.empty()) ins.args_offset = t_at + static_cast<size_t>(args.data() - t.data());
   }
   const char* k_not_strings = "when using JSON array syntax, arrays must be comprised of strings only";
   if (k_maybe_json.count(ins.command) && !ins.args.empty()) {
@@ -316,7 +320,7 @@ Result<Instruction> split_instruction(std::string_view line, int depth) {
       return make_error(ErrorKind::invalid, k_not_strings);
     }
   } else if (ins.command == "onbuild" && !ins.args.empty() && depth == 0) {
-    auto sub = split_instruction(ins.args, depth + 1);
+    auto sub = split_instruction(ins.args, depth + 1, ins.args_offset);
     if (!sub) return sub.error();
     ins.trigger.push_back(std::move(*sub));
   }
@@ -384,19 +388,6 @@ Result<std::vector<Heredoc>> heredocs_from_line(std::string_view line) {
 
 }  // namespace
 
-std::vector<std::string_view> instruction_pieces(std::string_view text, int line, char escape) {
-  std::vector<std::string_view> pieces;
-  auto lines = split_lines(text);
-  if (line < 1 || static_cast<size_t>(line) > lines.size()) return pieces;
-  if (lines[0].substr(0, k_bom.size()) == k_bom) lines[0].remove_prefix(k_bom.size());
-  // As parse_lines reads it: the first line left-trimmed, then continued.
-  size_t i = static_cast<size_t>(line) - 1;
-  auto [first, end] = trim_continuation(trim_left(trim_newline(lines[i])), escape);
-  pieces.push_back(first);
-  if (!end) read_continuation(lines, i + 1, escape, pieces);
-  return pieces;
-}
-
 std::string located(const std::string& path, int line, std::string_view message) {
   if (line <= 0) return path + ": " + std::string(message);
   return path + ":" + std::to_string(line) + ": " + std::string(message);
@@ -410,7 +401,6 @@ Result<ParsedFile> parse_lines(std::string_view text, const std::string& path) {
   DirectiveReader directives(path);
   file.instructions.reserve(lines.size() / 2 + 1);
   std::string joined;
-  std::vector<std::string_view> pieces;
 
   size_t i = 0;
   while (i < lines.size()) {
@@ -423,18 +413,34 @@ Result<ParsedFile> parse_lines(std::string_view text, const std::string& path) {
     if (end && first.empty()) continue;
 
     // Most instructions are one line: only continued ones are copied.
+    std::vector<Piece> pieces;
+    auto add_piece = [&](std::string_view piece, size_t logical_at, size_t line_index) {
+      if (piece.empty()) return;
+      pieces.push_back(Piece{logical_at, static_cast<size_t>(piece.data() - text.data()), piece.size(),
+                             static_cast<int>(line_index) + 1, static_cast<size_t>(lines[line_index].data() - text.data())});
+    };
+    add_piece(first, 0, i - 1);
     std::string_view logical = first;
     if (!end) {
-      pieces.clear();
-      i = read_continuation(lines, i, file.escape, pieces);
       joined.assign(first);
-      for (auto piece : pieces) joined += piece;
+      while (!end && i < lines.size()) {
+        const size_t index = i;
+        auto raw = lines[i++];
+        if (is_comment(raw)) continue;
+        auto cont = trim_newline(raw);
+        if (trim_left(cont).empty()) continue;
+        auto [piece, piece_end] = trim_continuation(cont, file.escape);
+        add_piece(piece, joined.size(), index);
+        joined += piece;
+        end = piece_end;
+      }
       logical = joined;
     }
 
-    auto ins = split_instruction(logical, 0);
+    auto ins = split_instruction(logical, 0, 0);
     if (!ins) return make_error(ErrorKind::invalid, located(path, start_line, ins.error().message));
     ins->line = start_line;
+    ins->pieces = std::move(pieces);
     if (can_contain_heredoc(*ins)) {
       auto docs = heredocs_from_line(logical);
       if (!docs) return make_error(ErrorKind::invalid, located(path, start_line, docs.error().message));
@@ -461,7 +467,11 @@ Result<ParsedFile> parse_lines(std::string_view text, const std::string& path) {
 }
 
 SyntaxDirective detect_syntax(std::string_view text) {
-  if (text.substr(0, k_bom.size()) == k_bom) text.remove_prefix(k_bom.size());
+  size_t bom = 0;
+  if (text.substr(0, k_bom.size()) == k_bom) {
+    text.remove_prefix(k_bom.size());
+    bom = k_bom.size();
+  }
   // Only the top of the file matters: read line by line, stop early.
   size_t pos = 0;
   int line_no = 0;
@@ -487,15 +497,49 @@ SyntaxDirective detect_syntax(std::string_view text) {
     if (!DirectiveReader::match(token, key, value)) break;
     if (key != "syntax" && key != "escape" && key != "check") break;
     if (!seen.insert(key).second) break;
-    if (key == "syntax") return SyntaxDirective{value.substr(0, value.find(' ')), line_no};
+    if (key == "syntax") {
+      // The value starts after the first '=' and its blanks.
+      size_t at = line.find('=') + 1;
+      while (at < line.size() && is_re_space(line[at])) ++at;
+      size_t line_start = static_cast<size_t>(line.data() - text.data());
+      return SyntaxDirective{value.substr(0, value.find(' ')), line_no, bom + line_start + at,
+                             column_of(text, line_start, line_start + at)};
+    }
   } while (next_line(line));
   return {};
 }
 
+int column_of(std::string_view text, size_t line_start, size_t offset) {
+  int column = 1;
+  for (size_t i = line_start; i < offset && i < text.size(); ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) ++column;
+  }
+  return column;
+}
+
+std::vector<SourceRange> source_of(const std::vector<Piece>& pieces, std::string_view text, size_t begin, size_t end) {
+  std::vector<SourceRange> out;
+  for (const auto& p : pieces) {
+    size_t lo = std::max(begin, p.logical);
+    size_t hi = std::min(end, p.logical + p.length);
+    if (lo >= hi) continue;
+    size_t offset = p.file + (lo - p.logical);
+    out.push_back(SourceRange{offset, hi - lo, p.line, column_of(text, p.line_start, offset)});
+  }
+  return out;
+}
+
 std::vector<std::string> split_words(std::string_view rest, char escape) {
-  std::vector<std::string> words;
+  std::vector<std::string> out;
+  for (auto& w : split_words_at(rest, escape)) out.push_back(std::move(w.text));
+  return out;
+}
+
+std::vector<Word> split_words_at(std::string_view rest, char escape) {
+  std::vector<Word> words;
   enum { in_spaces, in_word, in_quote } phase = in_spaces;
   std::string word;
+  size_t begin = 0;
   char quote = 0;
   bool blank_ok = false;
   for (size_t pos = 0; pos <= rest.size(); ++pos) {
@@ -505,15 +549,16 @@ std::vector<std::string> split_words(std::string_view rest, char escape) {
       if (at_end) break;
       if (is_space(ch)) continue;
       phase = in_word;
+      begin = pos;
     }
     if (at_end) {
-      if (blank_ok || !word.empty()) words.push_back(word);
+      if (blank_ok || !word.empty()) words.push_back(Word{word, begin, pos});
       break;
     }
     if (phase == in_word) {
       if (is_space(ch)) {
         phase = in_spaces;
-        if (blank_ok || !word.empty()) words.push_back(word);
+        if (blank_ok || !word.empty()) words.push_back(Word{word, begin, pos});
         word.clear();
         blank_ok = false;
         continue;

@@ -37,12 +37,6 @@ struct PinnedUse {
   std::string pinned;   // what stands there now
 };
 
-// A span of the file's text: [begin, end).
-struct TextSpan {
-  size_t begin = 0;
-  size_t end = 0;
-};
-
 struct PinnedFile {
   std::string text;                    // the copy to build from
   std::vector<PinnedUse> pinned;       // in file order
@@ -59,12 +53,11 @@ struct PinnedFile {
 Result<PinnedFile> pin_bases(std::string_view text, const std::string& path, const ScanOptions& options,
                              const std::vector<BasePin>& pins);
 
-// Where `use` (from scan() of the same text) stands in `text`: the spans of
-// its reference token (one for FROM and COPY --from, one per matching
-// `from=` field of RUN --mount). `path` names the file in errors, `escape`
-// is the file's escape character. The one place that finds reference tokens
-// in the text, so it can switch to source ranges from the parser.
-Result<std::vector<TextSpan>> reference_spans(std::string_view text, const std::string& path, char escape,
-                                              const ImageUse& use);
+// Where `use` (from scan() of the same text) stands in `text`: the range
+// of its reference token, from the parser's source ranges (ImageUse::source).
+// The one place that finds a reference in the text. An error when the token
+// is split across a continuation or its characters are not side by side
+// (quotes inside a flag's value): it cannot be replaced in place.
+Result<SourceRange> reference_span(std::string_view text, const std::string& path, const ImageUse& use);
 
 }  // namespace bw::dockerfile

@@ -160,8 +160,16 @@ std::string tag_problem(std::string_view tag) {
   return {};
 }
 
+// docker's reference library (splitDockerDomain): the first component is a
+// registry host when it holds '.' or ':', is "localhost", or holds an
+// uppercase letter (repository paths are lowercase, so "Foo/bar" can only be
+// host Foo, path bar).
 bool is_domain(std::string_view first_component) {
-  return first_component == "localhost" || first_component.find_first_of(".:") != std::string_view::npos;
+  if (first_component == "localhost" || first_component.find_first_of(".:") != std::string_view::npos) return true;
+  for (char c : first_component) {
+    if (c >= 'A' && c <= 'Z') return true;
+  }
+  return false;
 }
 
 bool is_all_hex64(std::string_view s) {
@@ -242,8 +250,14 @@ Result<Reference> parse_reference(std::string_view text) {
 
   // Normalise. Host names are case-insensitive, so the registry is lowercased
   // to make "GHCR.io/x" and "ghcr.io/x" the same watch.
+  // A host known as one only by its uppercase letters ("Foo/bar") keeps them:
+  // lowercased it would read as a Docker Hub path, and str() must parse back
+  // to the same reference.
   std::string registry;
   for (char c : domain) registry += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  if (!registry.empty() && registry != "localhost" && registry.find_first_of(".:") == std::string::npos) {
+    registry = std::string(domain);
+  }
   if (registry.empty() || registry == k_docker_hub_legacy) registry = k_docker_hub;
   ref.registry = std::move(registry);
   ref.repository = std::string(path);

@@ -31,8 +31,11 @@ struct Reference {
 
 // Parses and normalises: "alpine" -> docker.io/library/alpine:latest;
 // "index.docker.io/x/y" -> docker.io/x/y:latest; "alpine:3.20@sha256:..." keeps
-// both tag and digest. The registry is lowercased (host names are
-// case-insensitive). Errors are ErrorKind::invalid and name the cause, e.g.
+// both tag and digest. The first component is a registry host when it holds
+// '.' or ':', is "localhost", or holds an uppercase letter ("Foo/bar" is host
+// Foo, repository bar), as docker's reference library decides. The registry
+// is lowercased (host names are case-insensitive), except a host that is one
+// only by its uppercase letters ("Foo" stays "Foo", so str() parses back). Errors are ErrorKind::invalid and name the cause, e.g.
 //   invalid reference "Alpine": repository name must be lowercase
 // The text is taken as is: no trimming. Digests must be sha256 (64 lowercase
 // hex) or sha512 (128); other algorithms are refused.

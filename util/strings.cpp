@@ -54,4 +54,41 @@ std::string join(const std::vector<std::string>& parts, std::string_view sep) {
   return out;
 }
 
+namespace {
+
+// Optimal string alignment distance (Damerau-Levenshtein without
+// repeated edits of one substring), which counts "tagret" -> "target" as one.
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+}  // namespace
+
+std::string closest(std::string_view name, const std::vector<std::string>& candidates) {
+  // Names are short (config keys, trigger names): bound the work anyway.
+  if (name.empty() || name.size() > 64) return "";
+  const size_t limit = name.size() <= 3 ? 1 : 2;
+  std::string best;
+  size_t best_distance = limit + 1;
+  for (const auto& c : candidates) {
+    if (c.size() > 64 || c == name) continue;
+    size_t d = edit_distance(name, c);
+    if (d < best_distance) {
+      best_distance = d;
+      best = c;
+    }
+  }
+  return best;
+}
+
 }  // namespace bw

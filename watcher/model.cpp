@@ -108,6 +108,7 @@ std::string scan_platform(const config::Config& cfg, const std::vector<std::stri
 
 Result<Model> build_model(const config::Config& cfg, const Model* previous) {
   Model m;
+  size_t project_index = 0;  // of the projects: entry being read
   auto add_project = [&](const config::ProjectConfig& pc, const std::string& name, const std::string& file) {
     Project p;
     p.name = name;
@@ -129,7 +130,11 @@ Result<Model> build_model(const config::Config& cfg, const Model* previous) {
     else source.mtime_ns = source.size = -1;
     m.sources.push_back(source);
     if (!text) {
-      p.error = file + ": " + text.error().message.substr(std::min(text.error().message.size(), file.size() + 2));
+      std::string cause = file + ": " + text.error().message.substr(std::min(text.error().message.size(), file.size() + 2));
+      // A `dockerfile:` names the file: point at that line of the config.
+      p.error = pc.dockerfile.empty() ? cause
+                                      : pc.dockerfile_mark.str() + ": projects[" + std::to_string(project_index) +
+                                            "].dockerfile: " + cause;
     } else {
       p.content_hash = source.content_hash;
       dockerfile::ScanOptions opts;
@@ -137,6 +142,7 @@ Result<Model> build_model(const config::Config& cfg, const Model* previous) {
       opts.target = pc.target;
       opts.platform = scan_platform(cfg, p.platforms);
       auto scanned = dockerfile::scan(*text, file, opts);
+      for (auto& w : scanned.warnings) m.warnings.push_back(std::move(w));
       if (scanned.error) {
         p.error = *scanned.error;
       } else {
@@ -165,6 +171,7 @@ Result<Model> build_model(const config::Config& cfg, const Model* previous) {
   };
 
   for (const auto& pc : cfg.projects) {
+    project_index = static_cast<size_t>(&pc - cfg.projects.data());
     if (!pc.dockerfile.empty()) {
       add_project(pc, pc.name, pc.dockerfile);
       continue;

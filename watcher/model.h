@@ -67,6 +67,9 @@ struct Model {
   std::map<std::string, WatchItem> items;  // key: tag ref
   std::shared_ptr<dockerfile::Graph> graph;
   std::vector<std::string> errors;  // per-project scan errors, for status
+  // BuildKit lint warnings of Dockerfiles that still build ("path:line:
+  // warning: DuplicateStageName: ..."); shown with the errors in status.
+  std::vector<std::string> warnings;
 
   const Project* project(const std::string& name) const;
 };

@@ -131,6 +131,17 @@ TEST_CASE("harbor: PUSH_ARTIFACT resources, host from resource_url", "[api][inbo
         "event_data.resources[0].resource_url: expected a string");
 }
 
+TEST_CASE("harbor: its documented push by digest (the digest in resources[].tag) is an untagged push, ignored", "[api][inbound]") {
+  // Harbor's own PUSH_ARTIFACT example for an artifact pushed by digest.
+  auto p = ok("harbor", R"({"type":"PUSH_ARTIFACT","occur_at":1586922308,"operator":"admin",
+    "event_data":{"resources":[{"digest":")" + k_d1 + R"(","tag":")" + k_d1 + R"(",
+        "resource_url":"hub.harbor.com/test-webhook/debian:)" + k_d1 + R"("}],
+      "repository":{"date_created":1586922308,"name":"debian","namespace":"test-webhook",
+        "repo_full_name":"test-webhook/debian","repo_type":"private"}}})");
+  CHECK(p.notices.empty());
+  CHECK(p.ignored == 1);
+}
+
 TEST_CASE("ghcr: registry_package published with a tag; untagged manifests and pings ignored", "[api][inbound]") {
   auto p = ok("ghcr", R"({"action":"published","registry_package":{"id":1,"name":"Hello-World","namespace":"Octo-Org",
     "ecosystem":"CONTAINER","package_type":"CONTAINER","owner":{"login":"Octo-Org"},

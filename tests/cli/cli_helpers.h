@@ -26,11 +26,11 @@ inline nlohmann::json image(const std::string& ref, const std::string& written, 
 }
 
 inline nlohmann::json scanned(const std::string& path, std::vector<nlohmann::json> images) {
-  return {{"path", path}, {"error", nullptr}, {"images", images}};
+  return {{"path", path}, {"error", nullptr}, {"images", images}, {"warnings", nlohmann::json::array()}};
 }
 
 inline nlohmann::json failed(const std::string& path, const std::string& error) {
-  return {{"path", path}, {"error", error}, {"images", nlohmann::json::array()}};
+  return {{"path", path}, {"error", error}, {"images", nlohmann::json::array()}, {"warnings", nlohmann::json::array()}};
 }
 
 }  // namespace bw::testing

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <thread>
 
+#include "db/copy.h"
 #include "tests/db/engine.h"
 
 using namespace bw;
@@ -87,16 +88,32 @@ TEST_CASE("a database of every older schema migrates forward and keeps its rows"
       auto old = test_engine().open_at(database, from);
       REQUIRE(old.ok());
       CHECK((*old)->schema_version() == from);
-      REQUIRE((*old)->put_ref(ref_state("r:1", 5)).ok());
-      REQUIRE((*old)->add_delivery(delivery("d_1", 1000, 1000)).ok());
-      REQUIRE((*old)->add_event(db::Event{0, "r:1", "a", "b", {}, "fired", "poll", 7, {"d_1"}}).ok());
     }
+    // Rows as version 1 wrote them (this binary's statements may name
+    // columns an older schema lacks): version 1's columns only.
+    test_engine().exec(database,
+                       "INSERT INTO refs(ref, digest, media_type, platforms, last_checked, last_changed, next_check, last_error, "
+                       "error_kind, failures) VALUES('r:1', 'sha256:" + std::string(64, 'a') + "', 'application/vnd.oci.image.index.v1+json', "
+                       "'{\"linux/amd64\":\"sha256:" + std::string(64, 'b') + "\",\"linux/arm64/v8\":\"sha256:" + std::string(64, 'c') +
+                       "\"}', 1000, 900, 5, '', '', 0);"
+                       "INSERT INTO deliveries(id, trigger, project, state, payload, attempts, created_at, next_attempt_at, updated_at) "
+                       "VALUES('d_1', 'ci', 'web', 'pending', '{}', 0, 1000, 1000, 1000);"
+                       "INSERT INTO events(ref, old_digest, new_digest, platforms, outcome, source, detected_at, deliveries) "
+                       "VALUES('r:1', 'a', 'b', '{}', 'fired', 'poll', 7, '[\"d_1\"]');"
+                       "INSERT INTO attempts(delivery_id, at, status, error, duration_ms, output_tail) "
+                       "VALUES('d_1', 2000, 0, '', 5, 'built');");
     auto s = db::Store::open(database);
     REQUIRE(s.ok());
     CHECK((*s)->schema_version() == db::k_schema_version);
     CHECK((*s)->get_ref("r:1").value()->platforms == ref_state("r:1", 5).platforms);
-    CHECK((*s)->get_delivery("d_1").value());
+    REQUIRE((*s)->get_delivery("d_1").value());
+    CHECK((*s)->get_delivery("d_1").value()->wait_job == 0);  // added in 2, waits for nothing
+    CHECK(ids(*(*s)->due_deliveries(1000, 10)) == std::vector<std::string>{"d_1"});
     CHECK((*s)->list_events(10).value().size() == 1);
+    auto attempts = (*s)->list_attempts("d_1").value();
+    REQUIRE(attempts.size() == 1);
+    CHECK(attempts[0].output_tail == "built");
+    CHECK(attempts[0].pushed_digest.empty());  // added in 3, nothing pushed
   }
 }
 
@@ -110,6 +127,7 @@ TEST_CASE("a database of a newer schema is refused, and left as it is", "[db][sc
   test_engine().set_schema_version(database, 99);
   auto s = db::Store::open(database);
   REQUIRE_FALSE(s.ok());
+  CHECK(s.error().kind == ErrorKind::invalid);  // the user's to fix: exit 2
   CHECK(s.error().message == "database: schema version 99 is newer than this basewatch understands (" +
                                  std::to_string(db::k_schema_version) + "); use a newer basewatch or another database");
   // Nothing was migrated or dropped: an older version reads it again.
@@ -601,4 +619,360 @@ TEST_CASE("threads share one store: every write of every thread lands once", "[d
   CHECK(counts.at("delivered") == k_threads * k_each);
   CHECK(s->list_refs().value().size() == static_cast<size_t>(k_threads * k_each));
   for (int t = 0; t < k_threads; ++t) CHECK(s->list_attempts("d_" + std::to_string(t) + "_0").value().size() == 1);
+}
+
+namespace {
+
+// A state with something in every table: references (one failing), events,
+// deliveries in every state with their attempts, meta.
+void fill(db::Store& s) {
+  auto r = ref_state("registry.example.com/team/alpine:3.20", 5000);
+  REQUIRE(s.put_ref(r).ok());
+  REQUIRE(s.set_ref_error("docker.io/library/nginx:1", "timeout", "docker.io/library/nginx:1: timed out", 4000, 9000).ok());
+  for (int i = 0; i < 3; ++i) {
+    db::Event e{0, r.ref, "sha256:o" + std::to_string(i), "sha256:n" + std::to_string(i), {{"linux/amd64", {"a", "b"}}},
+                i ? "fired" : "recorded", "poll", 1000 + i, {"d_" + std::to_string(i)}};
+    REQUIRE(s.add_event(e).ok());
+  }
+  REQUIRE(s.add_delivery(delivery("d_pending", 1000, 99'000)).ok());
+  REQUIRE(s.add_delivery(delivery("d_failed", 1100, 1100, "cd", "")).ok());
+  REQUIRE(s.record_attempt(attempt("d_failed", 1200, 0, "connection refused"), db::DeliveryState::failed, 6200).ok());
+  REQUIRE(s.record_attempt(attempt("d_failed", 6300, 503, "HTTP 503: down"), db::DeliveryState::failed, 16'300).ok());
+  REQUIRE(s.add_delivery(delivery("d_done", 1200, 1200)).ok());
+  REQUIRE(s.record_attempt(attempt("d_done", 1300, 0, "build failed"), db::DeliveryState::failed, 2300).ok());
+  auto built = attempt("d_done", 2400, 204);
+  built.pushed_digest = "sha256:" + std::string(64, 'e');  // a build trigger's push
+  REQUIRE(s.record_attempt(built, db::DeliveryState::delivered, 0).ok());
+  REQUIRE(s.add_delivery(delivery("d_dead", 1300, 1300)).ok());
+  REQUIRE(s.record_attempt(attempt("d_dead", 1400, 500, "HTTP 500"), db::DeliveryState::dead, 0).ok());
+  REQUIRE(s.set_meta("last_poll", "123456").ok());
+  REQUIRE(s.set_meta("note", "it's \"quoted\"\nand on two lines").ok());
+  // A mirror, its copy job, and a delivery waiting for it.
+  db::MirrorState m;
+  m.mirror = "registry.example.com/hub/library/alpine:3.20";
+  m.upstream = "docker.io/library/alpine:3.20";
+  m.upstream_digest = "sha256:" + std::string(64, 'e');
+  m.state = "copying";
+  m.last_copy = R"({"at":"2026-12-01T00:00:00Z"})";
+  m.checked_at = 3000;
+  m.updated_at = 3001;
+  REQUIRE(s.put_mirror(m).ok());
+  db::CopyJob j;
+  j.mirror = m.mirror;
+  j.upstream = m.upstream;
+  j.digest = m.upstream_digest;
+  j.reason = "change";
+  j.created_at = j.next_attempt_at = 3000;
+  auto job = s.add_copy_job(j);
+  REQUIRE(job.ok());
+  REQUIRE(s.fail_copy_job(*job, "mirror down", 3100, 9000).ok());
+  REQUIRE(s.set_delivery_wait("d_pending", *job).ok());
+}
+
+// Both stores answer the same for everything fill() wrote.
+void check_same_state(db::Store& a, db::Store& b) {
+  auto refs_a = a.list_refs().value(), refs_b = b.list_refs().value();
+  REQUIRE(refs_a.size() == refs_b.size());
+  for (size_t i = 0; i < refs_a.size(); ++i) {
+    CHECK(refs_a[i].ref == refs_b[i].ref);
+    CHECK(refs_a[i].digest == refs_b[i].digest);
+    CHECK(refs_a[i].media_type == refs_b[i].media_type);
+    CHECK(refs_a[i].platforms == refs_b[i].platforms);
+    CHECK(refs_a[i].last_checked == refs_b[i].last_checked);
+    CHECK(refs_a[i].last_changed == refs_b[i].last_changed);
+    CHECK(refs_a[i].next_check == refs_b[i].next_check);
+    CHECK(refs_a[i].last_error == refs_b[i].last_error);
+    CHECK(refs_a[i].error_kind == refs_b[i].error_kind);
+    CHECK(refs_a[i].failures == refs_b[i].failures);
+  }
+  auto events_a = a.list_events(1000).value(), events_b = b.list_events(1000).value();
+  REQUIRE(events_a.size() == events_b.size());
+  for (size_t i = 0; i < events_a.size(); ++i) {
+    CHECK(events_a[i].id == events_b[i].id);
+    CHECK(events_a[i].ref == events_b[i].ref);
+    CHECK(events_a[i].old_digest == events_b[i].old_digest);
+    CHECK(events_a[i].new_digest == events_b[i].new_digest);
+    CHECK(events_a[i].platforms == events_b[i].platforms);
+    CHECK(events_a[i].outcome == events_b[i].outcome);
+    CHECK(events_a[i].source == events_b[i].source);
+    CHECK(events_a[i].detected_at == events_b[i].detected_at);
+    CHECK(events_a[i].deliveries == events_b[i].deliveries);
+  }
+  auto deliveries_a = a.list_deliveries(std::nullopt, 1000).value(), deliveries_b = b.list_deliveries(std::nullopt, 1000).value();
+  REQUIRE(deliveries_a.size() == deliveries_b.size());
+  for (size_t i = 0; i < deliveries_a.size(); ++i) {
+    const auto &x = deliveries_a[i], &y = deliveries_b[i];
+    CHECK(x.id == y.id);
+    CHECK(x.trigger == y.trigger);
+    CHECK(x.project == y.project);
+    CHECK(x.state == y.state);
+    CHECK(x.payload == y.payload);
+    CHECK(x.attempts == y.attempts);
+    CHECK(x.created_at == y.created_at);
+    CHECK(x.next_attempt_at == y.next_attempt_at);
+    CHECK(x.updated_at == y.updated_at);
+    CHECK(x.delivered_at == y.delivered_at);
+    CHECK(x.last_status == y.last_status);
+    CHECK(x.last_error == y.last_error);
+    CHECK(x.wait_job == y.wait_job);
+    auto attempts_a = a.list_attempts(x.id).value(), attempts_b = b.list_attempts(x.id).value();
+    REQUIRE(attempts_a.size() == attempts_b.size());
+    for (size_t k = 0; k < attempts_a.size(); ++k) {
+      CHECK(attempts_a[k].at == attempts_b[k].at);
+      CHECK(attempts_a[k].status == attempts_b[k].status);
+      CHECK(attempts_a[k].error == attempts_b[k].error);
+      CHECK(attempts_a[k].duration_ms == attempts_b[k].duration_ms);
+      CHECK(attempts_a[k].output_tail == attempts_b[k].output_tail);
+      CHECK(attempts_a[k].pushed_digest == attempts_b[k].pushed_digest);
+    }
+  }
+  CHECK(a.delivery_counts().value() == b.delivery_counts().value());
+  CHECK(a.next_due().value() == b.next_due().value());
+  for (const char* key : {"last_poll", "note"}) CHECK(a.get_meta(key).value() == b.get_meta(key).value());
+  CHECK(a.row_counts().value() == b.row_counts().value());
+  auto mirrors_a = a.list_mirrors().value(), mirrors_b = b.list_mirrors().value();
+  REQUIRE(mirrors_a.size() == mirrors_b.size());
+  for (size_t i = 0; i < mirrors_a.size(); ++i) {
+    CHECK(mirrors_a[i].mirror == mirrors_b[i].mirror);
+    CHECK(mirrors_a[i].upstream_digest == mirrors_b[i].upstream_digest);
+    CHECK(mirrors_a[i].state == mirrors_b[i].state);
+    CHECK(mirrors_a[i].last_copy == mirrors_b[i].last_copy);
+    CHECK(mirrors_a[i].updated_at == mirrors_b[i].updated_at);
+  }
+  auto jobs_a = a.pending_copy_jobs().value(), jobs_b = b.pending_copy_jobs().value();
+  REQUIRE(jobs_a.size() == jobs_b.size());
+  for (size_t i = 0; i < jobs_a.size(); ++i) {
+    CHECK(jobs_a[i].id == jobs_b[i].id);
+    CHECK(jobs_a[i].digest == jobs_b[i].digest);
+    CHECK(jobs_a[i].attempts == jobs_b[i].attempts);
+    CHECK(jobs_a[i].next_attempt_at == jobs_b[i].next_attempt_at);
+    CHECK(jobs_a[i].last_error == jobs_b[i].last_error);
+    CHECK(a.waiting_deliveries(jobs_a[i].id).value().size() == b.waiting_deliveries(jobs_b[i].id).value().size());
+  }
+  CHECK(a.waiting_by_mirror().value() == b.waiting_by_mirror().value());
+}
+
+}  // namespace
+
+TEST_CASE("the engine holds exactly the tables db copy copies", "[db][copy]") {
+  std::string database = test_engine().new_database();
+  REQUIRE(db::Store::open(database).ok());
+  CHECK(test_engine().tables(database) == std::set<std::string>(std::begin(db::k_tables), std::end(db::k_tables)));
+  CHECK(test_engine().columns(database, "attempts") ==
+        std::set<std::string>{"id", "delivery_id", "at", "status", "error", "duration_ms", "output_tail", "pushed_digest"});
+}
+
+TEST_CASE("a whole state copies from SQLite into an empty database and back, ids and all", "[db][copy]") {
+  auto sqlite = std::move(db::Store::open(":memory:").value());
+  fill(*sqlite);
+  auto target = open_new();
+  auto copied = db::copy_store(*sqlite, *target);
+  REQUIRE(copied.ok());
+  CHECK(*copied == std::map<std::string, int64_t>{{"refs", 2}, {"events", 3}, {"deliveries", 4}, {"attempts", 5}, {"meta", 2},
+                                                  {"mirrors", 1}, {"copy_jobs", 1}});
+  check_same_state(*sqlite, *target);
+
+  // New ids continue after the copied ones; the copied rows work as any.
+  int64_t highest = sqlite->list_events(1).value().at(0).id;
+  auto next = target->add_event(db::Event{0, "r:new", "a", "b", {}, "recorded", "poll", 5000, {}});
+  REQUIRE(next.ok());
+  CHECK(*next > highest);
+  REQUIRE(target->record_attempt(attempt("d_failed", 20'000, 204), db::DeliveryState::delivered, 0).ok());
+  CHECK(target->list_attempts("d_failed").value().size() == 3);
+  CHECK(target->find_settling("ci", "web", 2000).value()->id == "d_pending");
+
+  // And back into a new SQLite database.
+  auto back = std::move(db::Store::open(":memory:").value());
+  REQUIRE(db::copy_store(*target, *back).ok());
+  check_same_state(*target, *back);
+  auto after = back->add_event(db::Event{0, "r:new", "a", "b", {}, "recorded", "poll", 6000, {}});
+  REQUIRE(after.ok());
+  CHECK(*after > *next);
+}
+
+TEST_CASE("copying an empty state gives an empty state", "[db][copy]") {
+  auto empty = std::move(db::Store::open(":memory:").value());
+  auto target = open_new();
+  auto copied = db::copy_store(*empty, *target);
+  REQUIRE(copied.ok());
+  CHECK(*copied == std::map<std::string, int64_t>{{"refs", 0}, {"events", 0}, {"deliveries", 0}, {"attempts", 0}, {"meta", 0},
+                                                  {"mirrors", 0}, {"copy_jobs", 0}});
+  CHECK(target->add_event(db::Event{0, "r", "a", "b", {}, "recorded", "poll", 1, {}}).ok());
+}
+
+TEST_CASE("db copy refuses a destination that holds anything, and leaves it as it is", "[db][copy]") {
+  auto source = std::move(db::Store::open(":memory:").value());
+  fill(*source);
+  auto target = open_new();
+  REQUIRE(target->set_meta("last_poll", "1").ok());
+  REQUIRE(target->put_ref(ref_state("r:1", 1)).ok());
+  auto copied = db::copy_store(*source, *target);
+  REQUIRE_FALSE(copied.ok());
+  CHECK(copied.error().kind == ErrorKind::invalid);
+  CHECK(copied.error().message == "the destination is not empty (refs: 1, meta: 1); db copy only writes into an empty database");
+  CHECK(target->row_counts().value() ==
+        std::map<std::string, int64_t>{{"refs", 1}, {"events", 0}, {"deliveries", 0}, {"attempts", 0}, {"meta", 1}, {"mirrors", 0},
+                                       {"copy_jobs", 0}});
+  CHECK(target->get_meta("last_poll").value() == "1");
+}
+
+TEST_CASE("rows written by write_rows are the rows read_rows gave, in batches", "[db][copy]") {
+  auto s = open_new();
+  for (int i = 0; i < 7; ++i) REQUIRE(s->put_ref(ref_state("r:" + std::to_string(i), i)).ok());
+  std::vector<size_t> batches;
+  db::TableRows all;
+  REQUIRE(s->read_rows("refs", 3, [&](const db::TableRows& rows) -> Status {
+    batches.push_back(rows.rows.size());
+    all.columns = rows.columns;
+    all.rows.insert(all.rows.end(), rows.rows.begin(), rows.rows.end());
+    return ok_status();
+  }).ok());
+  CHECK(batches == std::vector<size_t>{3, 3, 1});
+  CHECK(std::set<std::string>(all.columns.begin(), all.columns.end()) ==
+        std::set<std::string>{"ref", "digest", "media_type", "platforms", "last_checked", "last_changed", "next_check", "last_error",
+                              "error_kind", "failures"});
+  auto other = open_new();
+  REQUIRE(other->write_rows("refs", all).ok());
+  CHECK(other->next_checks().value() == s->next_checks().value());
+  CHECK(other->get_ref("r:3").value()->platforms == ref_state("r:3", 3).platforms);
+  // Only the tables of the schema.
+  CHECK(s->read_rows("sqlite_master", 3, [](const db::TableRows&) { return ok_status(); }).error().message == "database: no table sqlite_master");
+  CHECK(other->write_rows("basewatch_schema", all).error().kind == ErrorKind::invalid);
+}
+
+TEST_CASE("mirrors: put, get, list in order, replace, delete", "[db][mirrors]") {
+  auto s = open_new();
+  db::MirrorState m;
+  m.mirror = "registry.example.com/hub/library/alpine:3.20";
+  m.upstream = "docker.io/library/alpine:3.20";
+  m.upstream_digest = "sha256:" + std::string(64, '1');
+  m.mirror_digest = "";
+  m.state = "missing";
+  m.checked_at = 10;
+  m.updated_at = 11;
+  REQUIRE(s->put_mirror(m).ok());
+  db::MirrorState n = m;
+  n.mirror = "registry.example.com/hub/library/alpine:3.19";
+  n.state = "in-sync";
+  n.mirror_digest = n.upstream_digest;
+  n.last_copy = R"({"at":"2026-12-01T00:00:00Z","bytes_uploaded":5})";
+  n.last_error = "a \"quoted\" error";
+  REQUIRE(s->put_mirror(n).ok());
+  auto got = s->get_mirror(m.mirror);
+  REQUIRE(got.ok());
+  REQUIRE(got->has_value());
+  CHECK((*got)->upstream == m.upstream);
+  CHECK((*got)->upstream_digest == m.upstream_digest);
+  CHECK((*got)->state == "missing");
+  CHECK((*got)->checked_at == 10);
+  CHECK((*got)->updated_at == 11);
+  auto list = s->list_mirrors();
+  REQUIRE(list.ok());
+  REQUIRE(list->size() == 2);
+  CHECK((*list)[0].mirror == n.mirror);  // ordered by mirror: 3.19 < 3.20
+  CHECK((*list)[0].last_copy == n.last_copy);
+  CHECK((*list)[0].last_error == n.last_error);
+  m.state = "in-sync";
+  m.mirror_digest = m.upstream_digest;
+  REQUIRE(s->put_mirror(m).ok());
+  CHECK((*s->get_mirror(m.mirror))->state == "in-sync");
+  REQUIRE(s->delete_mirror(m.mirror).ok());
+  CHECK_FALSE(s->get_mirror(m.mirror)->has_value());
+  CHECK(s->list_mirrors()->size() == 1);
+}
+
+TEST_CASE("copy jobs: due in order, failures back off, done, next due", "[db][mirrors]") {
+  auto s = open_new();
+  auto job = [](const std::string& mirror, const std::string& digest, int64_t at) {
+    db::CopyJob j;
+    j.mirror = mirror;
+    j.upstream = "docker.io/library/alpine:3.20";
+    j.digest = digest;
+    j.reason = "change";
+    j.created_at = at;
+    j.next_attempt_at = at;
+    return j;
+  };
+  CHECK_FALSE(s->next_copy_due()->has_value());
+  auto a = s->add_copy_job(job("m/a:1", "sha256:" + std::string(64, 'a'), 100));
+  auto b = s->add_copy_job(job("m/b:1", "sha256:" + std::string(64, 'b'), 50));
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  CHECK(*b > *a);
+  auto due = s->due_copy_jobs(100, 10);
+  REQUIRE(due.ok());
+  REQUIRE(due->size() == 2);
+  CHECK((*due)[0].id == *a);  // oldest id first
+  CHECK((*due)[0].state == "pending");
+  CHECK((*due)[0].reason == "change");
+  CHECK(s->due_copy_jobs(60, 10)->size() == 1);
+  CHECK(s->due_copy_jobs(100, 1)->size() == 1);
+  CHECK(**s->next_copy_due() == 50);
+
+  REQUIRE(s->fail_copy_job(*a, "mirror down", 120, 5000).ok());
+  auto got = s->get_copy_job(*a);
+  REQUIRE(got.ok());
+  REQUIRE(got->has_value());
+  CHECK((*got)->attempts == 1);
+  CHECK((*got)->last_error == "mirror down");
+  CHECK((*got)->next_attempt_at == 5000);
+  CHECK((*got)->updated_at == 120);
+  CHECK(s->due_copy_jobs(200, 10)->size() == 1);
+  CHECK(s->pending_copy_jobs()->size() == 2);
+  CHECK(s->pending_copy_jobs("m/a:1")->size() == 1);
+
+  REQUIRE(s->finish_copy_job(*b, "sha256:" + std::string(64, 'c'), 130).ok());
+  got = s->get_copy_job(*b);
+  CHECK((*got)->state == "done");
+  CHECK((*got)->mirror_digest == "sha256:" + std::string(64, 'c'));
+  CHECK((*got)->last_error.empty());
+  CHECK(s->pending_copy_jobs()->size() == 1);
+  CHECK(**s->next_copy_due() == 5000);
+  CHECK(s->fail_copy_job(999, "x", 1, 2).error().kind == ErrorKind::not_found);
+  CHECK(s->finish_copy_job(999, "x", 1).error().kind == ErrorKind::not_found);
+  CHECK_FALSE(s->get_copy_job(999)->has_value());
+}
+
+TEST_CASE("a delivery that waits for a copy is not due until released", "[db][mirrors][outbox]") {
+  auto s = open_new();
+  db::CopyJob j;
+  j.mirror = "m/alpine:3.20";
+  j.upstream = "docker.io/library/alpine:3.20";
+  j.digest = "sha256:" + std::string(64, 'a');
+  j.reason = "change";
+  j.created_at = j.next_attempt_at = 10;
+  auto job = s->add_copy_job(j);
+  REQUIRE(job.ok());
+  auto d = delivery("d_wait", 10, 10);
+  d.wait_job = *job;
+  REQUIRE(s->add_delivery(d).ok());
+  REQUIRE(s->add_delivery(delivery("d_free", 11, 10)).ok());
+  CHECK(ids(*s->due_deliveries(100, 10)) == std::vector<std::string>{"d_free"});
+  CHECK((*s->get_delivery("d_wait"))->wait_job == *job);
+  CHECK(ids(*s->waiting_deliveries(*job)) == std::vector<std::string>{"d_wait"});
+  CHECK((*s->waiting_by_mirror()) == std::map<std::string, int64_t>{{"m/alpine:3.20", 1}});
+  // next_due ignores waiting deliveries: nothing to wake up for.
+  REQUIRE(s->record_attempt(attempt("d_free", 20, 200), db::DeliveryState::delivered, 0).ok());
+  CHECK_FALSE(s->next_due()->has_value());
+  // A requeue does not skip the wait.
+  REQUIRE(s->requeue("d_wait", 30).ok());
+  CHECK(s->due_deliveries(100, 10)->empty());
+
+  REQUIRE(s->release_delivery("d_wait", R"({"released":true})").ok());
+  auto released = s->get_delivery("d_wait");
+  CHECK((*released)->wait_job == 0);
+  CHECK((*released)->payload == R"({"released":true})");
+  CHECK(ids(*s->due_deliveries(100, 10)) == std::vector<std::string>{"d_wait"});
+  CHECK(s->waiting_deliveries(*job)->empty());
+  CHECK(s->waiting_by_mirror()->empty());
+
+  // set_delivery_wait moves a delivery to another job; unknown ids are not_found.
+  REQUIRE(s->set_delivery_wait("d_wait", *job).ok());
+  CHECK(s->due_deliveries(100, 10)->empty());
+  CHECK(s->set_delivery_wait("nope", 1).error().kind == ErrorKind::not_found);
+  CHECK(s->release_delivery("nope", "{}").error().kind == ErrorKind::not_found);
+  // The payload of an attempted delivery is never changed by a release.
+  REQUIRE(s->record_attempt(attempt("d_wait", 40, 500, "down"), db::DeliveryState::failed, 50).ok());
+  REQUIRE(s->release_delivery("d_wait", R"({"other":true})").ok());
+  CHECK((*s->get_delivery("d_wait"))->payload == R"({"released":true})");
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <set>
 #include <string>
 
 #include "db/store.h"
@@ -23,6 +24,14 @@ class TestEngine {
   // Writes the stored schema version behind the store's back (as a newer
   // basewatch would have).
   virtual void set_schema_version(const std::string& database, int version) = 0;
+  // Runs SQL on the database behind the store's back (rows as an older
+  // basewatch wrote them, with only the columns its schema had).
+  virtual void exec(const std::string& database, const std::string& sql) = 0;
+  // The tables the database holds, by name, without the engine's own
+  // bookkeeping (sqlite_sequence, basewatch_schema).
+  virtual std::set<std::string> tables(const std::string& database) = 0;
+  // The columns of `table`, by name.
+  virtual std::set<std::string> columns(const std::string& database, const std::string& table) = 0;
 };
 
 TestEngine& test_engine();

@@ -87,28 +87,3 @@ TEST_CASE("prepared statements are reused, and a query left unfinished does not 
   CHECK_FALSE(s->get_delivery("d_0").value());
   CHECK(s->get_delivery("d_1").value());
 }
-
-TEST_CASE("schema 1 -> 2 adds attempts.pushed_digest and keeps the attempts already there", "[unit][db][sqlite]") {
-  testing::TempDir dir("bw-sqlite");
-  std::string path = dir.path() + "/basewatch.db";
-  {
-    auto v1 = db::SqliteStore::open(path, 1);
-    REQUIRE(v1.ok());
-    REQUIRE((*v1)->add_delivery(make_delivery("d_1", 1000)).ok());
-  }
-  {
-    // A schema-1 basewatch's attempt, written as it wrote them.
-    sqlite3* raw = nullptr;
-    REQUIRE(sqlite3_open(path.c_str(), &raw) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(raw, "INSERT INTO attempts(delivery_id, at, status, error, duration_ms, output_tail) "
-                              "VALUES('d_1', 2000, 0, '', 5, 'built')", nullptr, nullptr, nullptr) == SQLITE_OK);
-    sqlite3_close(raw);
-  }
-  auto s = db::Store::open(path);
-  REQUIRE(s.ok());
-  CHECK((*s)->schema_version() == 2);
-  auto attempts = (*s)->list_attempts("d_1").value();
-  REQUIRE(attempts.size() == 1);
-  CHECK(attempts[0].output_tail == "built");
-  CHECK(attempts[0].pushed_digest.empty());
-}

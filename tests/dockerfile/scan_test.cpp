@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "dockerfile/dockerfile.h"
+#include "tests/dockerfile/cases.h"
 
 using bw::dockerfile::ImageUse;
 using bw::dockerfile::scan;
@@ -436,18 +437,24 @@ const std::vector<Case>& cases() {
        "FROM alpine:3.20 AS 1st\n",
        {},
        "Dockerfile:1: invalid name for build stage: \"1st\", name can't start with a number or contain symbols"},
-      {"scratch is a reserved stage name",
-       "FROM alpine:3.20 AS scratch\n",
+      {"ENV NAME without a value is an error, as in BuildKit's parser",
+       "FROM alpine:3.20\nENV NAME\n",
        {},
-       "Dockerfile:1: 'scratch' is reserved and should not be used as a stage name"},
-      {"context is a reserved stage name",
-       "FROM alpine:3.20 AS Context\n",
+       "Dockerfile:2: ENV must have two arguments"},
+      {"ENV mixing name=value and a bare word is an error",
+       "FROM alpine:3.20\nENV A=1 B\n",
        {},
-       "Dockerfile:1: 'context' is reserved and should not be used as a stage name"},
-      {"stage names must be unique",
-       "FROM alpine:3.20 AS base\nFROM debian:12 AS BASE\n",
+       "Dockerfile:2: Syntax error - can't find = in \"B\". Must be of the form: name=value"},
+      {"LABEL NAME without a value is an error too",
+       "FROM alpine:3.20\nLABEL version\n",
        {},
-       "Dockerfile:2: Duplicate stage name 'base', stage names should be unique"},
+       "Dockerfile:2: LABEL must have two arguments"},
+      {"ENV in both forms is fine",
+       "FROM alpine:3.20\nENV PATH /usr/local/bin:/usr/bin\nENV A=1 B=\"two words\" C=\nLABEL a=b\n",
+       {{"docker.io/library/alpine:3.20", "runtime", "from", 1, "0"}}},
+      {"an uppercase first path component is a registry host",
+       "FROM Foo/bar:1\nCOPY --from=MyRegistry/tools:2 /t /t\n",
+       {{"Foo/bar:1", "runtime", "from", 1, "0"}, {"MyRegistry/tools:2", "buildtime", "copy", 2, "0"}}},
       {"FROM takes one or three words after its flags",
        "FROM --platform=linux/amd64 alpine:3.20 AS\n",
        {},
@@ -505,6 +512,12 @@ const std::vector<Case>& cases() {
 }
 
 }  // namespace
+
+std::vector<ScanCase> scan_case_texts() {
+  std::vector<ScanCase> out;
+  for (const auto& c : cases()) out.push_back({c.name, c.text, c.build_args, c.target, c.platform});
+  return out;
+}
 
 TEST_CASE("dockerfile: the table has the cases the rules need") {
   REQUIRE(cases().size() >= 40);

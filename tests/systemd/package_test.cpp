@@ -71,7 +71,7 @@ TEST_CASE("cmake --install and cpack make a .deb with the service's files and De
   CHECK(conffiles.output == "/etc/basewatch/config.yaml\n");
   auto depends = run({"dpkg-deb", "--field", deb, "Depends"});
   REQUIRE(depends.status == 0);
-  for (const char* lib : {"libc6", "libsqlite3-0", "libssl3", "libyaml-cpp0.7", "libsystemd0", "libstdc++6", "systemd (>= 250)"}) {
+  for (const char* lib : {"libc6", "libsqlite3-0", "libpq5", "libssl3", "libyaml-cpp0.7", "libsystemd0", "libstdc++6", "systemd (>= 250)"}) {
     CHECK(depends.output.find(lib) != std::string::npos);
   }
   auto postinst = run({"dpkg-deb", "--info", deb, "postinst"});

@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "config/config.h"
+#include "util/strings.h"
 
 using namespace bw;
 
@@ -60,10 +61,30 @@ TEST_CASE("relative paths are relative to the config file", "[unit][config]") {
 
 TEST_CASE("config errors name file:line:column and the key, to the letter", "[unit][config]") {
   CHECK(parse_error("poll:\n  intervall: 5m\nprojects: [{name: a, dockerfile: /D}]\n") ==
-        "/etc/bw/config.yaml:2:3: poll: unknown key \"intervall\" (expected one of: interval, jitter, concurrency, settle)");
+        "/etc/bw/config.yaml:2:3: poll: unknown key \"intervall\" (did you mean \"interval\"?)");
+  CHECK(parse_error("poll:\n  often: 5m\nprojects: [{name: a, dockerfile: /D}]\n") ==
+        "/etc/bw/config.yaml:2:3: poll: unknown key \"often\" (expected one of: interval, jitter, concurrency, settle)");
   CHECK(parse_error("databse: x.db\n") ==
-        "/etc/bw/config.yaml:1:1: unknown key \"databse\" (expected one of: database, listen, api, log, poll, defaults, "
-        "registries, watch, projects, triggers, retry, inbound, builds, mirrors)");
+        "/etc/bw/config.yaml:1:1: unknown key \"databse\" (did you mean \"database\"?)");
+  CHECK(parse_error("nonsense: x.db\n") ==
+        "/etc/bw/config.yaml:1:1: unknown key \"nonsense\" (expected one of: database, listen, api, log, poll, defaults, "
+        "registries, watch, projects, triggers, retry, inbound, builds, mirrors, policy)");
+  CHECK(parse_error("triggers: {ci: {type: webhok, url: 'http://x'}}\nprojects: [{name: a, dockerfile: /D}]\n") ==
+        "/etc/bw/config.yaml:1:23: triggers.ci.type: expected one of webhook, command, github, gitlab, build, got \"webhok\" (did you "
+        "mean \"webhook\"?)");
+  CHECK(parse_error("policy: {allowed_registries: [registry.example.com, \"*corp.example.com\"]}\n") ==
+        "/etc/bw/config.yaml:1:53: policy.allowed_registries[1]: invalid host pattern \"*corp.example.com\": '*' stands "
+        "only for whole labels at the start (*.example.com)");
+  CHECK(parse_error("policy: {allowed_registries: [\"https://r.example.com\"]}\n") ==
+        "/etc/bw/config.yaml:1:31: policy.allowed_registries[0]: invalid host pattern \"https://r.example.com\": a pattern "
+        "is a host, not a URL (no scheme)");
+  CHECK(parse_error("policy: {allowed_registries: [r.example.com/team]}\n") ==
+        "/etc/bw/config.yaml:1:31: policy.allowed_registries[0]: invalid host pattern \"r.example.com/team\": a pattern "
+        "names registries, not repositories (no /)");
+  CHECK(parse_error("policy: {allowed_registries: []}\n") ==
+        "/etc/bw/config.yaml:1:30: policy.allowed_registries: the list is empty (leave it out to allow any registry)");
+  CHECK(parse_error("policy: {require_mirrors: true}\n") ==
+        "/etc/bw/config.yaml:1:10: policy: unknown key \"require_mirrors\" (did you mean \"require_mirror\"?)");
   CHECK(parse_error("poll: {interval: 5 minutes}\nprojects: [{name: a, dockerfile: /D}]\n") ==
         "/etc/bw/config.yaml:1:18: poll.interval: invalid duration \"5 minutes\": unknown unit \"minutes\" (use ms, s, m, h or d)");
   CHECK(parse_error("poll: {concurrency: many}\nprojects: [{name: a, dockerfile: /D}]\n") ==
@@ -92,10 +113,54 @@ TEST_CASE("config errors name file:line:column and the key, to the letter", "[un
         "/etc/bw/config.yaml:1:14: log.level: expected one of trace, debug, info, warn, error, got \"loud\"");
   CHECK(parse_error("projects: [unclosed\n") == "/etc/bw/config.yaml:2:1: end of sequence flow not found");
   CHECK(parse_error("") == "/etc/bw/config.yaml:1:1: the config is empty (at least projects: or watch: is needed)");
-  CHECK(parse_error("listen: 127.0.0.1:1\n") ==
-        "/etc/bw/config.yaml:1:1: nothing to watch: add projects: (Dockerfiles) or watch: (references)");
+  {
+    // A config with only registries: parses (digest and refs use it); serve and check refuse it.
+    auto c = bw::config::parse("listen: 127.0.0.1:1\n", "/etc/bw/config.yaml");
+    REQUIRE(c.ok());
+    auto st = bw::config::require_something_to_watch(*c);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().message == "/etc/bw/config.yaml:1:1: nothing to watch: add projects: (Dockerfiles) or watch: (references)");
+  }
   CHECK(parse_error("inbound:\n  - {path: /v1/x, format: distribution}\nprojects: [{name: a, dockerfile: /D}]\n") ==
         "/etc/bw/config.yaml:2:12: inbound[0].path: \"/v1/x\" is taken by the API");
+}
+
+TEST_CASE("a PostgreSQL URI is kept as written but its file parameters resolve like paths", "[unit][config]") {
+  ::unsetenv("STATE_DIRECTORY");
+  auto c = config::parse(std::string("database: \"postgresql://bw@db.example.com:5433/basewatch?sslmode=verify-full"
+                                     "&passfile=pg/pass%20file&sslrootcert=/etc/ssl/ca.pem&application_name=x\"\n") +
+                             k_minimal,
+                         "/etc/bw/config.yaml");
+  REQUIRE(c.ok());
+  CHECK(c->database == "postgresql://bw@db.example.com:5433/basewatch?sslmode=verify-full&passfile=/etc/bw/pg/pass%20file"
+                       "&sslrootcert=/etc/ssl/ca.pem&application_name=x");
+  // Build logs have no database folder to sit next to: ./builds, or the state folder.
+  CHECK(c->builds_logs == "./builds");
+  ::setenv("STATE_DIRECTORY", "/var/lib/basewatch", 1);
+  auto state = config::parse(std::string("database: postgres://db/basewatch\n") + k_minimal, "/etc/bw/config.yaml");
+  ::unsetenv("STATE_DIRECTORY");
+  REQUIRE(state.ok());
+  CHECK(state->database == "postgres://db/basewatch");
+  CHECK(state->builds_logs == "/var/lib/basewatch/builds");
+}
+
+TEST_CASE("a passfile under $CREDENTIALS_DIRECTORY is found there", "[unit][config]") {
+  ::setenv("CREDENTIALS_DIRECTORY", "/run/credentials/basewatch.service", 1);
+  auto c = config::parse(std::string("database: postgresql://bw@db/basewatch?passfile=$CREDENTIALS_DIRECTORY/pgpass\n") + k_minimal,
+                         "/etc/bw/config.yaml");
+  ::unsetenv("CREDENTIALS_DIRECTORY");
+  REQUIRE(c.ok());
+  CHECK(c->database == "postgresql://bw@db/basewatch?passfile=/run/credentials/basewatch.service/pgpass");
+}
+
+TEST_CASE("a password written in the database URI is never described", "[unit][config]") {
+  auto c = config::parse(std::string("database: postgresql://bw:hunter2@db/basewatch?password=hunter3\n") + k_minimal,
+                         "/etc/bw/config.yaml");
+  REQUIRE(c.ok());
+  CHECK(c->database == "postgresql://bw:hunter2@db/basewatch?password=hunter3");
+  std::string d = config::describe(*c);
+  CHECK(d.find("database=postgresql://bw:***@db/basewatch?password=*** ") != std::string::npos);
+  CHECK(d.find("hunter") == std::string::npos);
 }
 
 TEST_CASE("secrets come from *_file with one trailing newline stripped, and are never described", "[unit][config]") {
@@ -122,4 +187,31 @@ TEST_CASE("a missing config file is an error naming it", "[unit][config]") {
   auto c = config::load("/nonexistent/basewatch.yaml");
   REQUIRE_FALSE(c.ok());
   CHECK(c.error().message == "/nonexistent/basewatch.yaml: cannot read config: No such file or directory");
+}
+
+TEST_CASE("policy: host patterns are anchored on whole labels", "[unit][config]") {
+  auto c = bw::config::parse("policy:\n  require_mirror: true\n  allowed_registries: [Registry.Example.com, \"*.corp.example.com\", "
+                             "\"127.0.0.1:5000\", index.docker.io]\n",
+                             "c.yaml");
+  REQUIRE(c.ok());
+  const auto& p = c->policy;
+  CHECK(p.require_mirror);
+  for (const char* ok : {"registry.example.com", "a.corp.example.com", "x.y.corp.example.com", "127.0.0.1:5000", "docker.io",
+                         "A.Corp.Example.com"}) {
+    CAPTURE(ok);
+    CHECK(p.allows(ok));
+  }
+  for (const char* bad : {"evilcorp.example.com", "corp.example.com", "a.corp.example.com.attacker.io", "registry.example.com:5000",
+                          "127.0.0.1", "127.0.0.1:5001", "ghcr.io", "xregistry.example.com", "a.corp.example.com:443"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(p.allows(bad));
+  }
+  CHECK(bw::config::PolicyConfig{}.allows("anything.example"));
+}
+
+TEST_CASE("did you mean: the closest name, only when it is close", "[unit][config]") {
+  CHECK(bw::closest("cj", {"ci", "gl"}) == "ci");
+  CHECK(bw::closest("tagret", {"name", "target"}) == "target");
+  CHECK(bw::closest("nope", {"ci", "build-web"}) == "");
+  CHECK(bw::closest("ab", {"xy"}) == "");
 }

@@ -113,7 +113,7 @@ TEST_CASE("mirror rule errors name the place and the cause", "[unit][config][mir
   CHECK(mirror_error("  - {from: docker.io/library/*}\n") == "c.yaml:4:5: mirrors[0]: to is required");
   CHECK(mirror_error("  - {to: x.io/a}\n") == "c.yaml:4:5: mirrors[0]: from is required");
   CHECK(mirror_error("  - {from: docker.io/library/*, to: x.io/a, tag: [x]}\n") ==
-        "c.yaml:4:45: mirrors[0]: unknown key \"tag\" (expected one of: from, to, platforms, referrers, tags)");
+        "c.yaml:4:45: mirrors[0]: unknown key \"tag\" (did you mean \"tags\"?)");
   CHECK(mirror_error("  - {from: docker.io/library/*, to: x.io/a}\n") ==
         "c.yaml:4:37: mirrors[0].to: from is a prefix (/*), so to must be one too");
   CHECK(mirror_error("  - {from: alpine, to: x.io/a/*}\n") ==
