@@ -35,11 +35,33 @@ std::vector<refs::ProjectFile> project_files(const config::Config& cfg, const wa
 }
 
 refs::Lookup recorded_lookup(db::Store& store, const oci::Reference& ref, bool mirror_side) {
-  (void)mirror_side;  // both sides read the refs table until get_mirror lands (see policy.h)
   refs::Lookup l;
   if (ref.tag.empty()) {
     l.error = "not checked yet";
     return l;
+  }
+  if (mirror_side) {
+    // What the copier and the watcher recorded of the mirror's tag. Its
+    // platforms are the upstream's while the copy is in step (a subset
+    // keeps each platform's manifest byte for byte).
+    auto m = store.get_mirror(ref.tag_ref());
+    if (m && *m) {
+      if ((*m)->mirror_digest.empty()) {
+        l.error = (*m)->last_error;
+        return l;
+      }
+      l.found = true;
+      l.digest = (*m)->mirror_digest;
+      if ((*m)->state == "in-sync") {
+        if (auto up = store.get_ref((*m)->upstream); up && *up && (*up)->digest == (*m)->upstream_digest) l.platforms = (*up)->platforms;
+      }
+      return l;
+    }
+    if (!m) {
+      l.error = m.error().message;
+      return l;
+    }
+    // No copy recorded (a mirror no rule copies to): what the watcher saw, if anything.
   }
   auto row = store.get_ref(ref.tag_ref());
   if (!row || !*row || (*row)->digest.empty()) {

@@ -23,10 +23,11 @@ std::vector<refs::ProjectFile> project_files(const config::Config& cfg, const wa
 
 // What the store recorded for a reference, as a refs::Lookup.
 // The upstream side reads the refs table (what the watcher polls). The
-// mirror side: TODO(lead) read db::Store::get_mirror(ref) (its
-// mirror_digest and the platforms) once the mirrors table lands; until then
-// it reads the refs table too, where the watcher records a mirror reference
-// that a Dockerfile names. A reference never checked is "not checked yet".
+// mirror side reads the mirrors table (db::Store::get_mirror: what the
+// mirror's tag holds, and, while the copy is in step, the upstream's
+// platform digests, which a copy keeps byte for byte); a mirror no rule
+// copies to falls back to the refs table. A reference never checked is
+// "not checked yet".
 refs::Lookup recorded_lookup(db::Store& store, const oci::Reference& ref, bool mirror_side);
 
 // The references of the model's projects and their findings, reused while

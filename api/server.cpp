@@ -224,6 +224,14 @@ json Server::Impl::status_json() {
   if (auto counts = deps.store->delivery_counts()) {
     for (const auto& [state, n] : *counts) j["counts"][state] = n;
   }
+  // Mirrors: how many references are copied, and how many are not in step.
+  {
+    json mirrors = mirrors_json(*deps.store, *model);
+    int64_t out_of_sync = 0;
+    for (const auto& m : mirrors) out_of_sync += m["state"] != "in-sync";
+    j["counts"]["mirrors"] = mirrors.size();
+    j["counts"]["mirrors_out_of_sync"] = out_of_sync;
+  }
   auto last = deps.watcher->last_poll();
   j["last_poll"] = to_unix_ms(last) > 0 ? json(format_rfc3339(last)) : json(nullptr);
   j["next_poll"] = format_rfc3339(next_poll(now));
@@ -382,6 +390,12 @@ std::string Server::Impl::render_metrics() {
       m.gauge_set("basewatch_policy_violations", "References that break policy: (bypass under require_mirror, forbidden).",
                   {{"status", s}}, n);
     }
+  }
+  {
+    json mirrors = mirrors_json(*deps.store, *model);
+    double out_of_sync = 0;
+    for (const auto& mm : mirrors) out_of_sync += mm["state"] != "in-sync";
+    m.gauge_set("basewatch_mirrors_out_of_sync", "Mirrored references whose copy is not in step with the upstream.", {}, out_of_sync);
   }
   for (const auto& r : deps.registry->status()) {
     if (r.ratelimit_remaining) {
@@ -606,6 +620,37 @@ Status Server::start() {
     send_json(res, 202, {{"ref", ref.empty() ? json(nullptr) : json(ref)}, {"state", "queued"}});
   });
 
+  http.Get("/v1/mirrors", [&s](const httplib::Request&, httplib::Response& res) {
+    send_json(res, 200, mirrors_json(*s.deps.store, *s.deps.watcher->model()));
+  });
+  http.Post("/v1/mirrors/sync", [&s](const httplib::Request& req, httplib::Response& res) {
+    // A comparison now: the watcher HEADs the upstream and the mirror and
+    // queues a copy where they differ.
+    auto model = s.deps.watcher->model();
+    std::vector<std::string> refs;
+    std::string trimmed(trim(req.body));
+    if (!trimmed.empty()) {
+      auto body = json::parse(trimmed, nullptr, false);
+      if (!body.is_object() || !body.contains("ref") || !body["ref"].is_string()) {
+        return send_error(res, 400, "invalid body", "expected {\"ref\": \"...\"} or an empty body");
+      }
+      auto ref = oci::parse_reference(body["ref"].get<std::string>());
+      if (!ref) return send_error(res, 400, "invalid ref", ref.error().message);
+      // Either side names it: the upstream, or its mirror.
+      std::string key = ref->tag_ref();
+      for (const auto& [k, item] : model->items) {
+        if (!item.mirror.empty() && (k == key || item.mirror == key)) refs.push_back(k);
+      }
+      if (refs.empty()) return send_error(res, 404, "not mirrored", key);
+    } else {
+      for (const auto& [k, item] : model->items) {
+        if (!item.mirror.empty()) refs.push_back(k);
+      }
+    }
+    for (const auto& r : refs) s.deps.watcher->request_check(r, "manual");
+    if (s.deps.wake_poller) s.deps.wake_poller();
+    send_json(res, 202, {{"queued", refs}});
+  });
   http.Get("/metrics", [&s](const httplib::Request&, httplib::Response& res) {
     res.set_content(s.render_metrics(), "text/plain; version=0.0.4");
   });

@@ -35,8 +35,66 @@ json delivery_json(const db::Delivery& d, bool with_payload) {
     for (auto& c : body["changes"]) refs.push_back(c.value("ref", ""));
     j["refs"] = refs;
   }
+  // Waiting for a copy: the mirror a change of it names (its last one).
+  j["waiting_for"] = nullptr;
+  if (d.wait_job) {
+    std::string mirror;
+    if (body.is_object() && body.contains("changes") && body["changes"].is_array()) {
+      for (auto& c : body["changes"]) {
+        if (c.is_object() && c.contains("mirror") && c["mirror"].is_object()) mirror = c["mirror"].value("ref", "");
+      }
+    }
+    j["waiting_for"] = {{"copy_job", d.wait_job}, {"mirror", mirror.empty() ? json(nullptr) : json(mirror)}};
+  }
   if (with_payload) j["payload"] = body.is_discarded() ? json(d.payload) : body;
   return j;
+}
+
+json mirrors_json(db::Store& store, const watcher::Model& model) {
+  json out = json::array();
+  auto rows = store.list_mirrors();
+  auto waiting = store.waiting_by_mirror();
+  auto pending = store.pending_copy_jobs();
+  std::map<std::string, db::MirrorState> by_mirror;
+  if (rows) {
+    for (auto& r : *rows) by_mirror.emplace(r.mirror, std::move(r));
+  }
+  std::map<std::string, const db::CopyJob*> next_job;  // the oldest pending job of each mirror
+  if (pending) {
+    for (const auto& j : *pending) next_job.emplace(j.mirror, &j);
+  }
+  std::vector<std::pair<std::string, std::string>> mirrored;  // mirror, upstream: in the mirror's order
+  for (const auto& [key, item] : model.items) {
+    if (!item.mirror.empty()) mirrored.emplace_back(item.mirror, key);
+  }
+  std::sort(mirrored.begin(), mirrored.end());
+  for (const auto& [mirror, upstream] : mirrored) {
+    json m = {{"mirror", mirror}, {"upstream", upstream}};
+    auto it = by_mirror.find(mirror);
+    const db::MirrorState* row = it == by_mirror.end() ? nullptr : &it->second;
+    auto text_or_null = [](const std::string& s) { return s.empty() ? json(nullptr) : json(s); };
+    m["upstream_digest"] = row ? text_or_null(row->upstream_digest) : json(nullptr);
+    m["mirror_digest"] = row ? text_or_null(row->mirror_digest) : json(nullptr);
+    m["state"] = row && !row->state.empty() ? row->state : "missing";
+    json last_copy = row && !row->last_copy.empty() ? json::parse(row->last_copy, nullptr, false) : json(nullptr);
+    m["last_copy"] = last_copy.is_discarded() ? json(nullptr) : last_copy;
+    m["last_error"] = row ? text_or_null(row->last_error) : json(nullptr);
+    m["checked_at"] = row ? stamp(row->checked_at) : json(nullptr);
+    int64_t n = 0;
+    if (waiting) {
+      if (auto w = waiting->find(mirror); w != waiting->end()) n = w->second;
+    }
+    m["waiting_deliveries"] = n;
+    json job = nullptr;
+    if (auto j = next_job.find(mirror); j != next_job.end()) {
+      job = {{"id", j->second->id}, {"reason", j->second->reason}, {"digest", j->second->digest},
+             {"attempts", j->second->attempts}, {"next_attempt_at", stamp(j->second->next_attempt_at)},
+             {"last_error", text_or_null(j->second->last_error)}};
+    }
+    m["copy_job"] = job;
+    out.push_back(std::move(m));
+  }
+  return out;
 }
 
 json delivery_with_last_attempt(db::Store& store, const db::Delivery& d) {

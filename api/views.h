@@ -21,6 +21,9 @@ nlohmann::json delivery_json(const db::Delivery& d, bool with_payload);
 // delivery_json plus "last_attempt" (at, status, duration_ms, error, output_tail, pushed_digest) when there was one.
 nlohmann::json delivery_with_last_attempt(db::Store& store, const db::Delivery& d);
 nlohmann::json event_json(const db::Event& e);
+// GET /v1/mirrors: each mirrored reference of the model (by mirror), its
+// stored state, the deliveries waiting for it and its pending copy job.
+nlohmann::json mirrors_json(db::Store& store, const watcher::Model& model);
 nlohmann::json images_json(const std::vector<db::RefState>& refs, const watcher::Model& model);
 // images_json(...).dump(), written directly: /v1/images with 10,000
 // references is megabytes, and building the tree first tripled its cost.

@@ -67,7 +67,11 @@ int cmd_check(const std::string& config_path, bool dry_run, bool as_json) {
   };
   auto stats = r.watcher->poll_once(now, true, dry_run, sink);
   triggers::DispatchStats sent;
+  mirror::SyncStats copies;
   if (!dry_run) {
+    // Copies first: deliveries of projects that build FROM a mirror wait for them.
+    copies = r.syncer->sync_once(r.clock.now(), 1000);
+    if (copies.failed > 0) std::cerr << "basewatch: " << copies.failed << " mirror copy(ies) failed; they are retried by serve\n";
     // A one-shot check does not wait out settle windows: it delivers what it queued now.
     for (const auto& id : queued) r.store->requeue(id, to_unix_ms(now));
     sent = r.dispatcher->dispatch_once(r.clock.now());
@@ -84,7 +88,7 @@ int cmd_check(const std::string& config_path, bool dry_run, bool as_json) {
     if (!dry_run) std::cout << "; " << sent.delivered << " delivered, " << sent.failed + sent.dead << " failed";
     std::cout << (dry_run ? " (dry run: nothing recorded)" : "") << "\n";
   }
-  return stats.errors > 0 || sent.failed + sent.dead > 0 ? k_exit_failure : k_exit_ok;
+  return stats.errors > 0 || sent.failed + sent.dead > 0 || copies.failed > 0 ? k_exit_failure : k_exit_ok;
 }
 
 // ---- digest ----

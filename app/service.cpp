@@ -50,6 +50,7 @@ std::chrono::steady_clock::time_point steady_at(TimePoint when, TimePoint now) {
 }
 
 constexpr auto k_max_dispatch_sleep = std::chrono::seconds(1);  // notices deliveries queued by other processes (redeliver)
+constexpr auto k_max_copy_sleep = std::chrono::seconds(1);      // notices copy jobs due after a backoff
 constexpr auto k_rescan_every = std::chrono::seconds(2);        // how soon a Dockerfile edit is noticed
 constexpr auto k_status_every = std::chrono::seconds(1);        // STATUS= refresh (sent only when it changed)
 constexpr int k_default_stop_seconds = 20;                      // keep below the unit's TimeoutStopSec=
@@ -137,7 +138,7 @@ int serve(const std::string& config_path) {
   std::shared_ptr<const config::Config> running = cfg;
 
   Waker& poll_waker = rt.poll_waker;  // builds that pushed an image wake it too
-  Waker dispatch_waker;
+  Waker dispatch_waker, copy_waker;
   api::Deps deps;
   deps.store = rt.store.get();
   deps.watcher = rt.watcher.get();
@@ -210,11 +211,25 @@ int serve(const std::string& config_path) {
         rescan();
         next_rescan = std::chrono::steady_clock::now() + k_rescan_every;
       }
-      auto stats = rt.watcher->poll_once(rt.clock.now(), false, false, [](watcher::CheckReport&&) {});
+      bool copies = false;
+      auto stats = rt.watcher->poll_once(rt.clock.now(), false, false, [&](watcher::CheckReport&& r) { copies = copies || r.copy_queued; });
+      if (copies) copy_waker.wake();
       if (stats.changed > 0) dispatch_waker.wake();
       TimePoint now = rt.clock.now();
       auto until = std::min(steady_at(rt.watcher->next_due(now), now), next_rescan);
       if (!poll_waker.wait_until(until)) break;
+    }
+  });
+  // Copies for mirrors: jobs the watcher wrote, retried with backoff;
+  // deliveries they release go out at once.
+  rt.syncer->on_release([&] { dispatch_waker.wake(); });
+  std::thread copier([&] {
+    while (!copy_waker.stopped()) {
+      rt.syncer->sync_once(rt.clock.now());
+      TimePoint now = rt.clock.now();
+      auto until = std::chrono::steady_clock::now() + k_max_copy_sleep;
+      if (auto next = rt.syncer->next_due()) until = std::min(until, steady_at(*next, now));
+      if (!copy_waker.wait_until(until)) break;
     }
   });
   std::thread dispatcher([&] {
@@ -285,6 +300,7 @@ int serve(const std::string& config_path) {
           }
         }
         rt.dispatcher->set_triggers(make_triggers(*fresh, rt), retry_policy(*fresh));
+        rt.syncer->reload(fresh);
         server.reload(fresh);
         running = fresh;
         rt.cfg = fresh;
@@ -306,7 +322,8 @@ int serve(const std::string& config_path) {
   notify("STOPPING=1\nSTATUS=stopping");
   poll_waker.stop();
   dispatch_waker.stop();
-  std::atomic<bool> poll_ended{false}, dispatch_ended{false};
+  copy_waker.stop();
+  std::atomic<bool> poll_ended{false}, dispatch_ended{false}, copy_ended{false};
   std::atomic<int> builds_left{0};
   Latch closed;
   // Joins and closes on its own thread so the deadline also bounds the
@@ -314,6 +331,8 @@ int serve(const std::string& config_path) {
   std::thread closer([&] {
     poller.join();
     poll_ended = true;
+    copier.join();
+    copy_ended = true;
     dispatcher.join();
     dispatch_ended = true;
     server.stop();
@@ -337,6 +356,7 @@ int serve(const std::string& config_path) {
     // crash would do, which the store is built for; systemd ends the
     // builds' processes with the rest of the unit's cgroup.
     std::string busy = !poll_ended      ? "a registry poll"
+                       : !copy_ended     ? "a mirror copy (its job stays pending; it resumes after the start)"
                        : !dispatch_ended ? "deliveries"
                                          : plural(builds_left.load(), "build", "builds");
     if (hurried) {

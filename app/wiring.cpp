@@ -94,6 +94,7 @@ Result<std::unique_ptr<Runtime>> make_runtime(std::shared_ptr<const config::Conf
   // The serve loop runs dispatch_once again at once while a delivery is due;
   // builds waiting for a slot are due, so let it pause instead of spinning.
   rt->dispatcher->set_idle_wait(Millis(100));
+  rt->syncer = std::make_unique<mirror::Syncer>(rt->cfg, *rt->store, *rt->registry, rt->clock);
   return rt;
 }
 

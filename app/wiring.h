@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "db/store.h"
+#include "mirror/syncer.h"
 #include "net/http.h"
 #include "registry/client.h"
 #include "triggers/dispatcher.h"
@@ -41,6 +42,7 @@ struct Runtime {
   // checked now, so the projects FROM it fire without waiting for the poll.
   Waker poll_waker;
   std::unique_ptr<triggers::Dispatcher> dispatcher;
+  std::unique_ptr<mirror::Syncer> syncer;  // carries out copy jobs (mirrors:)
 };
 
 // The triggers of `cfg`, wired to the runtime's parts (HTTP, the process

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "config/mirrors.h"
 #include "util/crypto.h"
 #include "util/files.h"
 #include "util/strings.h"
@@ -150,6 +151,12 @@ Result<Model> build_model(const config::Config& cfg, const Model* previous) {
           if (use.kind == "unused") continue;
           BaseUse b;
           b.ref = use.ref.tag_ref();
+          // A Dockerfile that names a mirror is watched at the upstream the
+          // mirror copies (a HEAD there is what decides "changed").
+          if (auto up = config::upstream_of(cfg.mirrors, use.ref.registry, use.ref.repository); up && !use.ref.tag.empty()) {
+            b.mirror = b.ref;
+            b.ref = up->upstream + ":" + use.ref.tag;
+          }
           b.pinned = use.pinned.value_or("");
           b.kind = use.kind;
           b.via = use.via;
@@ -229,13 +236,46 @@ Result<Model> build_model(const config::Config& cfg, const Model* previous) {
       m.errors.push_back(w.mark.str() + ": watch ref: " + ref.error().message);
       continue;
     }
+    if (auto up = config::upstream_of(cfg.mirrors, ref->registry, ref->repository); up && !ref->tag.empty()) {
+      // A mirror named in watch: is watched at its upstream too.
+      auto upstream = oci::parse_reference(up->upstream + ":" + ref->tag);
+      if (upstream) ref = upstream;
+    }
     auto& item = item_for(*ref);
     add_platforms(item, parse_platforms(w.platforms.empty() ? cfg.default_platforms : w.platforms));
     if (w.interval) item.interval = std::min(item.interval, *w.interval);
     for (const auto& t : w.triggers) item.triggers.push_back(t);
   }
+  // Tags a mirror rule keeps besides those in use: a repository rule's for
+  // its repository, a prefix rule's for each repository below it in use.
+  for (const auto& rule : cfg.mirrors) {
+    if (rule.tags.empty()) continue;
+    std::vector<oci::Reference> repos;
+    if (!rule.from.prefix) {
+      oci::Reference r;
+      r.registry = rule.from.registry;
+      r.repository = rule.from.repository;
+      repos.push_back(r);
+    } else {
+      std::set<std::string> seen;
+      for (const auto& [key, item] : m.items) {
+        if (rule.from.covers(item.ref.registry, item.ref.repository) && seen.insert(item.ref.name()).second) repos.push_back(item.ref);
+      }
+    }
+    for (auto repo : repos) {
+      for (const auto& tag : rule.tags) {
+        repo.tag = tag;
+        repo.digest.clear();
+        add_platforms(item_for(repo), parse_platforms(cfg.default_platforms));
+      }
+    }
+  }
   for (auto& [key, item] : m.items) {
     std::sort(item.platforms.begin(), item.platforms.end(), [](const oci::Platform& a, const oci::Platform& b) { return a.str() < b.str(); });
+    if (auto mm = config::mirror_of(cfg.mirrors, item.ref.registry, item.ref.repository)) {
+      item.mirror = mm->mirror + ":" + item.ref.tag;
+      item.mirror_rule = static_cast<int>(mm->rule - cfg.mirrors.data());
+    }
   }
   return m;
 }

@@ -19,7 +19,8 @@
 namespace bw::watcher {
 
 struct BaseUse {
-  std::string ref;     // normalised tag ref that is watched
+  std::string ref;     // normalised tag ref that is watched (the upstream when the Dockerfile names a mirror)
+  std::string mirror;  // the mirror's tag ref when the Dockerfile names a mirror (it builds FROM the copy), else ""
   std::string pinned;  // digest when the Dockerfile pins it
   std::string kind;    // runtime | buildtime
   std::string via;
@@ -49,6 +50,10 @@ struct WatchItem {
   std::vector<std::string> triggers;     // from watch: entries (no project)
   std::set<std::string> projects;        // direct users
   bool produced = false;                 // an image some project builds
+  // A `mirrors:` rule copies it: the copy's tag ref, and the rule (an index
+  // into Config::mirrors); "" and -1 when none does.
+  std::string mirror;
+  int mirror_rule = -1;
 };
 
 // What a Dockerfile looked like when the model was built, to notice edits

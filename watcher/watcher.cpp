@@ -9,6 +9,7 @@
 #include <random>
 #include <thread>
 
+#include "mirror/decide.h"
 #include "oci/platform.h"
 #include "util/ids.h"
 #include "util/metrics.h"
@@ -170,6 +171,7 @@ PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const Report
     size_t index;
     Stored stored;  // the row as the worker read it: apply needs no second read
     Result<registry::Resolved> result;
+    MirrorHead mirror_head;
   };
   std::deque<Done> done;
 
@@ -210,9 +212,24 @@ PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const Report
       std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
       Metrics::global().histogram_observe("basewatch_check_duration_seconds", "Time to resolve one reference.",
                                           {{"registry", item.ref.registry}}, took.count());
+      // A mirrored reference: one HEAD of the mirror's tag too (drift, a
+      // missing copy). Not when the upstream failed: an outage leaves the
+      // mirror's last good copy alone.
+      MirrorHead mirror_head;
+      if (!item.mirror.empty() && result.ok() && !dry_run) {
+        auto mref = oci::parse_reference(item.mirror);
+        if (!mref) {
+          mirror_head = Result<std::string>(mref.error());
+        } else {
+          auto head = m_client.resolve(*mref, {});
+          if (head) mirror_head = Result<std::string>(head->digest);
+          else if (head.error().kind == ErrorKind::not_found) mirror_head = Result<std::string>(std::string());
+          else mirror_head = Result<std::string>(head.error());
+        }
+      }
       lock.lock();
       --in_flight[item.ref.registry];
-      done.push_back(Done{*i, std::move(stored), std::move(result)});
+      done.push_back(Done{*i, std::move(stored), std::move(result), std::move(mirror_head)});
       cv.notify_all();
     }
   };
@@ -244,7 +261,7 @@ PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const Report
     lock.unlock();
     size_t i = d.index;
     const auto& result = d.result;
-    auto report = apply(*cfg, *due[i].item, result, d.stored, due[i].source, now, dry_run, batch);
+    auto report = apply(*cfg, *due[i].item, result, d.stored, d.mirror_head, due[i].source, now, dry_run, batch);
     ++applied;
     if (!batch.empty() && batch_due == std::chrono::steady_clock::time_point::max()) {
       batch_due = std::chrono::steady_clock::now() + k_batch_wait;
@@ -279,6 +296,16 @@ void Watcher::flush(std::vector<PendingWrite>& batch, TimePoint now) {
       BW_TRY(auto put, m_store.put_ref(w.state));
       (void)put;
     }
+    for (const auto& w : batch) {
+      if (w.mirror) {
+        BW_TRY(auto m, m_store.put_mirror(*w.mirror));
+        (void)m;
+      }
+      if (w.job) {
+        BW_TRY(auto j, m_store.add_copy_job(*w.job));
+        (void)j;
+      }
+    }
     return ok_status();
   });
   std::lock_guard lock(m_mutex);
@@ -294,8 +321,8 @@ void Watcher::flush(std::vector<PendingWrite>& batch, TimePoint now) {
 }
 
 CheckReport Watcher::apply(const config::Config& cfg, const WatchItem& item, const Result<registry::Resolved>& result,
-                           const Stored& stored, const std::string& source, TimePoint now, bool dry_run,
-                           std::vector<PendingWrite>& batch) {
+                           const Stored& stored, const MirrorHead& mirror_head, const std::string& source, TimePoint now,
+                           bool dry_run, std::vector<PendingWrite>& batch) {
   CheckReport rep;
   rep.ref = item.ref.tag_ref();
   rep.source = source;
@@ -349,10 +376,57 @@ CheckReport Watcher::apply(const config::Config& cfg, const WatchItem& item, con
     return m_store.put_ref(state);
   };
 
+  // What the mirror needs (mirror/decide.h): computed once the upstream's
+  // outcome is known, recorded with the upstream's row or event.
+  auto mirror_decision = [&](bool moved, bool changed) -> std::optional<mirror::MirrorDecision> {
+    if (item.mirror.empty() || !mirror_head || dry_run) return std::nullopt;
+    auto row = m_store.get_mirror(item.mirror);
+    auto pending = m_store.pending_copy_jobs(item.mirror);
+    if (!row || !pending) {
+      spdlog::error("mirror {}: {}", item.mirror, !row ? row.error().message : pending.error().message);
+      return std::nullopt;
+    }
+    mirror::MirrorCheck c;
+    c.upstream_digest = r.digest;
+    c.upstream_moved = moved;
+    c.upstream_changed = changed;
+    c.row = *row ? &**row : nullptr;
+    c.job_pending = !pending->empty();
+    c.head = *mirror_head;
+    c.all_platforms = item.mirror_rule < 0 || item.mirror_rule >= static_cast<int>(cfg.mirrors.size()) ||
+                      cfg.mirrors[static_cast<size_t>(item.mirror_rule)].all_platforms;
+    auto d = mirror::decide_mirror(c);
+    d.row.mirror = item.mirror;
+    d.row.upstream = rep.ref;
+    d.row.checked_at = now_ms;
+    if (d.write) d.row.updated_at = now_ms;
+    rep.mirror_state = d.row.state;
+    rep.copy_queued = d.job;
+    if (d.job) spdlog::info("{}: copy to {} queued ({})", rep.ref, item.mirror, d.reason);
+    return d;
+  };
+  auto copy_job = [&](const mirror::MirrorDecision& d) {
+    db::CopyJob j;
+    j.mirror = item.mirror;
+    j.upstream = rep.ref;
+    j.digest = r.digest;
+    j.reason = d.reason;
+    j.created_at = j.next_attempt_at = now_ms;
+    return j;
+  };
+  auto pending_write = [&](db::RefState&& st, bool touch) {
+    PendingWrite w{std::move(st), touch, std::nullopt, std::nullopt};
+    if (auto d = mirror_decision(false, false)) {
+      if (d->write) w.mirror = d->row;
+      if (d->job) w.job = copy_job(*d);
+    }
+    return w;
+  };
+
   if (!old || old->digest.empty()) {
     rep.outcome = "baseline";
     spdlog::info("baseline {} at {}", rep.ref, r.digest);
-    if (!dry_run) batch.push_back(PendingWrite{std::move(state), false});
+    if (!dry_run) batch.push_back(pending_write(std::move(state), false));
     return rep;
   }
   rep.old_digest = old->digest;
@@ -375,7 +449,7 @@ CheckReport Watcher::apply(const config::Config& cfg, const WatchItem& item, con
       // The usual case: same digest, no platform digest that is not stored
       // yet, no error to clear... only the check times move.
       bool touch = state.platforms == old->platforms && state.media_type == old->media_type;
-      batch.push_back(PendingWrite{std::move(state), touch});
+      batch.push_back(pending_write(std::move(state), touch));
     }
     return rep;
   }
@@ -394,11 +468,22 @@ CheckReport Watcher::apply(const config::Config& cfg, const WatchItem& item, con
     ev.outcome = "recorded";
     spdlog::info("{} moved {} -> {} but no watched platform changed: recorded, not fired", rep.ref, old->digest, r.digest);
     if (!dry_run) {
+      auto md = mirror_decision(true, false);
       auto st = m_store.transaction([&]() -> Status {
         BW_TRY(auto a, commit_state());
         (void)a;
         BW_TRY(auto id, m_store.add_event(ev));
         (void)id;
+        if (md) {
+          // The index moved: the mirror copies it too (a new platform, new
+          // attestations), though nothing is rebuilt.
+          BW_TRY(auto m, m_store.put_mirror(md->row));
+          (void)m;
+          if (md->job) {
+            BW_TRY(auto j, m_store.add_copy_job(copy_job(*md)));
+            (void)j;
+          }
+        }
         return ok_status();
       });
       if (st) count_change("recorded");
@@ -454,12 +539,42 @@ CheckReport Watcher::apply(const config::Config& cfg, const WatchItem& item, con
     return nullptr;
   };
 
+  // The copy this move calls for, when a mirror covers the reference.
+  auto md = mirror_decision(true, true);
+  const bool all_platforms = item.mirror_rule < 0 || item.mirror_rule >= static_cast<int>(cfg.mirrors.size()) ||
+                             cfg.mirrors[static_cast<size_t>(item.mirror_rule)].all_platforms;
+  // The mirror a project builds FROM for this reference, "" when it names the upstream.
+  auto mirror_of_project = [&](const Project* p) -> std::string {
+    if (!p) return "";
+    for (const auto& b : p->bases) {
+      if (b.ref == rep.ref && !b.mirror.empty() && b.pinned.empty()) return b.mirror;
+    }
+    return "";
+  };
+
   auto write = [&]() -> Status {
     BW_TRY(auto a, commit_state());
     (void)a;
+    int64_t job_id = 0;
+    if (md) {
+      BW_TRY(auto m, m_store.put_mirror(md->row));
+      (void)m;
+      if (md->job) {
+        BW_TRY(job_id, m_store.add_copy_job(copy_job(*md)));
+      }
+    }
     for (const auto& t : targets) {
       std::string project = t.project ? t.project->name : "";
       Millis delay = std::max(cfg.poll_settle, t.project ? t.project->quiet : Millis(0));
+      // A project that builds FROM the mirror is rebuilt once the copy is
+      // there: its change names the mirror (and the digest it will hold),
+      // and its delivery waits for the copy job.
+      json tc = change;
+      std::string via = job_id ? mirror_of_project(t.project) : "";
+      if (!via.empty()) {
+        tc["mirror"] = {{"ref", via}, {"digest", all_platforms ? r.digest : ""}};
+        tc["upstream"] = {{"ref", rep.ref}};
+      }
       BW_TRY(auto settling, m_store.find_settling(t.trigger, project, now_ms));
       if (settling) {
         // Join the batch that is still settling: one delivery, several changes.
@@ -468,14 +583,18 @@ CheckReport Watcher::apply(const config::Config& cfg, const WatchItem& item, con
         json changes = json::array();
         for (auto& c : body["changes"]) {
           if (c.value("ref", "") != rep.ref) changes.push_back(c);
-          else change["old_digest"] = c.value("old_digest", old->digest);  // first old, latest new
+          else tc["old_digest"] = c.value("old_digest", old->digest);  // first old, latest new
         }
-        changes.push_back(change);
+        changes.push_back(tc);
         std::vector<std::string> merged = body["plan"].get<std::vector<std::string>>();
         merge_plan(merged, plan);
         std::string payload = make_payload(settling->id, from_unix_ms(settling->created_at), t.project, changes.dump(), merged);
         BW_TRY(auto b, m_store.update_settling(settling->id, payload, settling->next_attempt_at));
         (void)b;
+        if (!via.empty()) {
+          BW_TRY(auto w, m_store.set_delivery_wait(settling->id, job_id));
+          (void)w;
+        }
         rep.deliveries.push_back(settling->id);
         continue;
       }
@@ -486,7 +605,8 @@ CheckReport Watcher::apply(const config::Config& cfg, const WatchItem& item, con
       d.created_at = now_ms;
       d.next_attempt_at = now_ms + delay.count();
       if (const auto* window = window_of(t.project)) d.next_attempt_at = to_unix_ms(window->next_open(from_unix_ms(d.next_attempt_at)));
-      d.payload = make_payload(d.id, now, t.project, json::array({change}).dump(), plan);
+      d.payload = make_payload(d.id, now, t.project, json::array({tc}).dump(), plan);
+      if (!via.empty()) d.wait_job = job_id;
       BW_TRY(auto c, m_store.add_delivery(d));
       (void)c;
       rep.deliveries.push_back(d.id);

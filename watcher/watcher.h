@@ -34,6 +34,10 @@ struct CheckReport {
   std::vector<std::string> deliveries;
   std::string error;
   std::string source;  // poll | webhook | manual
+  // A mirrored reference: the mirror's state after this check, and whether
+  // a copy job was queued ("" / false when no mirror covers it).
+  std::string mirror_state;
+  bool copy_queued = false;
 };
 
 struct PollStats {
@@ -88,11 +92,16 @@ class Watcher {
   struct PendingWrite {
     db::RefState state;
     bool touch = false;  // only the check times move (nothing new to store)
+    std::optional<db::MirrorState> mirror;  // the mirror's row, when it changed
+    std::optional<db::CopyJob> job;         // a copy to queue
   };
   using Stored = Result<std::optional<db::RefState>>;
+  // The mirror's tag as a HEAD found it ("" absent), or why it could not be
+  // asked; nullopt when the reference has no mirror or was not checked.
+  using MirrorHead = std::optional<Result<std::string>>;
   CheckReport apply(const config::Config& cfg, const WatchItem& item, const Result<registry::Resolved>& result,
-                    const Stored& stored, const std::string& source, TimePoint now, bool dry_run,
-                    std::vector<PendingWrite>& batch);
+                    const Stored& stored, const MirrorHead& mirror_head, const std::string& source, TimePoint now,
+                    bool dry_run, std::vector<PendingWrite>& batch);
   void flush(std::vector<PendingWrite>& batch, TimePoint now);
   // True when the project's current image already names the new base digest
   // in its org.opencontainers.image.base.digest annotation: it was built on

@@ -230,7 +230,7 @@ int main(int argc, char** argv) {
     p.platforms = {"linux/amd64"};
     p.triggers = {"ci"};
     const std::string ref = "registry.example.com/team/base:1";
-    p.bases.push_back(watcher::BaseUse{ref, "", "runtime", "from", 1, "0"});
+    p.bases.push_back(watcher::BaseUse{ref, "", "", "runtime", "from", 1, "0"});
     model->projects = {p};
     auto& item = model->items[ref];
     item.ref = *oci::parse_reference(ref);

@@ -144,3 +144,77 @@ TEST_CASE("import errors: a bad reference, a missing source, wrong mirror creden
   CHECK(out.errors.find("wrong-password") == std::string::npos);
   CHECK(out.errors.find(k_mirror_password) == std::string::npos);
 }
+
+TEST_CASE("mirror sync: one HEAD each side, copies what differs, says in-sync / copied / failed", "[integration][mirror]") {
+  Registries r;
+  Pushed a = push_layered_image(*r.upstream, "library/a", "1", "linux/amd64", {5000}, 41);
+  Pushed b = push_layered_image(*r.upstream, "library/b", "1", "linux/amd64", {5000}, 42);
+  Pushed c = push_multiarch(*r.upstream, "library/c", "1", {"linux/amd64", "linux/arm64"}, {5000}, 43);
+  std::string config = r.dir.write("sync.yaml", r.registries_yaml() +
+                                                    "mirrors:\n"
+                                                    "  - {from: " + r.upstream_proxy.host() + "/library/*, to: " +
+                                                    r.mirror_proxy.host() + "/hub/*}\n"
+                                                    "watch:\n"
+                                                    "  - ref: " + r.up("library/a:1") + "\n"
+                                                    "  - ref: " + r.up("library/b:1") + "\n"
+                                                    "  - ref: " + r.mirrored("hub/c:1") + "\n");  // either side of the rule
+  REQUIRE(r.import({r.up("library/a:1"), r.mirrored("hub/a")}).status == 0);
+  push_layered_image(*r.mirror, "hub/b", "1", "linux/amd64", {100}, 44);  // drift
+  auto sync = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{basewatch_binary(), "mirror", "sync", "-c", config};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv, {}, "", std::chrono::seconds(120));
+  };
+
+  r.mirror_proxy.forget();
+  auto dry = sync({"--dry-run", "--json"});
+  INFO(dry.errors);
+  REQUIRE(dry.status == 0);
+  json j = json::parse(dry.output);
+  REQUIRE(j["mirrors"].size() == 3);
+  std::map<std::string, std::string> outcome;
+  for (const auto& m : j["mirrors"]) outcome[m["mirror"]] = m["outcome"];
+  CHECK(outcome[r.mirrored("hub/a:1")] == "in-sync");
+  CHECK(outcome[r.mirrored("hub/b:1")] == "differs");
+  CHECK(outcome[r.mirrored("hub/c:1")] == "differs");
+  CHECK(j["differs"] == 2);
+  CHECK(r.mirror_proxy.count("PUT") == 0);
+  CHECK(r.mirror_proxy.count("POST") == 0);
+
+  r.upstream_proxy.forget();
+  auto done = sync({"--json"});
+  INFO(done.errors);
+  REQUIRE(done.status == 0);
+  j = json::parse(done.output);
+  outcome.clear();
+  for (const auto& m : j["mirrors"]) outcome[m["mirror"]] = m["outcome"];
+  CHECK(outcome[r.mirrored("hub/a:1")] == "in-sync");
+  CHECK(outcome[r.mirrored("hub/b:1")] == "copied");
+  CHECK(outcome[r.mirrored("hub/c:1")] == "copied");
+  CHECK(j["copied"] == 2);
+  CHECK(r.mirror->head_digest("hub/b", "1", "pusher", k_mirror_password) == b.digest);
+  CHECK(skopeo_raw(r, r.mirrored("hub/c:1")) == c.body);
+  // The reference in step cost the upstream one HEAD and no GET.
+  CHECK(r.upstream_proxy.count("GET", "/v2/library/a/") == 0);
+  CHECK(r.upstream_proxy.count("HEAD", "/v2/library/a/manifests/1") <= 2);  // 2 only when its HEAD met the first 401
+
+  // Everything in step now: the text table, and nothing but HEADs.
+  r.upstream_proxy.forget();
+  auto again = sync({});
+  INFO(again.errors);
+  REQUIRE(again.status == 0);
+  CHECK(r.upstream_proxy.count("GET", "/manifests/") == 0);
+  CHECK(again.output.find("3 in sync, 0 copied, 0 failed\n") != std::string::npos);
+  CHECK(again.output.rfind("MIRROR", 0) == 0);
+  CHECK(again.output.find(r.mirrored("hub/c:1") + "  " + r.up("library/c:1") + "  in-sync  " + c.digest + "\n") != std::string::npos);
+
+  // An upstream tag that does not exist: failed, exit 1.
+  std::string broken = r.dir.write("broken.yaml", r.registries_yaml() + "mirrors:\n  - {from: " + r.upstream_proxy.host() +
+                                                      "/library/*, to: " + r.mirror_proxy.host() + "/hub/*}\n"
+                                                      "watch:\n  - ref: " + r.up("library/gone:1") + "\n");
+  auto failed = run({basewatch_binary(), "mirror", "sync", "-c", broken}, {}, "", std::chrono::seconds(60));
+  CHECK(failed.status == 1);
+  CHECK(failed.output.find("failed  " + r.up("library/gone:1") + ": not found\n") != std::string::npos);
+  CHECK(failed.output.find("0 in sync, 0 copied, 1 failed\n") != std::string::npos);
+  (void)a;
+}

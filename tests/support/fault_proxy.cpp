@@ -15,6 +15,7 @@ struct FaultProxy::Impl {
   mutable std::mutex mutex;
   Before before;
   After after;
+  Rewrite rewrite;
   struct Cut {
     std::function<bool(const ReceivedRequest&)> match;
     size_t bytes = 0;
@@ -41,12 +42,14 @@ FaultProxy::FaultProxy(const std::string& upstream_url) : m_impl(std::make_uniqu
     r.at = std::chrono::steady_clock::now();
     Before before;
     After after;
+    Rewrite rewrite;
     std::optional<Impl::Cut> cut;
     {
       std::lock_guard lock(impl->mutex);
       impl->seen.push_back(r);
       before = impl->before;
       after = impl->after;
+      rewrite = impl->rewrite;
       for (auto& c : impl->cuts) {
         if (c.times > 0 && c.match(r)) {
           --c.times;
@@ -61,6 +64,7 @@ FaultProxy::FaultProxy(const std::string& upstream_url) : m_impl(std::make_uniqu
     if (instead) {
       reply = *instead;
     } else {
+      if (rewrite) rewrite(r);
       httplib::Client c(impl->upstream);
       c.set_read_timeout(60, 0);
       c.set_write_timeout(60, 0);
@@ -142,6 +146,11 @@ void FaultProxy::before(Before hook) {
   m_impl->before = std::move(hook);
 }
 
+void FaultProxy::rewrite(Rewrite hook) {
+  std::lock_guard lock(m_impl->mutex);
+  m_impl->rewrite = std::move(hook);
+}
+
 void FaultProxy::after(After hook) {
   std::lock_guard lock(m_impl->mutex);
   m_impl->after = std::move(hook);
@@ -156,6 +165,7 @@ void FaultProxy::clear_faults() {
   std::lock_guard lock(m_impl->mutex);
   m_impl->before = nullptr;
   m_impl->after = nullptr;
+  m_impl->rewrite = nullptr;
   m_impl->cuts.clear();
 }
 

@@ -31,6 +31,9 @@ class FaultProxy {
   // Changes the registry's answer before it goes back.
   using After = std::function<void(const ReceivedRequest&, Receiver::Reply&)>;
   void before(Before hook);
+  // Changes a request before it is forwarded (its path and query).
+  using Rewrite = std::function<void(ReceivedRequest&)>;
+  void rewrite(Rewrite hook);
   void after(After hook);
   // The body of the next `times` answers `match` selects ends after
   // `bytes` bytes: the connection is closed mid-body.

@@ -57,7 +57,7 @@ struct Chain {
     p.image = image;
     p.platforms = {"linux/amd64"};
     p.triggers = {"ci"};
-    p.bases.push_back(watcher::BaseUse{base, "", "runtime", "from", 1, "0"});
+    p.bases.push_back(watcher::BaseUse{base, "", "", "runtime", "from", 1, "0"});
     return p;
   }
 

@@ -35,7 +35,7 @@ struct Fixture {
     p.platforms = platforms;
     p.triggers = {"ci"};
     p.image = image;
-    for (auto& [r, pin] : bases) p.bases.push_back(watcher::BaseUse{r, pin, "runtime", "from", 1, "0"});
+    for (auto& [r, pin] : bases) p.bases.push_back(watcher::BaseUse{r, "", pin, "runtime", "from", 1, "0"});
     m_projects.push_back(p);
   }
 
