@@ -7,8 +7,6 @@
 #include <set>
 
 #include "api/dashboard.h"
-#include "config/mirrors.h"
-#include "oci/reference.h"
 
 namespace bw::api {
 
@@ -52,6 +50,17 @@ std::pair<std::string, std::string> ref_state(const db::RefState* row) {
   return {"ok", row->digest};
 }
 
+// A mirror's state from its stored row: the copy in sync, being made,
+// failed, drifted from the upstream, or not made yet.
+std::pair<std::string, std::string> mirror_state(const db::MirrorState* m) {
+  if (!m) return {"waiting", "no copy yet"};
+  if (m->state == "in-sync") return {"ok", m->mirror_digest};
+  if (m->state == "copying") return {"copying", "copying " + m->upstream_digest};
+  if (m->state == "failed") return {"error", m->last_error};
+  if (m->state == "drift") return {"drift", "the copy no longer holds " + m->upstream_digest};
+  return {"waiting", "no copy yet"};
+}
+
 // A project's state from its newest delivery.
 std::pair<std::string, std::string> project_state(const watcher::Project& p, const db::Delivery* d) {
   if (!p.error.empty()) return {"error", p.error};
@@ -72,12 +81,15 @@ namespace {
 
 // Fills in each node's state once the nodes are known (and a large graph
 // cut): projects from their newest delivery, references from their rows.
-void fill_states(Picture& pic, const watcher::Model& model, const RefRows& rows, const std::vector<db::Delivery>& deliveries) {
+void fill_states(Picture& pic, const watcher::Model& model, const RefRows& rows, const std::vector<db::MirrorState>& mirrors,
+                 const std::vector<db::Delivery>& deliveries) {
+  std::map<std::string, const db::MirrorState*> copy_of;
+  for (const auto& m : mirrors) copy_of[m.mirror] = &m;
   std::map<std::string, const db::Delivery*> newest;  // project -> its newest delivery
   for (const auto& d : deliveries) newest.emplace(d.project, &d);
   std::vector<std::string> refs;
   for (const auto& n : pic.nodes) {
-    if (n.kind != "project") refs.push_back(n.id);
+    if (n.kind != "project" && n.kind != "mirror") refs.push_back(n.id);
   }
   std::vector<db::RefState> found = rows ? rows(refs) : std::vector<db::RefState>{};
   std::map<std::string, const db::RefState*> row_of;
@@ -89,6 +101,9 @@ void fill_states(Picture& pic, const watcher::Model& model, const RefRows& rows,
       auto d = newest.find(n.id);
       std::tie(n.state, n.detail) =
           p ? project_state(*p, d == newest.end() ? nullptr : d->second) : std::make_pair(std::string("idle"), std::string());
+    } else if (n.kind == "mirror") {
+      auto m = copy_of.find(n.id);
+      std::tie(n.state, n.detail) = mirror_state(m == copy_of.end() ? nullptr : m->second);
     } else {
       auto r = row_of.find(n.id);
       std::tie(n.state, n.detail) = ref_state(r == row_of.end() ? nullptr : r->second);
@@ -132,8 +147,8 @@ std::vector<db::Event> latest_chain(const std::vector<db::Event>& events, const 
   return chain;
 }
 
-Picture graph_picture(const watcher::Model& model, const RefRows& rows, const std::vector<db::Delivery>& deliveries,
-                      const std::vector<db::Event>& chain, const std::vector<config::MirrorConfig>& mirrors) {
+Picture graph_picture(const watcher::Model& model, const RefRows& rows, const std::vector<db::MirrorState>& mirrors,
+                      const std::vector<db::Delivery>& deliveries, const std::vector<db::Event>& chain) {
   Picture pic;
   if (!model.graph) return pic;
 
@@ -155,33 +170,42 @@ Picture graph_picture(const watcher::Model& model, const RefRows& rows, const st
     pic.edges.push_back(PictureEdge{from, to, copy, false});
   };
 
-  // Upstream references, with the mirror rule that covers each: a reference
-  // the Dockerfiles name by its mirror is drawn upstream -> mirror -> users.
+  // Upstream references and, for those a mirrors: rule copies, the copy.
   for (const auto& node : model.graph->nodes()) {
     if (node.kind != "upstream") continue;
-    auto ref = oci::parse_reference(node.id);
-    if (!ref || ref->tag.empty()) {
-      add(node.id, "upstream");
-      continue;
-    }
-    if (auto up = config::upstream_of(mirrors, ref->registry, ref->repository)) {
-      size_t u = add(up->upstream + ":" + ref->tag, "upstream");
-      link(u, add(node.id, "mirror"), true);
-    } else if (auto m = config::mirror_of(mirrors, ref->registry, ref->repository)) {
-      size_t u = add(node.id, "upstream");
-      link(u, add(m->mirror + ":" + ref->tag, "mirror"), true);
-    } else {
-      add(node.id, "upstream");
+    size_t u = add(node.id, "upstream");
+    if (auto it = model.items.find(node.id); it != model.items.end() && !it->second.mirror.empty()) {
+      link(u, add(it->second.mirror, "mirror"), true);
     }
   }
   for (const auto& node : model.graph->nodes()) {
     if (node.kind != "upstream") add(node.id, node.kind);
   }
   for (const auto& e : model.graph->edges()) {
-    bool from_project = model.project(e.from) && !index.count({"r", e.from});
-    size_t from = from_project ? add(e.from, "project") : add(e.from, "upstream");
-    size_t to = model.project(e.to) && !index.count({"r", e.to}) ? add(e.to, "project") : add(e.to, "image");
-    link(from, to, false);
+    const watcher::Project* to_project = index.count({"r", e.to}) ? nullptr : model.project(e.to);
+    if (model.project(e.from) && !index.count({"r", e.from})) {  // project -> the image it produces
+      link(add(e.from, "project"), add(e.to, "image"), false);
+      continue;
+    }
+    size_t from = add(e.from, "upstream");
+    if (!to_project) {
+      link(from, add(e.to, "image"), false);
+      continue;
+    }
+    // A project that names the base by its mirror builds FROM the copy.
+    bool via_mirror = false, direct = false;
+    for (const auto& b : to_project->bases) {
+      if (b.ref != e.from) continue;
+      if (!b.mirror.empty()) {
+        via_mirror = true;
+        size_t m = add(b.mirror, "mirror");
+        link(from, m, true);
+        link(m, add(e.to, "project"), false);
+      } else {
+        direct = true;
+      }
+    }
+    if (direct || !via_mirror) link(from, add(e.to, "project"), false);
   }
 
   // The chain of the latest change: each change's reference, the mirror
@@ -243,7 +267,7 @@ Picture graph_picture(const watcher::Model& model, const RefRows& rows, const st
                " nodes: the latest change's path and its neighbours (the whole graph: /v1/graph?format=dot)";
     pic = std::move(cut);
   }
-  fill_states(pic, model, rows, deliveries);
+  fill_states(pic, model, rows, mirrors, deliveries);
   return pic;
 }
 
@@ -416,7 +440,7 @@ std::string render_graph_svg(const Picture& pic, const Layout& layout, bool stan
        ".kind-upstream rect{fill:#eef4fb}.kind-mirror rect{fill:#f1effa}.kind-project rect{fill:#fff}.kind-image rect{fill:#eef8f0}"
        ".node text{font:12px ui-monospace,'DejaVu Sans Mono',monospace;fill:#1d232b}.node text.kind{font-size:10px;fill:#5d6875}"
        ".dot{stroke:none}.s-ok,.s-built{fill:#1a7f37}.s-changed{fill:#d9480f}.s-error,.s-dead{fill:#c62828}"
-       ".s-failed,.s-queued{fill:#9a6700}.s-waiting,.s-idle,.s-unknown{fill:#8a94a0}"
+       ".s-failed,.s-queued,.s-copying,.s-drift{fill:#9a6700}.s-waiting,.s-idle,.s-unknown{fill:#8a94a0}"
        "</style><defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" "
        "orient=\"auto-start-reverse\"><path d=\"M0 0L10 5L0 10z\" fill=\"#9aa5b1\"/></marker>"
        "<marker id=\"arrow-hl\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"6\" markerHeight=\"6\" "

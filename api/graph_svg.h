@@ -18,7 +18,6 @@
 #include <string>
 #include <vector>
 
-#include "config/config.h"
 #include "db/store.h"
 #include "watcher/model.h"
 
@@ -27,7 +26,10 @@ namespace bw::api {
 struct PictureNode {
   std::string id;     // the reference, or the project's name
   std::string kind;   // upstream | mirror | project | image
-  std::string state;  // ok | changed | error | waiting | unknown (references); built | queued | failed | dead | idle | error (projects)
+  // References: ok | changed | error | waiting | unknown; mirrors: ok
+  // (in sync) | copying | error (the copy failed) | drift | waiting (missing);
+  // projects: built | queued | failed | dead | idle | error.
+  std::string state;
   std::string detail;  // the tooltip: digest, error, last delivery
   bool highlighted = false;  // on the path of the latest change
 };
@@ -62,11 +64,15 @@ using RefRows = std::function<std::vector<db::RefState>(const std::vector<std::s
 // `events` newest first (Store::list_events); empty when none fired.
 std::vector<db::Event> latest_chain(const std::vector<db::Event>& events, const dockerfile::Graph& graph);
 
-// What to draw. `rows`: the stored state of references; `deliveries`:
-// recent deliveries, newest first (each project's newest gives its state);
-// `chain`: the changes whose path is highlighted (latest_chain).
-Picture graph_picture(const watcher::Model& model, const RefRows& rows, const std::vector<db::Delivery>& deliveries,
-                      const std::vector<db::Event>& chain, const std::vector<config::MirrorConfig>& mirrors);
+// What to draw. `rows`: the stored state of references; `mirrors`: the
+// stored mirrors (Store::list_mirrors), for their copies' states;
+// `deliveries`: recent deliveries, newest first (each project's newest gives
+// its state); `chain`: the changes whose path is highlighted (latest_chain).
+// Mirrors come from the model: a reference a `mirrors:` rule copies gets its
+// copy as a node (upstream -> copy, dashed), and a project that builds FROM
+// the copy hangs from it.
+Picture graph_picture(const watcher::Model& model, const RefRows& rows, const std::vector<db::MirrorState>& mirrors,
+                      const std::vector<db::Delivery>& deliveries, const std::vector<db::Event>& chain);
 
 struct PlacedNode {
   double x = 0, y = 0, width = 0, height = 0;  // the box

@@ -118,14 +118,16 @@ struct Server::Impl {
   }
   // The dependency graph to draw: the model with the stored state and the
   // path of the latest change that fired, from its root.
-  Picture graph_picture(const watcher::Model& model, const std::vector<db::Delivery>& recent, const config::Config& config) {
+  Picture graph_picture(const watcher::Model& model, const std::vector<db::Delivery>& recent) {
     std::vector<db::Event> chain;
     if (auto events = deps.store->list_events(100); events && model.graph) chain = latest_chain(*events, *model.graph);
     auto rows = [this](const std::vector<std::string>& refs) {
       auto got = deps.store->get_refs(refs);
       return got ? std::move(*got) : std::vector<db::RefState>{};
     };
-    return api::graph_picture(model, rows, recent, chain, config.mirrors);
+    std::vector<db::MirrorState> mirrors;
+    if (auto list = deps.store->list_mirrors()) mirrors = std::move(*list);
+    return api::graph_picture(model, rows, mirrors, recent, chain);
   }
 
   // The running config (a reload swaps it).
@@ -543,7 +545,7 @@ Status Server::start() {
     if (req.get_param_value("format") == "svg") {
       std::vector<db::Delivery> recent;
       if (auto list = s.deps.store->list_deliveries(std::nullopt, 500)) recent = std::move(*list);
-      auto picture = s.graph_picture(*model, recent, *s.config());
+      auto picture = s.graph_picture(*model, recent);
       res.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
       res.set_content(render_graph_svg(picture, layout_picture(picture), true), "image/svg+xml");
       return;
@@ -698,7 +700,7 @@ Status Server::start() {
       in.builds.push_back(delivery_with_last_attempt(*s.deps.store, d));
       if (in.builds.size() >= k_dashboard_builds) break;
     }
-    auto picture = s.graph_picture(*model, recent, *running);
+    auto picture = s.graph_picture(*model, recent);
     if (!picture.nodes.empty()) {
       in.graph_svg = render_graph_svg(picture, layout_picture(picture));
       in.graph_change = picture.change;

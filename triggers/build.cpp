@@ -190,7 +190,11 @@ Result<std::vector<BuildChange>> build_changes(const db::Delivery& d) {
     if (auto m = c.find("mirror"); m != c.end() && m->is_object()) {
       bc.mirror_ref = json_string(*m, "ref");
       bc.mirror_digest = json_string(*m, "digest");
-      if (bc.mirror_ref.empty() || !oci::is_valid_digest(bc.mirror_digest)) return invalid("a change's mirror lacks ref or digest");
+      // The digest is "" until the copy is made (a copy of some platforms
+      // only); the delivery is sent once it is filled in.
+      if (bc.mirror_ref.empty() || (!bc.mirror_digest.empty() && !oci::is_valid_digest(bc.mirror_digest))) {
+        return invalid("a change's mirror lacks ref, or its digest is not one");
+      }
     }
     if (auto u = c.find("upstream"); u != c.end() && u->is_object()) bc.upstream_ref = json_string(*u, "ref");
     out.push_back(std::move(bc));
@@ -331,6 +335,7 @@ BuildTrigger::BuildTrigger(config::TriggerConfig cfg, const Seams& seams)
 std::vector<dockerfile::BasePin> base_pins(const std::vector<BuildChange>& changes) {
   std::vector<dockerfile::BasePin> pins;
   for (const auto& c : changes) {
+    if (!c.mirror_ref.empty() && c.mirror_digest.empty()) continue;  // the copy's digest is not known: nothing exact to pin
     dockerfile::BasePin pin;
     pin.names = {c.ref};
     if (!c.upstream_ref.empty()) pin.names.push_back(c.upstream_ref);
@@ -587,6 +592,11 @@ Outcome BuildTrigger::deliver(const db::Delivery& d) {
   s.attempt = d.attempts + 1;
   s.created = format_rfc3339(clock.now());
   s.digest_file = tmp.path() + "/digest";
+  for (const auto& c : *changes) {
+    if (!c.mirror_ref.empty() && c.mirror_digest.empty()) {
+      log.line("note: the delivery does not say what " + c.mirror_ref + " holds; built from it as it stands");
+    }
+  }
   auto hosts = write_pinned_copies(project, *text, base_pins(*changes), tmp.path(), log, s);
   if (!hosts) return fail(hosts.error().message);
   if (!push_host.empty()) hosts->insert(push_host);

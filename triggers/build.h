@@ -51,7 +51,7 @@ constexpr const char* k_annotation_delivery = "io.basewatch.delivery";
 struct BuildChange {
   std::string ref;         // the watched (upstream) reference
   std::string new_digest;  // what it moved to
-  std::string mirror_ref, mirror_digest;  // what the build pulls when the project builds FROM a mirror
+  std::string mirror_ref, mirror_digest;  // what the build pulls when the project builds FROM a mirror ("" digest: not copied yet)
   std::string upstream_ref;
 };
 // The changes of a stored delivery body. ErrorKind::invalid when it is not
@@ -60,7 +60,8 @@ Result<std::vector<BuildChange>> build_changes(const db::Delivery& delivery);
 
 // What to pin for the delivery's changes: each change's base (by its ref,
 // its upstream and its mirror name) to its new digest, or to the mirror's
-// copy (mirror.ref@mirror.digest) when the change has a mirror.
+// copy (mirror.ref@mirror.digest) when the change has a mirror; a change
+// whose mirror digest is not known is not pinned.
 std::vector<dockerfile::BasePin> base_pins(const std::vector<BuildChange>& changes);
 
 // One platform of a build and the pinned copy it is built from (platforms

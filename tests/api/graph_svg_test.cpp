@@ -7,7 +7,6 @@
 #include <set>
 
 #include "api/graph_svg.h"
-#include "config/config.h"
 
 using namespace bw;
 
@@ -16,32 +15,35 @@ namespace {
 const std::string k_old = "sha256:" + std::string(64, '1');
 const std::string k_new = "sha256:" + std::string(64, '2');
 
-// upstream alpine (mirrored) -> base -> internal/base -> app, web;
-// web also FROM the mirror of golang directly; tools FROM docker.io/library/busybox.
+// upstream alpine (copied to a mirror) -> base -> internal/base -> app, web;
+// web also builds FROM golang's mirror; tools FROM busybox's upstream
+// (a rule copies it too).
 struct Fixture {
-  config::Config cfg;
   watcher::Model model;
   std::vector<db::RefState> rows;
+  std::vector<db::MirrorState> mirrors;
   std::vector<db::Delivery> deliveries;
   Fixture() {
-    auto parsed = config::parse(
-        "mirrors:\n"
-        "  - {from: \"docker.io/library/*\", to: \"registry.example.com/hub/library/*\"}\n"
-        "watch: [{ref: docker.io/library/alpine:3.20}]\n",
-        "/etc/bw/config.yaml");
-    REQUIRE(parsed.ok());
-    cfg = *parsed;
-    auto project = [](const std::string& name, const std::string& image, std::vector<std::string> bases) {
+    auto use = [](const std::string& ref, const std::string& mirror = "") {
+      return watcher::BaseUse{ref, mirror, "", "runtime", "from", 1, "0"};
+    };
+    auto project = [](const std::string& name, const std::string& image, std::vector<watcher::BaseUse> bases) {
       watcher::Project p;
       p.name = name;
       p.image = image;
-      for (auto& b : bases) p.bases.push_back(watcher::BaseUse{b, "", "runtime", "from", 1, "0"});
+      p.bases = std::move(bases);
       return p;
     };
-    model.projects = {project("base", "registry.example.com/internal/base:1", {"docker.io/library/alpine:3.20"}),
-                      project("app", "registry.example.com/app/app:1", {"registry.example.com/internal/base:1"}),
-                      project("web", "", {"registry.example.com/internal/base:1", "registry.example.com/hub/library/golang:1.23"}),
-                      project("tools", "", {"docker.io/library/busybox:1"})};
+    model.projects = {project("base", "registry.example.com/internal/base:1", {use("docker.io/library/alpine:3.20")}),
+                      project("app", "registry.example.com/app/app:1", {use("registry.example.com/internal/base:1")}),
+                      project("web", "", {use("registry.example.com/internal/base:1"),
+                                          use("docker.io/library/golang:1.23", "registry.example.com/hub/library/golang:1.23")}),
+                      project("tools", "", {use("docker.io/library/busybox:1")})};
+    for (const char* name : {"alpine:3.20", "golang:1.23", "busybox:1"}) {
+      watcher::WatchItem item;
+      item.mirror = std::string("registry.example.com/hub/library/") + name;
+      model.items[std::string("docker.io/library/") + name] = item;
+    }
     std::vector<dockerfile::ProjectInput> inputs;
     for (const auto& p : model.projects) {
       dockerfile::ProjectInput in{p.name, p.image, {}};
@@ -57,8 +59,17 @@ struct Fixture {
       r.last_error = error;
       return r;
     };
-    rows = {row("docker.io/library/alpine:3.20"), row("registry.example.com/internal/base:1"),
-            row("registry.example.com/hub/library/golang:1.23", "registry.example.com/hub/library/golang:1.23: not found")};
+    rows = {row("docker.io/library/alpine:3.20"), row("registry.example.com/internal/base:1"), row("docker.io/library/golang:1.23")};
+    auto copy = [](const std::string& name, const std::string& state, const std::string& error = "") {
+      db::MirrorState m;
+      m.mirror = "registry.example.com/hub/library/" + name;
+      m.upstream = "docker.io/library/" + name;
+      m.upstream_digest = m.mirror_digest = k_new;
+      m.state = state;
+      m.last_error = error;
+      return m;
+    };
+    mirrors = {copy("alpine:3.20", "in-sync"), copy("golang:1.23", "failed", "copy of sha256:2222: HTTP 500")};
     auto delivery = [](const std::string& id, const std::string& name, db::DeliveryState state) {
       db::Delivery d;
       d.id = id;
@@ -84,7 +95,7 @@ struct Fixture {
   api::Picture picture(bool with_change = true) const {
     std::vector<db::Event> chain;
     if (with_change) chain.push_back(db::Event{7, "docker.io/library/alpine:3.20", k_old, k_new, {}, "fired", "poll", 0, {"d_2"}});
-    return api::graph_picture(model, rows_fn(), deliveries, chain, cfg.mirrors);
+    return api::graph_picture(model, rows_fn(), mirrors, deliveries, chain);
   }
 };
 
@@ -116,11 +127,11 @@ TEST_CASE("graph picture: upstreams, their mirrors, projects and images, each wi
   for (const auto& n : p.nodes) kinds[n.id] = {n.kind, n.state};
   CHECK(kinds == std::map<std::string, std::pair<std::string, std::string>>{
                      {"docker.io/library/alpine:3.20", {"upstream", "changed"}},
-                     {"registry.example.com/hub/library/alpine:3.20", {"mirror", "unknown"}},  // a copy basewatch does not check
-                     {"docker.io/library/golang:1.23", {"upstream", "unknown"}},
-                     {"registry.example.com/hub/library/golang:1.23", {"mirror", "error"}},
+                     {"registry.example.com/hub/library/alpine:3.20", {"mirror", "ok"}},  // in sync
+                     {"docker.io/library/golang:1.23", {"upstream", "ok"}},
+                     {"registry.example.com/hub/library/golang:1.23", {"mirror", "error"}},  // its copy failed
                      {"docker.io/library/busybox:1", {"upstream", "unknown"}},
-                     {"registry.example.com/hub/library/busybox:1", {"mirror", "unknown"}},
+                     {"registry.example.com/hub/library/busybox:1", {"mirror", "waiting"}},  // not copied yet
                      {"base", {"project", "built"}},
                      {"app", {"project", "failed"}},  // its newest delivery
                      {"web", {"project", "idle"}},
@@ -128,7 +139,7 @@ TEST_CASE("graph picture: upstreams, their mirrors, projects and images, each wi
                      {"registry.example.com/internal/base:1", {"image", "ok"}},
                      {"registry.example.com/app/app:1", {"image", "unknown"}}});
   bool copy = false;
-  // web names golang's mirror: upstream -> mirror -> web. tools names busybox's upstream: the mirror is a side node.
+  // web builds FROM golang's mirror: upstream -> mirror -> web. tools names busybox's upstream: the copy is a side node.
   CHECK(has_edge(p, "docker.io/library/golang:1.23", "registry.example.com/hub/library/golang:1.23", nullptr, &copy));
   CHECK(copy);
   CHECK(has_edge(p, "registry.example.com/hub/library/golang:1.23", "web"));
@@ -138,7 +149,8 @@ TEST_CASE("graph picture: upstreams, their mirrors, projects and images, each wi
   CHECK(has_edge(p, "registry.example.com/internal/base:1", "app"));
   CHECK(has_edge(p, "registry.example.com/internal/base:1", "web"));
   CHECK(p.edges.size() == 10);
-  CHECK(node(p, "registry.example.com/hub/library/golang:1.23")->detail == "registry.example.com/hub/library/golang:1.23: not found");
+  CHECK(node(p, "registry.example.com/hub/library/golang:1.23")->detail == "copy of sha256:2222: HTTP 500");
+  CHECK_FALSE(has_edge(p, "docker.io/library/golang:1.23", "web"));  // web pulls the copy, not the upstream
   CHECK(node(p, "app")->detail == "rebuild d_3: buildah build linux/amd64: exit status 1");
   CHECK(p.change == "docker.io/library/alpine:3.20 sha256:111111111111 -> sha256:222222222222");
   CHECK(p.note.empty());
@@ -235,13 +247,13 @@ TEST_CASE("graph picture: a graph too large is cut to the latest change's path a
     watcher::Project p;
     p.name = "p" + std::to_string(i);
     std::string base = "docker.io/library/base" + std::to_string(i % 200) + ":1";
-    p.bases.push_back(watcher::BaseUse{base, "", "runtime", "from", 1, "0"});
+    p.bases.push_back(watcher::BaseUse{base, "", "", "runtime", "from", 1, "0"});
     model.projects.push_back(p);
     inputs.push_back({p.name, "", {base}});
   }
   model.graph = std::make_shared<dockerfile::Graph>(dockerfile::Graph::build(inputs).value());
   db::Event latest{1, "docker.io/library/base7:1", k_old, k_new, {}, "fired", "poll", 0, {}};
-  auto p = api::graph_picture(model, nullptr, {}, {latest}, {});
+  auto p = api::graph_picture(model, nullptr, {}, {}, {latest});
   CHECK(p.nodes.size() <= api::k_picture_max_nodes);
   CHECK(node(p, "docker.io/library/base7:1"));
   CHECK(node(p, "p7"));
@@ -266,7 +278,7 @@ TEST_CASE("the latest chain: a change from basewatch's own push goes back to the
   REQUIRE(chain.size() == 2);
   CHECK(chain[0].id == 6);
   CHECK(chain[1].id == 8);
-  auto p = api::graph_picture(f.model, f.rows_fn(), f.deliveries, chain, f.cfg.mirrors);
+  auto p = api::graph_picture(f.model, f.rows_fn(), f.mirrors, f.deliveries, chain);
   CHECK(p.change == "docker.io/library/alpine:3.20 sha256:111111111111 -> sha256:222222222222, then "
                     "registry.example.com/internal/base:1 built");
   CHECK(node(p, "base")->highlighted);

@@ -124,7 +124,7 @@ struct Chain {
     s.dir.write("base/Dockerfile", "FROM " + upstream + "\nRUN echo hardened > /base-marker\n");
     s.dir.write("app/Dockerfile", "FROM " + internal + "\nRUN cat /base-marker /etc/release && echo app > /app-marker\n");
     s.start(s.head({&registry}) +
-            // Only drawn for now (the dashboard's graph): the upstream and where its copies live.
+            // The upstream is copied to hub/upstream; the projects build from the upstream itself.
             "mirrors:\n  - {from: \"" + registry.host() + "/upstream/*\", to: \"" + registry.host() + "/hub/upstream/*\"}\n"
             "projects:\n"
             "  - {name: base, dockerfile: base/Dockerfile, image: \"" + internal + "\", triggers: [rebuild]}\n"
@@ -285,8 +285,8 @@ TEST_CASE_METHOD(Chain, "a chain of two real builds: the base project pushes int
   // its mirror) -> base -> internal/base -> app -> apps/app, all lit.
   CHECK(html.find("<svg xmlns=\"http://www.w3.org/2000/svg\" id=\"graph\"") != std::string::npos);
   CHECK(html.find("<g class=\"node kind-upstream s-changed hl\" data-id=\"" + upstream + "\"") != std::string::npos);
-  CHECK(html.find("<g class=\"node kind-mirror s-unknown hl\" data-id=\"" + registry.host() + "/hub/upstream/busybox:1\"") !=
-        std::string::npos);
+  CHECK(html.find("data-id=\"" + registry.host() + "/hub/upstream/busybox:1\" data-kind=\"mirror\"") != std::string::npos);
+  CHECK(count_of(html, " hl\" data-id=\"" + registry.host() + "/hub/upstream/busybox:1\"") == 1);
   CHECK(html.find("<g class=\"node kind-project s-built hl\" data-id=\"base\"") != std::string::npos);
   CHECK(html.find("<g class=\"node kind-image s-changed hl\" data-id=\"" + internal + "\"") != std::string::npos);
   CHECK(html.find("<g class=\"node kind-project s-built hl\" data-id=\"app\"") != std::string::npos);
@@ -343,6 +343,54 @@ TEST_CASE_METHOD(Chain, "an image already built on the new base is not built aga
   for (auto& e : events) outcome[e["ref"]] = e["outcome"];
   CHECK(outcome[upstream] == "already-built");
   CHECK(outcome[internal] == "fired");
+}
+
+TEST_CASE("a project that builds FROM a mirror: the build waits for the copy, then pins the mirror's copy of the fix",
+          "[integration][builds][mirror]") {
+  LocalRegistry upstream;  // the public registry
+  LocalRegistry team;      // the team's: the mirror, and the images it builds
+  push_busybox(upstream, "library/busybox", "1", "v1");
+  const std::string copy = team.host() + "/hub/library/busybox:1";
+  Service s;
+  s.dir.write("web/Dockerfile", "FROM " + copy + "\nRUN cat /etc/release\n");
+  s.start(s.head({&upstream, &team}) +
+          "mirrors:\n  - {from: \"" + upstream.host() + "/library/*\", to: \"" + team.host() + "/hub/library/*\"}\n"
+          "projects:\n"
+          "  - {name: web, dockerfile: web/Dockerfile, image: \"" + team.host() + "/apps/web:latest\", triggers: [rebuild]}\n"
+          "triggers:\n"
+          "  rebuild: {type: build, timeout: 2m}\n");
+  auto in_sync = [&] {
+    auto mirrors = get_json(s.port, "/v1/mirrors");
+    return mirrors.is_array() && mirrors.size() == 1 && mirrors[0]["state"] == "in-sync";
+  };
+  REQUIRE(wait_until(in_sync, 30s));  // the first copy: a baseline, no delivery
+  CHECK(get_json(s.port, "/v1/deliveries").empty());
+
+  std::string fix = push_busybox(upstream, "library/busybox", "1", "v2");
+  s.check_now();
+  json d = s.wait_settled("web");
+  INFO(s.serve_log());
+  REQUIRE(d.is_object());
+  CHECK(d["state"] == "delivered");
+  CHECK(team.head_digest("hub/library/busybox", "1") == fix);  // copied byte for byte before the build
+  auto body = s.delivery(d["id"]);
+  REQUIRE(body["payload"]["changes"].size() == 1);
+  const auto& change = body["payload"]["changes"][0];
+  CHECK(change["ref"] == upstream.host() + "/library/busybox:1");
+  CHECK(change["mirror"] == json{{"ref", copy}, {"digest", fix}});
+  std::string log = slurp(s.logs() + "/" + d["id"].get<std::string>() + ".1.log");
+  CHECK(log.find("basewatch: pinned " + fs::path(s.dir.path()).lexically_normal().string() + "/web/Dockerfile:1: " + copy + " -> " +
+                 copy + "@" + fix + "\n") != std::string::npos);
+  CHECK(log.find("release v2\n") != std::string::npos);
+  auto built = platform_manifests(team, "apps/web", "latest").at(0);
+  CHECK(annotation(built, "org.opencontainers.image.base.name") == copy);
+  CHECK(annotation(built, "org.opencontainers.image.base.digest") == fix);
+  CHECK(d["last_attempt"]["pushed_digest"] == team.head_digest("apps/web", "latest"));
+
+  // The graph draws the chain through the copy: upstream -> mirror -> web.
+  auto page = http_call(s.port, "GET", "/");
+  CHECK(page.body.find("<g class=\"node kind-mirror s-ok hl\" data-id=\"" + copy + "\"") != std::string::npos);
+  CHECK(page.body.find("data-from=\"" + copy + "\" data-to=\"web\"") != std::string::npos);
 }
 
 TEST_CASE("a failing build: the exit code and the log's tail are recorded, retried as retry: says, then dead",

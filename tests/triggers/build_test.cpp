@@ -313,6 +313,24 @@ TEST_CASE("build: through a mirror, the copy pins the mirror's digest", "[unit][
   CHECK(std::count(argv.begin(), argv.end(), "org.opencontainers.image.base.digest=" + k_mirror_digest) == 1);
 }
 
+TEST_CASE("build: a mirror whose digest the delivery does not give is built from as it stands, and says so",
+          "[unit][triggers][build]") {
+  Harness h;
+  h.ws.dockerfile("FROM registry.example.com/hub/library/alpine:3.20 AS runtime\n");
+  json c = change("docker.io/library/alpine:3.20", k_alpine_new);
+  c["mirror"] = {{"ref", "registry.example.com/hub/library/alpine:3.20"}, {"digest", ""}};
+  auto out = h.trigger().deliver(delivery("d_04b", json::array({c})));
+  REQUIRE(out.delivered);
+  CHECK(h.builder.seen[0].dockerfile == "FROM registry.example.com/hub/library/alpine:3.20 AS runtime\n");
+  CHECK(slurp(h.ws.logs() + "/d_04b.1.log").find("basewatch: note: the delivery does not say what "
+                                                  "registry.example.com/hub/library/alpine:3.20 holds; built from it as it stands\n") !=
+        std::string::npos);
+  c["mirror"]["digest"] = "sha256:nope";
+  auto bad = h.trigger().deliver(delivery("d_04c", json::array({c})));
+  CHECK_FALSE(bad.retryable);
+  CHECK(bad.error == "delivery d_04c: a change's mirror lacks ref, or its digest is not one");
+}
+
 TEST_CASE("build: registries: credentials in a private auth file, plain HTTP and CAs for this build's registries only",
           "[unit][triggers][build]") {
   Harness h;
