@@ -200,7 +200,11 @@ std::string deliveries_section(const json& deliveries, TimePoint now) {
     h += "<tr><td><code>" + html_escape(id) + "</code></td><td>" + esc(d.value("trigger", json())) + "</td><td>" +
          esc(d.value("project", json())) + "</td><td>";
     for (const auto& r : d.value("refs", json::array())) h += "<div class=\"ref\">" + esc(r) + "</div>";
-    h += "</td><td>" + badge(cls, state) + "</td><td>" + std::to_string(num(d, "attempts")) + "</td><td>" +
+    std::string waiting;
+    if (d.contains("waiting_for") && d["waiting_for"].is_object()) {
+      waiting = "<div class=\"plat\">waits for the copy to " + esc(d["waiting_for"].value("mirror", json())) + "</div>";
+    }
+    h += "</td><td>" + badge(cls, state) + waiting + "</td><td>" + std::to_string(num(d, "attempts")) + "</td><td>" +
          when(str(d, "next_attempt_at"), now, "-") + "</td><td class=\"err\">" + esc(d.value("last_error", json())) +
          "</td><td><form class=\"retry\" method=\"post\" action=\"/v1/deliveries/" + html_escape(id) +
          "/retry\"><button type=\"submit\">Retry</button></form></td></tr>";
@@ -245,6 +249,28 @@ std::string builds_section(const json& builds, TimePoint now) {
     std::string tail = str(a, "output_tail");
     if (!tail.empty()) h += "<details><summary>log tail</summary><pre class=\"log\">" + html_escape(tail) + "</pre></details>";
     h += "</td></tr>";
+  }
+  return h + "</tbody></table></section>";
+}
+
+std::string mirrors_section(const json& mirrors, TimePoint now) {
+  if (!mirrors.is_array() || mirrors.empty()) return "";
+  std::string h = "<section id=\"mirrors\"><h2>Mirrors: local copies</h2><table><thead><tr><th>Mirror</th><th>Upstream</th>"
+                  "<th>State</th><th>Digest</th><th>Last copy</th><th>Waiting</th><th>Last error</th></tr></thead><tbody>";
+  for (const auto& m : mirrors) {
+    std::string state = str(m, "state");
+    std::string cls = state == "in-sync" ? "ok" : state == "failed" || state == "drift" ? "bad" : "warn";
+    std::string last = "-";
+    if (m.contains("last_copy") && m["last_copy"].is_object()) {
+      const json& c = m["last_copy"];
+      last = when(str(c, "at"), now) + ": " + std::to_string(num(c, "blobs_uploaded")) + " uploaded, " +
+             std::to_string(num(c, "blobs_mounted")) + " mounted, " + std::to_string(num(c, "blobs_skipped")) + " there";
+    }
+    int64_t waiting = num(m, "waiting_deliveries");
+    h += "<tr><td class=\"ref\">" + esc(m.value("mirror", json())) + "</td><td class=\"ref\">" + esc(m.value("upstream", json())) +
+         "</td><td>" + badge(cls, state) + "</td><td>" + short_digest(str(m, "mirror_digest")) + "</td><td>" + last +
+         "</td><td>" + (waiting ? badge("warn", std::to_string(waiting) + " rebuild(s)") : std::string("-")) +
+         "</td><td class=\"err\">" + esc(m.value("last_error", json())) + "</td></tr>";
   }
   return h + "</tbody></table></section>";
 }
@@ -369,6 +395,10 @@ std::string render_dashboard(const DashboardInput& in) {
   h += tile("references", num(c, "references")) + tile("projects", num(c, "projects")) + tile("pending", num(c, "pending")) +
        tile("failed", failed, failed ? "t-warn" : "") + tile("dead", dead, dead ? "t-bad" : "") +
        tile("delivered", num(c, "delivered"));
+  if (num(c, "mirrors") > 0) {
+    int64_t behind = num(c, "mirrors_out_of_sync");
+    h += tile("mirrors", num(c, "mirrors")) + tile("out of sync", behind, behind ? "t-warn" : "");
+  }
   h += "</div>";
   if (!in.graph_svg.empty()) {
     h += "<section id=\"graph-section\"><h2>Dependency graph</h2><p class=\"pager\"><span>";
@@ -379,6 +409,7 @@ std::string render_dashboard(const DashboardInput& in) {
     h += "</p><div class=\"graph\">" + in.graph_svg + "</div></section>";
   }
   h += images_section(in);
+  h += mirrors_section(in.mirrors, in.now);
   h += deliveries_section(in.deliveries, in.now);
   h += builds_section(in.builds, in.now);
   h += events_section(in.events, in.now);

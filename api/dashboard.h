@@ -27,6 +27,7 @@ struct DashboardInput {
   size_t images_failing = 0;  // watched references whose last check failed
   nlohmann::json events;      // /v1/events (recent first)
   nlohmann::json deliveries;  // /v1/deliveries entries that are pending, failed or dead
+  nlohmann::json mirrors;     // /v1/mirrors (a section only when there are mirrors)
   // /v1/deliveries entries (with last_attempt) of the triggers that build
   // (type build and command), newest first, whatever their state.
   nlohmann::json builds;

@@ -690,6 +690,7 @@ Status Server::start() {
         for (const auto& d : *list) in.deliveries.push_back(delivery_with_last_attempt(*s.deps.store, d));
       }
     }
+    in.mirrors = mirrors_json(*s.deps.store, *model);
     in.builds = json::array();
     auto running = s.config();
     std::vector<db::Delivery> recent;

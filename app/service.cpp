@@ -204,6 +204,10 @@ int serve(const std::string& config_path) {
     spdlog::info("Dockerfiles changed ({}): rescanned, watching {}", why, plural(static_cast<int64_t>(items), "reference", "references"));
   };
 
+  // Continuous scheduling: each step applies the results that arrived and
+  // hands what is due to the watcher's workers, never waiting for a request;
+  // a result wakes the loop at once.
+  rt.watcher->on_result([&] { poll_waker.wake(); });
   std::thread poller([&] {
     auto next_rescan = std::chrono::steady_clock::now() + k_rescan_every;
     while (!poll_waker.stopped()) {
@@ -212,11 +216,11 @@ int serve(const std::string& config_path) {
         next_rescan = std::chrono::steady_clock::now() + k_rescan_every;
       }
       bool copies = false;
-      auto stats = rt.watcher->poll_once(rt.clock.now(), false, false, [&](watcher::CheckReport&& r) { copies = copies || r.copy_queued; });
+      auto stats = rt.watcher->step(rt.clock.now(), [&](watcher::CheckReport&& r) { copies = copies || r.copy_queued; });
       if (copies) copy_waker.wake();
       if (stats.changed > 0) dispatch_waker.wake();
       TimePoint now = rt.clock.now();
-      auto until = std::min(steady_at(rt.watcher->next_due(now), now), next_rescan);
+      auto until = std::min(steady_at(rt.watcher->next_wake(now), now), next_rescan);
       if (!poll_waker.wait_until(until)) break;
     }
   });

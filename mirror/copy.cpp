@@ -123,9 +123,10 @@ class Pusher {
     req.url = s.location;
     req.headers = {{"Content-Type", "application/octet-stream"},
                    {"Content-Range", std::to_string(offset) + "-" + std::to_string(offset + int64_t(bytes.size()) - 1)}};
-    req.body = std::move(bytes);
-    auto res = m_client.send(host(), push(repository()), req, "PATCH " + name() + " upload");
-    bytes = std::move(req.body);
+    const int64_t sent = int64_t(bytes.size());
+    req.body = std::move(bytes);  // lent, not copied: a chunk is megabytes
+    bytes.clear();
+    auto res = m_client.send(host(), push(repository()), std::move(req), "PATCH " + name() + " upload");
     if (!res) return res.error();
     if (res->status != 202) {
       return oci::status_error(res->status, res->body,
@@ -136,7 +137,7 @@ class Pusher {
     std::string range = res->header("range");
     if (range.rfind("bytes=", 0) == 0) range = range.substr(6);
     auto dash = range.find('-');
-    int64_t end = offset + int64_t(bytes.size()) - 1;
+    int64_t end = offset + sent - 1;
     if (dash != std::string::npos && range.substr(dash + 1) != std::to_string(end)) {
       return make_error(ErrorKind::bad_answer, "PATCH " + name() + " upload: the registry holds " + range + ", expected 0-" +
                                                    std::to_string(end));
@@ -152,8 +153,8 @@ class Pusher {
     req.url = s.location + (s.location.find('?') == std::string::npos ? "?" : "&") + "digest=" + net::url_encode(digest);
     req.headers = {{"Content-Type", "application/octet-stream"}};
     req.body = std::move(last);
-    auto res = m_client.send(host(), push(repository()), req, "PUT " + name() + " blob " + short_digest(digest));
-    last = std::move(req.body);
+    last.clear();
+    auto res = m_client.send(host(), push(repository()), std::move(req), "PUT " + name() + " blob " + short_digest(digest));
     if (!res) return res.error();
     if (res->status != 201) return oci::status_error(res->status, res->body, "PUT " + name() + " blob " + short_digest(digest));
     std::string got = res->header("docker-content-digest");
@@ -449,6 +450,7 @@ struct BlobCopy {
         }
         offset += n;
         buffer.clear();
+        buffer.reserve(std::min<int64_t>(d.size - offset, int64_t(chunk)) + (64 << 10));
       }
       if (on_bytes) on_bytes(int64_t(piece.size()));
       return true;

@@ -60,7 +60,8 @@ struct CopyOptions {
   std::vector<oci::Platform> platforms;  // empty: every platform (the copy keeps the digest)
   bool referrers = true;                 // signatures, SBOMs, attestations that refer to what is copied
   bool force = false;                    // move a destination tag that names other content
-  size_t chunk_size = 16 << 20;          // blobs above go up in PATCHes of this size (at least OCI-Chunk-Min-Length)
+  size_t chunk_size = 8 << 20;           // blobs above go up in PATCHes of this size (at least OCI-Chunk-Min-Length);
+                                         // with 4 blobs in flight, 32 MiB of buffers at most
   int blob_attempts = 3;                 // tries per blob after a retryable failure (429, 5xx, a cut connection)
   std::chrono::milliseconds retry_pause{1000};  // before the second try; doubles
   std::function<void(const Progress&)> progress;  // after each blob and each chunk

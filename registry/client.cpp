@@ -654,7 +654,12 @@ Result<net::Response> Client::send(const std::string& registry, const Access& ac
   const View v = view(h);
   if (!req.url.empty() && req.url[0] == '/') req.url = base_url(*v.settings) + req.url;
   int count = 0;
-  auto res = request(h, v, access, what, req, count);
+  // The request moves on (an upload chunk is megabytes); a redirect needs
+  // it again, and only bodiless GETs follow them.
+  net::Request again;
+  if (access.follow_redirects) again = req;
+  auto res = request(h, v, access, what, std::move(req), count);
+  if (access.follow_redirects) req = std::move(again);
   for (int hop = 0; res && access.follow_redirects && hop < 3; ++hop) {
     int st = res->status;
     if (st != 301 && st != 302 && st != 303 && st != 307 && st != 308) break;

@@ -69,17 +69,48 @@ Watcher::Watcher(std::shared_ptr<const config::Config> cfg, std::shared_ptr<cons
                  registry::Client& client, const ClockSource& clock)
     : m_cfg(std::move(cfg)), m_model(std::move(model)), m_store(store), m_client(client), m_clock(clock) {
   if (auto next = m_store.next_checks()) m_next_check = std::move(*next);
+  m_concurrency = std::max(1, m_cfg->poll_concurrency);
+  std::lock_guard lock(m_mutex);
+  for (const auto& [key, item] : m_model->items) {
+    auto it = m_next_check.try_emplace(key, 0).first;  // never checked: due now
+    m_due.emplace(it->second, key);
+  }
+}
+
+Watcher::~Watcher() {
+  {
+    std::lock_guard lock(m_pool_mutex);
+    m_stop = true;
+    m_work_cv.notify_all();
+  }
+  for (auto& t : m_workers) t.join();
 }
 
 void Watcher::reload(std::shared_ptr<const config::Config> cfg, std::shared_ptr<const Model> model) {
   std::lock_guard lock(m_mutex);
   m_cfg = std::move(cfg);
   m_model = std::move(model);
+  m_concurrency = std::max(1, m_cfg->poll_concurrency);
+  // References new to the model are due now; gone ones leave the schedule
+  // when they come up (take_due skips what the model no longer has).
+  std::lock_guard pool(m_pool_mutex);
+  for (const auto& [key, item] : m_model->items) {
+    if (m_in_flight.count(key)) continue;
+    auto it = m_next_check.find(key);
+    int64_t at = it == m_next_check.end() ? 0 : it->second;
+    if (it == m_next_check.end()) m_next_check[key] = 0;
+    m_due.emplace(at, key);  // a duplicate of an existing entry is harmless: take_due drops the stale one
+  }
 }
 
 std::shared_ptr<const Model> Watcher::model() const {
   std::lock_guard lock(m_mutex);
   return m_model;
+}
+
+void Watcher::on_result(std::function<void()> fn) {
+  std::lock_guard lock(m_pool_mutex);
+  m_on_result = std::move(fn);
 }
 
 void Watcher::request_check(const std::string& ref, const std::string& source) {
@@ -92,15 +123,44 @@ void Watcher::request_check(const std::string& ref, const std::string& source) {
   }
 }
 
+void Watcher::schedule(const std::string& key, int64_t at) {
+  auto it = m_next_check.find(key);
+  if (it != m_next_check.end()) {
+    m_due.erase({it->second, key});
+    it->second = at;
+  } else {
+    m_next_check.emplace(key, at);
+  }
+  m_due.emplace(at, key);
+}
+
 TimePoint Watcher::next_due(TimePoint now) {
   std::lock_guard lock(m_mutex);
-  if (m_request_all || !m_requested.empty()) return now;
+  if (m_request_all) return now;
   TimePoint next = now + std::chrono::hours(24);
-  for (const auto& [key, item] : m_model->items) {
-    auto it = m_next_check.find(key);
-    TimePoint due = it == m_next_check.end() ? now : from_unix_ms(it->second);
-    due = std::max(due, m_client.available_at(item.ref.registry));
-    next = std::min(next, due);
+  if (!m_due.empty()) next = std::min(next, std::max(now, from_unix_ms(m_due.begin()->first)));
+  if (!m_requested.empty()) {
+    // A requested reference is due now, unless it is being checked (it is
+    // taken once that check is applied: a result wakes the loop) or its
+    // registry is paused (then when the pause ends).
+    std::lock_guard pool(m_pool_mutex);
+    for (const auto& [key, source] : m_requested) {
+      if (m_in_flight.count(key)) continue;
+      auto item = m_model->items.find(key);
+      if (item == m_model->items.end()) return now;  // dropped by the next step
+      next = std::min(next, std::max(now, m_client.available_at(item->second.ref.registry)));
+    }
+  }
+  return next;
+}
+
+TimePoint Watcher::next_wake(TimePoint now) {
+  TimePoint next = next_due(now);
+  std::lock_guard lock(m_pool_mutex);
+  if (!m_done.empty()) return now;
+  if (!m_batch.empty()) {
+    auto left = std::chrono::duration_cast<Millis>(m_batch_due - std::chrono::steady_clock::now());
+    next = std::min(next, now + std::max(left, Millis(0)));
   }
   return next;
 }
@@ -121,166 +181,251 @@ Millis Watcher::backoff(const config::Config& cfg, int failures, Millis interval
   return jittered(cfg, Millis(std::min(ms, interval.count())));
 }
 
-PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const ReportSink& sink) {
-  // Due items point into `model`, which this call keeps alive: no copies of
-  // the watch set per cycle.
-  std::vector<Due> due;
-  std::shared_ptr<const Model> model;
-  std::shared_ptr<const config::Config> cfg;
-  {
-    std::lock_guard lock(m_mutex);
-    model = m_model;
-    cfg = m_cfg;
-    due.reserve(model->items.size());
+struct Watcher::Done {
+  Job job;
+  Stored stored = std::optional<db::RefState>();  // the row as the worker read it: apply needs no second read
+  Result<registry::Resolved> result = make_error(ErrorKind::internal, "not resolved");
+  MirrorHead mirror_head;
+};
+
+std::vector<Watcher::Job> Watcher::take_due(TimePoint now, bool all, bool dry_run) {
+  std::vector<Job> jobs;
+  std::lock_guard lock(m_mutex);
+  std::lock_guard pool(m_pool_mutex);
+  auto model = m_model;
+  auto cfg = m_cfg;
+  auto take = [&](const std::string& key, std::string source) {
+    auto item = model->items.find(key);
+    if (item == model->items.end() || m_in_flight.count(key)) return false;
+    // A registry paused by Retry-After (or its breaker) is left alone until
+    // it may be asked again: its references wait for that moment.
+    TimePoint available = m_client.available_at(item->second.ref.registry);
+    if (available > now && !all) {
+      schedule(key, to_unix_ms(available));
+      return false;
+    }
+    if (auto it = m_next_check.find(key); it != m_next_check.end()) m_due.erase({it->second, key});
+    m_in_flight.insert(key);
+    jobs.push_back(Job{model, cfg, &item->second, std::move(source), dry_run});
+    return true;
+  };
+  const int64_t now_ms = to_unix_ms(now);
+  if (all || m_request_all) {
+    std::string source = all && !m_request_all ? "poll" : m_request_all_source;
     for (const auto& [key, item] : model->items) {
-      std::string source = "poll";
-      bool is_due = all;
-      if (m_request_all) {
-        is_due = true;
-        source = m_request_all_source;
-      }
-      if (auto r = m_requested.find(key); r != m_requested.end()) {
-        is_due = true;
-        source = r->second;
-      }
-      auto nc = m_next_check.find(key);
-      if (nc == m_next_check.end() || nc->second <= to_unix_ms(now)) is_due = true;
-      // A registry paused by Retry-After is left alone until it may be asked again.
-      if (is_due && m_client.available_at(item.ref.registry) > now && !all) continue;
-      if (is_due) due.push_back(Due{&item, std::move(source)});
+      auto r = m_requested.find(key);
+      bool taken = take(key, r != m_requested.end() ? r->second : source);
+      // A reference being checked now is checked again after this one.
+      if (!taken && m_in_flight.count(key) && m_request_all) m_requested.emplace(key, source);
+      else if (taken && r != m_requested.end()) m_requested.erase(r);
     }
     m_request_all = false;
-    for (const auto& d : due) m_requested.erase(d.item->ref.tag_ref());
+  } else {
+    for (auto r = m_requested.begin(); r != m_requested.end();) {
+      if (!model->items.count(r->first)) {
+        r = m_requested.erase(r);
+      } else if (take(r->first, r->second)) {
+        r = m_requested.erase(r);
+      } else {
+        ++r;  // in flight or paused: it stays requested
+      }
+    }
   }
-  PollStats stats;
-  if (due.empty()) return stats;
+  // Then what the schedule says is due, earliest first. A stale entry (a
+  // key gone from the model, or left behind by a reschedule) is dropped.
+  while (!m_due.empty() && m_due.begin()->first <= now_ms) {
+    auto [at, key] = *m_due.begin();
+    auto it = m_next_check.find(key);
+    if (!model->items.count(key) || it == m_next_check.end() || it->second != at) {
+      m_due.erase(m_due.begin());
+      continue;
+    }
+    if (!take(key, "poll") && m_due.count({at, key})) {
+      // Paused: take() moved it later. Anything else (in flight) leaves the schedule.
+      m_due.erase({at, key});
+    }
+  }
+  return jobs;
+}
 
-  // Workers resolve; this thread applies each result as it arrives (the one
-  // writer) and drops it. When several registries are due, one registry may
-  // hold at most `cap` workers, so a slow or failing registry leaves workers
-  // for the others.
-  size_t n_threads = std::min<size_t>(due.size(), static_cast<size_t>(std::max(1, cfg->poll_concurrency)));
-  std::map<std::string, size_t> in_flight;
-  for (const auto& d : due) in_flight[d.item->ref.registry] = 0;
-  size_t cap = n_threads > in_flight.size() ? n_threads - (in_flight.size() - 1) : 1;
-  std::mutex mutex;
-  std::condition_variable cv;
-  std::vector<bool> taken(due.size(), false);
-  size_t remaining = due.size();
-  struct Done {
-    size_t index;
-    Stored stored;  // the row as the worker read it: apply needs no second read
-    Result<registry::Resolved> result;
-    MirrorHead mirror_head;
-  };
-  std::deque<Done> done;
+void Watcher::enqueue(std::vector<Job> jobs) {
+  if (jobs.empty()) return;
+  std::lock_guard lock(m_pool_mutex);
+  for (auto& j : jobs) {
+    std::string registry = j.item->ref.registry;
+    m_queues[registry].push_back(std::move(j));
+  }
+  // The pool grows to the largest poll.concurrency seen; a smaller one after
+  // a reload caps how many work at once.
+  while (m_workers.size() < static_cast<size_t>(m_concurrency.load())) m_workers.emplace_back([this] { work(); });
+  m_work_cv.notify_all();
+}
 
-  size_t first_open = 0;  // every item before it is taken: the scan starts here, not at 0
-  auto take = [&](std::unique_lock<std::mutex>& lock) -> std::optional<size_t> {
-    while (true) {
-      if (remaining == 0) return std::nullopt;
-      while (first_open < due.size() && taken[first_open]) ++first_open;
-      for (size_t i = first_open; i < due.size(); ++i) {
-        if (!taken[i] && in_flight[due[i].item->ref.registry] < cap) {
-          taken[i] = true;
-          --remaining;
-          ++in_flight[due[i].item->ref.registry];
-          return i;
+void Watcher::work() {
+  std::unique_lock lock(m_pool_mutex);
+  for (;;) {
+    std::optional<Job> job;
+    m_work_cv.wait(lock, [&] {
+      if (m_stop) return true;
+      if (m_busy_total >= m_concurrency.load()) return false;
+      // When several registries have work, one holds at most its share of
+      // the workers, so a slow or hung registry leaves workers for the others.
+      size_t active = 0;
+      for (const auto& [reg, q] : m_queues) active += !q.empty() || m_busy[reg] > 0;
+      for (const auto& [reg, n] : m_busy) active += n > 0 && !m_queues.count(reg);
+      int conc = m_concurrency.load();
+      int cap = conc > static_cast<int>(active) ? conc - (static_cast<int>(active) - 1) : 1;
+      // Round robin over registries, from where the last take left off.
+      auto start = m_queues.upper_bound(m_next_registry);
+      for (int pass = 0; pass < 2 && !job; ++pass) {
+        for (auto it = pass == 0 ? start : m_queues.begin(); it != (pass == 0 ? m_queues.end() : start); ++it) {
+          if (it->second.empty() || m_busy[it->first] >= cap) continue;
+          job = std::move(it->second.front());
+          it->second.pop_front();
+          m_next_registry = it->first;
+          if (it->second.empty()) m_queues.erase(it);
+          break;
         }
       }
-      cv.wait(lock);
-    }
-  };
-  auto worker = [&] {
-    std::unique_lock lock(mutex);
-    while (auto i = take(lock)) {
-      lock.unlock();
-      const WatchItem& item = *due[*i].item;
-      Stored stored = m_store.get_ref(item.ref.tag_ref());
-      registry::Known k;
-      const registry::Known* kp = nullptr;
-      if (stored && *stored && !(*stored)->digest.empty()) {
-        k.digest = (*stored)->digest;
-        k.platforms = (*stored)->platforms;
-        kp = &k;
-      }
-      auto started = std::chrono::steady_clock::now();
-      // A row that cannot be read is not checked: without it a moved digest
-      // would look like a first sight.
-      Result<registry::Resolved> result = stored ? m_client.resolve(item.ref, item.platforms, kp)
-                                                 : Result<registry::Resolved>(stored.error());
-      std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
-      Metrics::global().histogram_observe("basewatch_check_duration_seconds", "Time to resolve one reference.",
-                                          {{"registry", item.ref.registry}}, took.count());
-      // A mirrored reference: one HEAD of the mirror's tag too (drift, a
-      // missing copy). Not when the upstream failed: an outage leaves the
-      // mirror's last good copy alone.
-      MirrorHead mirror_head;
-      if (!item.mirror.empty() && result.ok() && !dry_run) {
-        auto mref = oci::parse_reference(item.mirror);
-        if (!mref) {
-          mirror_head = Result<std::string>(mref.error());
-        } else {
-          auto head = m_client.resolve(*mref, {});
-          if (head) mirror_head = Result<std::string>(head->digest);
-          else if (head.error().kind == ErrorKind::not_found) mirror_head = Result<std::string>(std::string());
-          else mirror_head = Result<std::string>(head.error());
-        }
-      }
-      lock.lock();
-      --in_flight[item.ref.registry];
-      done.push_back(Done{*i, std::move(stored), std::move(result), std::move(mirror_head)});
-      cv.notify_all();
-    }
-  };
-  std::vector<std::thread> threads;
-  threads.reserve(n_threads);
-  for (size_t t = 0; t < n_threads; ++t) threads.emplace_back(worker);
+      return job.has_value();
+    });
+    if (m_stop) return;
+    const std::string registry = job->item->ref.registry;
+    ++m_busy[registry];
+    ++m_busy_total;
+    lock.unlock();
 
-  if (!sink) stats.reports.reserve(due.size());
+    auto done = std::make_unique<Done>();
+    const WatchItem& item = *job->item;
+    done->stored = m_store.get_ref(item.ref.tag_ref());
+    registry::Known k;
+    const registry::Known* kp = nullptr;
+    if (done->stored && *done->stored && !(*done->stored)->digest.empty()) {
+      k.digest = (*done->stored)->digest;
+      k.platforms = (*done->stored)->platforms;
+      kp = &k;
+    }
+    auto started = std::chrono::steady_clock::now();
+    // A row that cannot be read is not checked: without it a moved digest
+    // would look like a first sight.
+    done->result = done->stored ? m_client.resolve(item.ref, item.platforms, kp) : Result<registry::Resolved>(done->stored.error());
+    std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+    Metrics::global().histogram_observe("basewatch_check_duration_seconds", "Time to resolve one reference.",
+                                        {{"registry", item.ref.registry}}, took.count());
+    // A mirrored reference: one HEAD of the mirror's tag too (drift, a
+    // missing copy). Not when the upstream failed: an outage leaves the
+    // mirror's last good copy alone.
+    if (!item.mirror.empty() && done->result.ok() && !job->dry_run) {
+      auto mref = oci::parse_reference(item.mirror);
+      if (!mref) {
+        done->mirror_head = Result<std::string>(mref.error());
+      } else {
+        auto head = m_client.resolve(*mref, {});
+        if (head) done->mirror_head = Result<std::string>(head->digest);
+        else if (head.error().kind == ErrorKind::not_found) done->mirror_head = Result<std::string>(std::string());
+        else done->mirror_head = Result<std::string>(head.error());
+      }
+    }
+    done->job = std::move(*job);
+    lock.lock();
+    if (--m_busy[registry] == 0) m_busy.erase(registry);
+    --m_busy_total;
+    m_done.push_back(std::move(done));
+    m_done_cv.notify_all();
+    m_work_cv.notify_all();  // a slot is free
+    auto notify = m_on_result;
+    lock.unlock();
+    if (notify) notify();
+    lock.lock();
+  }
+}
+
+void Watcher::drain(TimePoint now, bool wait, PollStats& stats, const ReportSink& sink) {
   // Unchanged and first-sight rows are written in batches, one transaction
   // per batch (a commit per reference was most of an unchanged cycle's CPU);
   // a batch waits at most k_batch_wait for more. Changes commit on their own.
   constexpr size_t k_batch_max = 256;
   constexpr auto k_batch_wait = std::chrono::milliseconds(100);
-  std::vector<PendingWrite> batch;
-  auto batch_due = std::chrono::steady_clock::time_point::max();
-  for (size_t applied = 0; applied < due.size();) {
-    std::unique_lock lock(mutex);
-    if (done.empty() && !batch.empty()) {
-      if (!cv.wait_until(lock, batch_due, [&] { return !done.empty(); })) {
-        lock.unlock();
-        flush(batch, now);
-        batch_due = std::chrono::steady_clock::time_point::max();
-        continue;
+  for (;;) {
+    std::unique_ptr<Done> d;
+    {
+      std::unique_lock lock(m_pool_mutex);
+      if (m_done.empty() && wait && !m_in_flight.empty()) {
+        if (!m_batch.empty()) {
+          if (!m_done_cv.wait_until(lock, m_batch_due, [&] { return !m_done.empty(); })) {
+            lock.unlock();
+            flush(m_batch, now);
+            m_batch_due = std::chrono::steady_clock::time_point::max();
+            continue;
+          }
+        } else {
+          m_done_cv.wait(lock, [&] { return !m_done.empty(); });
+        }
       }
+      if (m_done.empty()) break;
+      d = std::move(m_done.front());
+      m_done.pop_front();
     }
-    cv.wait(lock, [&] { return !done.empty(); });
-    Done d = std::move(done.front());
-    done.pop_front();
-    lock.unlock();
-    size_t i = d.index;
-    const auto& result = d.result;
-    auto report = apply(*cfg, *due[i].item, result, d.stored, d.mirror_head, due[i].source, now, dry_run, batch);
-    ++applied;
-    if (!batch.empty() && batch_due == std::chrono::steady_clock::time_point::max()) {
-      batch_due = std::chrono::steady_clock::now() + k_batch_wait;
+    const WatchItem& item = *d->job.item;
+    const std::string key = item.ref.tag_ref();
+    auto report = apply(*d->job.cfg, item, d->result, d->stored, d->mirror_head, d->job.source, now, d->job.dry_run, m_batch);
+    {
+      std::lock_guard lock(m_mutex);
+      std::lock_guard pool(m_pool_mutex);
+      m_in_flight.erase(key);
+      // Back on the schedule: apply set its next check; a dry run keeps the
+      // one it had.
+      auto it = m_next_check.find(key);
+      int64_t at = it == m_next_check.end() ? 0 : it->second;
+      if (!m_due.count({at, key})) m_due.emplace(at, key);
     }
-    if (batch.size() >= k_batch_max) {
-      flush(batch, now);
-      batch_due = std::chrono::steady_clock::time_point::max();
+    if (!m_batch.empty() && m_batch_due == std::chrono::steady_clock::time_point::max()) {
+      m_batch_due = std::chrono::steady_clock::now() + k_batch_wait;
+    }
+    if (m_batch.size() >= k_batch_max) {
+      flush(m_batch, now);
+      m_batch_due = std::chrono::steady_clock::time_point::max();
     }
     ++stats.checked;
-    if (result.ok()) stats.requests += result.value().requests;
+    if (d->result.ok()) stats.requests += d->result.value().requests;
     if (report.outcome == "error") ++stats.errors;
     if (report.outcome == "changed") ++stats.changed;
     if (sink) sink(std::move(report));
     else stats.reports.push_back(std::move(report));
   }
-  for (auto& t : threads) t.join();
-  flush(batch, now);
+}
+
+PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const ReportSink& sink) {
+  PollStats stats;
+  auto jobs = take_due(now, all, dry_run);
+  if (jobs.empty()) return stats;
+  if (!sink) stats.reports.reserve(jobs.size());
+  enqueue(std::move(jobs));
+  drain(now, true, stats, sink);
+  flush(m_batch, now);
+  m_batch_due = std::chrono::steady_clock::time_point::max();
   m_last_poll = to_unix_ms(now);
   if (!dry_run) m_store.set_meta("last_poll", std::to_string(to_unix_ms(now)));
+  return stats;
+}
+
+PollStats Watcher::step(TimePoint now, const ReportSink& sink) {
+  PollStats stats;
+  drain(now, false, stats, sink);
+  enqueue(take_due(now, false, false));
+  bool idle;
+  {
+    std::lock_guard lock(m_pool_mutex);
+    idle = m_in_flight.empty();
+  }
+  if (!m_batch.empty() && (idle || std::chrono::steady_clock::now() >= m_batch_due)) {
+    flush(m_batch, now);
+    m_batch_due = std::chrono::steady_clock::time_point::max();
+  }
+  if (stats.checked > 0) {
+    m_last_poll = to_unix_ms(now);
+    m_store.set_meta("last_poll", std::to_string(to_unix_ms(now)));
+  }
   return stats;
 }
 
@@ -308,14 +453,12 @@ void Watcher::flush(std::vector<PendingWrite>& batch, TimePoint now) {
     }
     return ok_status();
   });
-  std::lock_guard lock(m_mutex);
-  if (st) {
-    for (const auto& w : batch) m_next_check[w.state.ref] = w.state.next_check;
-  } else {
+  if (!st) {
     // Nothing of the batch was written: check these again soon rather than
     // at once (a broken database must not turn the poll loop into a spin).
     spdlog::error("recording {} checked reference(s) failed: {}", batch.size(), st.error().message);
-    for (const auto& w : batch) m_next_check[w.state.ref] = to_unix_ms(now) + k_first_backoff.count();
+    std::lock_guard lock(m_mutex);
+    for (const auto& w : batch) schedule(w.state.ref, to_unix_ms(now) + k_first_backoff.count());
   }
   batch.clear();
 }
@@ -337,7 +480,7 @@ CheckReport Watcher::apply(const config::Config& cfg, const WatchItem& item, con
     spdlog::error("check {}: {}", rep.ref, rep.error);
     if (!dry_run) {
       std::lock_guard lock(m_mutex);
-      m_next_check[rep.ref] = now_ms + k_first_backoff.count();
+      schedule(rep.ref, now_ms + k_first_backoff.count());
     }
     return rep;
   }
@@ -351,7 +494,7 @@ CheckReport Watcher::apply(const config::Config& cfg, const WatchItem& item, con
     if (!dry_run) {
       m_store.set_ref_error(rep.ref, to_string(result.error().kind), rep.error, now_ms, next);
       std::lock_guard lock(m_mutex);
-      m_next_check[rep.ref] = next;
+      schedule(rep.ref, next);
     }
     spdlog::warn("check {}: {}", rep.ref, rep.error);
     return rep;
@@ -371,7 +514,7 @@ CheckReport Watcher::apply(const config::Config& cfg, const WatchItem& item, con
     if (dry_run) return ok_status();
     {
       std::lock_guard lock(m_mutex);
-      m_next_check[rep.ref] = state.next_check;
+      schedule(rep.ref, state.next_check);
     }
     return m_store.put_ref(state);
   };
@@ -415,6 +558,11 @@ CheckReport Watcher::apply(const config::Config& cfg, const WatchItem& item, con
     return j;
   };
   auto pending_write = [&](db::RefState&& st, bool touch) {
+    {
+      // On the schedule now; a batch that fails to commit moves it back.
+      std::lock_guard lock(m_mutex);
+      schedule(rep.ref, st.next_check);
+    }
     PendingWrite w{std::move(st), touch, std::nullopt, std::nullopt};
     if (auto d = mirror_decision(false, false)) {
       if (d->write) w.mirror = d->row;

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <thread>
 #include <deque>
 #include <functional>
 #include <map>
@@ -66,27 +68,47 @@ class Watcher {
   }
   std::shared_ptr<const Model> model() const;
 
-  // Resolves the due references and applies the results. With `all`, every
-  // reference is due (basewatch check). `dry_run` records nothing and queues
-  // nothing.
+  // Resolves the due references and applies the results, and returns when
+  // all of them are applied (basewatch check, tests). With `all`, every
+  // reference is due. `dry_run` records nothing and queues nothing.
   // With `sink`, each report goes there as soon as it is applied and is not
   // kept in PollStats::reports (serve keeps none; check prints as it goes),
   // so a cycle holds no per-reference state once a result is applied.
   using ReportSink = std::function<void(CheckReport&&)>;
   PollStats poll_once(TimePoint now, bool all = false, bool dry_run = false, const ReportSink& sink = nullptr);
 
+  // The continuous step (serve): applies the results that have arrived,
+  // hands the references due at `now` to the workers, and returns at once,
+  // never waiting for a request. Each reference falls due on its own; a
+  // slow request holds one worker and nothing else (a registry holds at
+  // most its share of the workers while others have work). Call it again
+  // at next_wake(), or when on_result() fires.
+  PollStats step(TimePoint now, const ReportSink& sink = nullptr);
+  // When step() has something to do: a result to apply, a reference due, a
+  // batch of writes to commit.
+  TimePoint next_wake(TimePoint now);
+  // Called (on a worker thread) when a result arrives; serve wakes its loop.
+  void on_result(std::function<void()> fn);
+
   // Makes `ref` (a tag ref; "" = all) due now; `source` marks the changes it
-  // finds ("webhook" for inbound notifications). Thread-safe.
+  // finds ("webhook" for inbound notifications). A reference being checked
+  // right now is checked again once that check is applied. Thread-safe.
   void request_check(const std::string& ref, const std::string& source);
-  // When the next reference falls due (for the serve loop's sleep).
+  // When the next reference falls due (for status: next_poll).
   TimePoint next_due(TimePoint now);
 
   TimePoint last_poll() const { return from_unix_ms(m_last_poll.load()); }
 
+  ~Watcher();
+
  private:
-  struct Due {
-    const WatchItem* item;  // into the model this poll holds
+  // One reference handed to the workers, with the model its item lives in.
+  struct Job {
+    std::shared_ptr<const Model> model;
+    std::shared_ptr<const config::Config> cfg;
+    const WatchItem* item = nullptr;
     std::string source;
+    bool dry_run = false;
   };
   // A successful check's row, written with others in one transaction.
   struct PendingWrite {
@@ -103,6 +125,18 @@ class Watcher {
                     const Stored& stored, const MirrorHead& mirror_head, const std::string& source, TimePoint now,
                     bool dry_run, std::vector<PendingWrite>& batch);
   void flush(std::vector<PendingWrite>& batch, TimePoint now);
+
+  struct Done;
+  // Scheduling, under m_mutex: a reference's next check, in m_next_check and
+  // in m_due (ordered by time) unless it is with the workers.
+  void schedule(const std::string& key, int64_t at);
+  // The references due at `now` (all with `all`), taken off the schedule.
+  std::vector<Job> take_due(TimePoint now, bool all, bool dry_run);
+  void enqueue(std::vector<Job> jobs);
+  void work();
+  // Applies the results that have arrived; with `wait`, until none is
+  // outstanding.
+  void drain(TimePoint now, bool wait, PollStats& stats, const ReportSink& sink);
   // True when the project's current image already names the new base digest
   // in its org.opencontainers.image.base.digest annotation: it was built on
   // it (by a chain upstream, or by hand), so rebuilding again is waste.
@@ -121,7 +155,27 @@ class Watcher {
   bool m_request_all = false;
   std::string m_request_all_source;
   std::map<std::string, int64_t> m_next_check;  // in-memory mirror of refs.next_check
+  std::set<std::pair<int64_t, std::string>> m_due;  // (next check, key) of references not with the workers
   std::atomic<int64_t> m_last_poll{0};
+
+  // The workers: persistent threads taking jobs from per-registry queues
+  // (round robin, each registry within its share), under m_pool_mutex,
+  // which is taken after m_mutex, never before.
+  std::mutex m_pool_mutex;
+  std::condition_variable m_work_cv, m_done_cv;
+  std::map<std::string, std::deque<Job>> m_queues;  // registry -> waiting jobs
+  std::map<std::string, int> m_busy;                // registry -> jobs being worked on
+  int m_busy_total = 0;
+  std::string m_next_registry;                      // where the round robin goes on
+  std::set<std::string> m_in_flight;                // keys queued, being worked on, or done but not applied
+  std::deque<std::unique_ptr<Done>> m_done;
+  std::vector<std::thread> m_workers;
+  std::atomic<int> m_concurrency{8};
+  bool m_stop = false;
+  std::function<void()> m_on_result;
+  // Unchanged and first-sight rows wait here for one transaction.
+  std::vector<PendingWrite> m_batch;
+  std::chrono::steady_clock::time_point m_batch_due = std::chrono::steady_clock::time_point::max();
 };
 
 // The delivery body of docs/product.md for one project (or a watch entry

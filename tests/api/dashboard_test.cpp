@@ -163,3 +163,28 @@ TEST_CASE("everything on one page: no pager, unless some failed", "[api][dashboa
   CHECK(has(api::render_dashboard(in), "<p class=\"pager\"><span>References 1&ndash;2 of 2 &middot; 1 with errors, listed first</span></p>"));
   CHECK(api::k_dashboard_page_size == 200);
 }
+
+TEST_CASE("mirrors: a section with each copy's state, and the deliveries that wait for one", "[api][dashboard]") {
+  auto in = input();
+  CHECK_FALSE(has(api::render_dashboard(in), "id=\"mirrors\""));  // no mirrors: no section, no tiles
+  in.status["counts"]["mirrors"] = 2;
+  in.status["counts"]["mirrors_out_of_sync"] = 1;
+  in.mirrors = json::array({{{"mirror", "registry.example.com/hub/library/alpine:3.20"}, {"upstream", "docker.io/library/alpine:3.20"},
+                             {"state", "in-sync"}, {"mirror_digest", k_d1},
+                             {"last_copy", {{"at", "2026-11-28T12:00:00Z"}, {"blobs_uploaded", 3}, {"blobs_mounted", 1}, {"blobs_skipped", 2}}},
+                             {"waiting_deliveries", 0}, {"last_error", nullptr}},
+                            {{"mirror", "registry.example.com/hub/library/node:20"}, {"upstream", "docker.io/library/node:20"},
+                             {"state", "failed"}, {"mirror_digest", k_d2}, {"last_copy", nullptr}, {"waiting_deliveries", 2},
+                             {"last_error", "PUT registry.example.com/hub/library/node blob: HTTP 503 <down>"}}});
+  in.deliveries[0]["waiting_for"] = {{"copy_job", 4}, {"mirror", "registry.example.com/hub/library/node:20"}};
+  std::string page = api::render_dashboard(in);
+  CHECK(has(page, "<section id=\"mirrors\"><h2>Mirrors: local copies</h2>"));
+  CHECK(has(page, "<td class=\"ref\">registry.example.com/hub/library/alpine:3.20</td><td class=\"ref\">docker.io/library/alpine:3.20</td>"
+                  "<td><span class=\"badge ok\">in-sync</span></td>"));
+  CHECK(has(page, ">10m ago</time>: 3 uploaded, 1 mounted, 2 there"));
+  CHECK(has(page, "<span class=\"badge bad\">failed</span>"));
+  CHECK(has(page, "<span class=\"badge warn\">2 rebuild(s)</span>"));
+  CHECK(has(page, "HTTP 503 &lt;down&gt;"));
+  CHECK(has(page, "waits for the copy to registry.example.com/hub/library/node:20"));
+  CHECK(has(page, "out of sync"));
+}
