@@ -1,6 +1,7 @@
 #include "api/dashboard.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <string>
 
 namespace bw::api {
@@ -41,6 +42,12 @@ button:disabled{opacity:.6;cursor:default}
 form{margin:0}
 .pager{margin:0;padding:8px 14px;color:var(--muted);display:flex;gap:16px;flex-wrap:wrap}
 .pager a{color:var(--accent)}
+details summary{cursor:pointer;color:var(--accent)}
+.graph{overflow:auto;padding:4px 14px 12px;max-height:640px}
+.legend .sw{display:inline-block;width:20px;height:10px;border:1px solid #8a94a0;border-radius:3px;margin:0 4px 0 10px;vertical-align:-1px}
+.sw.up{background:#eef4fb}.sw.mi{background:#f1effa}.sw.pr{background:#fff}.sw.im{background:#eef8f0}
+pre.log{font:12px ui-monospace,"DejaVu Sans Mono",monospace;background:#0f1720;color:#d7e0ea;padding:8px 10px;border-radius:4px;
+max-height:260px;max-width:720px;overflow:auto;white-space:pre-wrap;word-break:break-all;margin:6px 0 0}
 )CSS";
 
 constexpr const char* k_retry_js = R"JS(
@@ -205,6 +212,47 @@ std::string deliveries_section(const json& deliveries, TimePoint now) {
   return h + "</tbody></table></section>";
 }
 
+// A duration in ms as "850ms", "12.3s", "4m 05s".
+std::string duration_text(int64_t ms) {
+  if (ms < 1000) return std::to_string(ms) + "ms";
+  if (ms < 60'000) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1fs", static_cast<double>(ms) / 1000.0);
+    return buf;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%lldm %02llds", static_cast<long long>(ms / 60'000), static_cast<long long>(ms % 60'000 / 1000));
+  return buf;
+}
+
+// Task builds: each one's last attempt, with its exit code, duration, the
+// digest it pushed and the end of its log (folded).
+std::string builds_section(const json& builds, TimePoint now) {
+  std::string h = "<section id=\"builds\"><h2>Builds</h2>";
+  if (!builds.is_array() || builds.empty()) return h + "<p class=\"empty\">No build has run yet.</p></section>";
+  h += "<table><thead><tr><th>Delivery</th><th>Project</th><th>Trigger</th><th>State</th><th>Last attempt</th>"
+       "<th>Exit code</th><th>Took</th><th>Pushed</th><th>Error and log</th></tr></thead><tbody>";
+  for (const auto& d : builds) {
+    std::string state = str(d, "state");
+    std::string cls = state == "delivered" ? "ok" : state == "dead" ? "bad" : state == "failed" ? "warn" : "idle";
+    const json& a = d.contains("last_attempt") ? d["last_attempt"] : json();
+    h += "<tr><td><code>" + esc(d.value("id", json())) + "</code></td><td>" + esc(d.value("project", json())) + "</td><td>" +
+         esc(d.value("trigger", json())) + "</td><td>" + badge(cls, state == "delivered" ? "built" : state) + "</td>";
+    if (!a.is_object()) {
+      h += "<td colspan=\"5\" class=\"muted\">not started</td></tr>";
+      continue;
+    }
+    h += "<td>" + when(str(a, "at"), now) + "</td><td>" + std::to_string(num(a, "status")) + "</td><td>" +
+         duration_text(num(a, "duration_ms")) + "</td><td>" + short_digest(str(a, "pushed_digest")) + "</td><td>";
+    std::string err = str(a, "error");
+    if (!err.empty()) h += "<div class=\"err\">" + html_escape(err) + "</div>";
+    std::string tail = str(a, "output_tail");
+    if (!tail.empty()) h += "<details><summary>log tail</summary><pre class=\"log\">" + html_escape(tail) + "</pre></details>";
+    h += "</td></tr>";
+  }
+  return h + "</tbody></table></section>";
+}
+
 std::string mirrors_section(const json& mirrors, TimePoint now) {
   if (!mirrors.is_array() || mirrors.empty()) return "";
   std::string h = "<section id=\"mirrors\"><h2>Mirrors: local copies</h2><table><thead><tr><th>Mirror</th><th>Upstream</th>"
@@ -352,9 +400,18 @@ std::string render_dashboard(const DashboardInput& in) {
     h += tile("mirrors", num(c, "mirrors")) + tile("out of sync", behind, behind ? "t-warn" : "");
   }
   h += "</div>";
+  if (!in.graph_svg.empty()) {
+    h += "<section id=\"graph-section\"><h2>Dependency graph</h2><p class=\"pager\"><span>";
+    h += in.graph_change.empty() ? "No change yet." : "The latest change and what it rebuilt, highlighted: <code>" + html_escape(in.graph_change) + "</code>";
+    h += "</span><span class=\"legend\"><i class=\"sw up\"></i>upstream <i class=\"sw mi\"></i>mirror <i class=\"sw pr\"></i>"
+         "project <i class=\"sw im\"></i>produced image &middot; dashed: copied to the mirror</span>";
+    if (!in.graph_note.empty()) h += "<span>" + html_escape(in.graph_note) + "</span>";
+    h += "</p><div class=\"graph\">" + in.graph_svg + "</div></section>";
+  }
   h += images_section(in);
   h += mirrors_section(in.mirrors, in.now);
   h += deliveries_section(in.deliveries, in.now);
+  h += builds_section(in.builds, in.now);
   h += events_section(in.events, in.now);
   h += service_section(s, in.now);
   if (in.token_required) h += "<p class=\"muted\">Signed in with the API token kept in this tab.</p>";

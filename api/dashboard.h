@@ -28,8 +28,20 @@ struct DashboardInput {
   nlohmann::json events;      // /v1/events (recent first)
   nlohmann::json deliveries;  // /v1/deliveries entries that are pending, failed or dead
   nlohmann::json mirrors;     // /v1/mirrors (a section only when there are mirrors)
+  // /v1/deliveries entries (with last_attempt) of the triggers that build
+  // (type build and command), newest first, whatever their state.
+  nlohmann::json builds;
   bool token_required = false;  // api.token_file is set: buttons send the pasted token
+  // The dependency graph as an inline <svg> (graph_svg.h), the latest change
+  // it highlights ("" for none) and what a large graph left out ("" for
+  // nothing). No graph section when graph_svg is empty.
+  std::string graph_svg;
+  std::string graph_change;
+  std::string graph_note;
 };
+
+// Builds listed on the dashboard.
+inline constexpr size_t k_dashboard_builds = 20;
 
 // References per dashboard page (`/?offset=` pages through them).
 inline constexpr size_t k_dashboard_page_size = 200;

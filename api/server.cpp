@@ -11,6 +11,7 @@
 #include <variant>
 
 #include "api/dashboard.h"
+#include "api/graph_svg.h"
 #include "api/inbound.h"
 #include "api/policy.h"
 #include "api/views.h"
@@ -114,6 +115,25 @@ struct Server::Impl {
   std::string token() {
     std::lock_guard lock(cfg_mutex);
     return cfg->api_token;
+  }
+  // The dependency graph to draw: the model with the stored state and the
+  // path of the latest change that fired, from its root.
+  Picture graph_picture(const watcher::Model& model, const std::vector<db::Delivery>& recent) {
+    std::vector<db::Event> chain;
+    if (auto events = deps.store->list_events(100); events && model.graph) chain = latest_chain(*events, *model.graph);
+    auto rows = [this](const std::vector<std::string>& refs) {
+      auto got = deps.store->get_refs(refs);
+      return got ? std::move(*got) : std::vector<db::RefState>{};
+    };
+    std::vector<db::MirrorState> mirrors;
+    if (auto list = deps.store->list_mirrors()) mirrors = std::move(*list);
+    return api::graph_picture(model, rows, mirrors, recent, chain);
+  }
+
+  // The running config (a reload swaps it).
+  std::shared_ptr<const config::Config> config() {
+    std::lock_guard lock(cfg_mutex);
+    return cfg;
   }
   std::optional<config::InboundConfig> hook(const std::string& path) {
     std::lock_guard lock(cfg_mutex);
@@ -522,6 +542,14 @@ Status Server::start() {
       res.set_content(model->graph->to_dot(), "text/vnd.graphviz");
       return;
     }
+    if (req.get_param_value("format") == "svg") {
+      std::vector<db::Delivery> recent;
+      if (auto list = s.deps.store->list_deliveries(std::nullopt, 500)) recent = std::move(*list);
+      auto picture = s.graph_picture(*model, recent);
+      res.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
+      res.set_content(render_graph_svg(picture, layout_picture(picture), true), "image/svg+xml");
+      return;
+    }
     res.set_content(model->graph->to_json(), "application/json");
   });
 
@@ -557,7 +585,8 @@ Status Server::start() {
     if (auto list = s.deps.store->list_attempts((*d)->id)) {
       for (const auto& a : *list) {
         attempts.push_back({{"at", format_rfc3339(from_unix_ms(a.at))}, {"status", a.status}, {"error", a.error},
-                            {"duration_ms", a.duration_ms}, {"output_tail", a.output_tail}});
+                            {"duration_ms", a.duration_ms}, {"output_tail", a.output_tail},
+                            {"pushed_digest", a.pushed_digest.empty() ? json(nullptr) : json(a.pushed_digest)}});
       }
     }
     j["attempts"] = attempts;
@@ -662,6 +691,22 @@ Status Server::start() {
       }
     }
     in.mirrors = mirrors_json(*s.deps.store, *model);
+    in.builds = json::array();
+    auto running = s.config();
+    std::vector<db::Delivery> recent;
+    if (auto list = s.deps.store->list_deliveries(std::nullopt, 500)) recent = std::move(*list);
+    for (const auto& d : recent) {
+      auto t = running->triggers.find(d.trigger);
+      if (t == running->triggers.end() || (t->second.type != "build" && t->second.type != "command")) continue;
+      in.builds.push_back(delivery_with_last_attempt(*s.deps.store, d));
+      if (in.builds.size() >= k_dashboard_builds) break;
+    }
+    auto picture = s.graph_picture(*model, recent);
+    if (!picture.nodes.empty()) {
+      in.graph_svg = render_graph_svg(picture, layout_picture(picture));
+      in.graph_change = picture.change;
+      in.graph_note = picture.note;
+    }
     in.token_required = !s.token().empty();
     res.set_header("Content-Security-Policy", k_dashboard_csp);
     res.set_header("Cache-Control", "no-store");

@@ -103,7 +103,8 @@ json delivery_with_last_attempt(db::Store& store, const db::Delivery& d) {
     const auto& a = attempts->back();
     j["last_attempt"] = {{"at", format_rfc3339(from_unix_ms(a.at))}, {"status", a.status}, {"duration_ms", a.duration_ms},
                          {"error", a.error.empty() ? json(nullptr) : json(a.error)},
-                         {"output_tail", a.output_tail.empty() ? json(nullptr) : json(a.output_tail)}};
+                         {"output_tail", a.output_tail.empty() ? json(nullptr) : json(a.output_tail)},
+                         {"pushed_digest", a.pushed_digest.empty() ? json(nullptr) : json(a.pushed_digest)}};
   }
   return j;
 }

@@ -18,7 +18,7 @@
 namespace bw::api {
 
 nlohmann::json delivery_json(const db::Delivery& d, bool with_payload);
-// delivery_json plus "last_attempt" (at, status, duration_ms, error, output_tail) when there was one.
+// delivery_json plus "last_attempt" (at, status, duration_ms, error, output_tail, pushed_digest) when there was one.
 nlohmann::json delivery_with_last_attempt(db::Store& store, const db::Delivery& d);
 nlohmann::json event_json(const db::Event& e);
 // GET /v1/mirrors: each mirrored reference of the model (by mirror), its

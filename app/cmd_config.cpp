@@ -10,6 +10,7 @@
 
 #include "app/cli.h"
 #include "app/commands.h"
+#include "app/wiring.h"
 #include "watcher/model.h"
 
 namespace bw::app {
@@ -22,6 +23,10 @@ namespace {
 int cmd_config_check(const std::string& config_path) {
   auto cfg = load_config(config_path);
   if (!cfg) return k_exit_usage;
+  if (auto problems = config_problems(*cfg); !problems.empty()) {
+    for (const auto& p : problems) std::cerr << "basewatch: " << p << "\n";
+    return k_exit_usage;
+  }
   auto model = watcher::build_model(*cfg);
   if (!model) {
     std::cerr << "basewatch: " << model.error().message << "\n";

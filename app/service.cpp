@@ -137,7 +137,8 @@ int serve(const std::string& config_path) {
   std::mutex reload_mutex;
   std::shared_ptr<const config::Config> running = cfg;
 
-  Waker poll_waker, dispatch_waker, copy_waker;
+  Waker& poll_waker = rt.poll_waker;  // builds that pushed an image wake it too
+  Waker dispatch_waker, copy_waker;
   api::Deps deps;
   deps.store = rt.store.get();
   deps.watcher = rt.watcher.get();
@@ -279,6 +280,8 @@ int serve(const std::string& config_path) {
       auto fresh = fresh_loaded ? std::make_shared<const config::Config>(std::move(*fresh_loaded)) : nullptr;
       if (!fresh) {
         spdlog::error("reload refused, keeping the running config: {}", fresh_loaded.error().message);
+      } else if (auto problems = config_problems(*fresh); !problems.empty()) {
+        for (const auto& p : problems) spdlog::error("reload refused, keeping the running config: {}", p);
       } else if (auto model = watcher::build_model(*fresh, rt.watcher->model().get()); !model) {
         spdlog::error("reload refused, keeping the running config: {}", model.error().message);
       } else {
@@ -300,7 +303,7 @@ int serve(const std::string& config_path) {
             rt.watcher->request_check(key, "poll");
           }
         }
-        rt.dispatcher->set_triggers(make_triggers(*fresh, *rt.http), retry_policy(*fresh));
+        rt.dispatcher->set_triggers(make_triggers(*fresh, rt), retry_policy(*fresh));
         rt.syncer->reload(fresh);
         server.reload(fresh);
         running = fresh;

@@ -1,8 +1,10 @@
 #include "app/wiring.h"
 
+#include <cstdlib>
 #include <filesystem>
 
 #include "triggers/process.h"
+#include "util/strings.h"
 
 namespace bw::app {
 
@@ -29,12 +31,12 @@ Result<config::Config> load_watching_config(const std::string& path) {
   return cfg;
 }
 
-std::map<std::string, std::unique_ptr<triggers::Trigger>> make_triggers(const config::Config& cfg, net::HttpClient& http) {
+std::map<std::string, std::unique_ptr<triggers::Trigger>> make_triggers(const config::Config& cfg, Runtime& rt) {
   std::map<std::string, std::unique_ptr<triggers::Trigger>> out;
   // Stateless, so one for the whole process (make_triggers runs again on reload).
   static triggers::RealProcessRunner runner;
   triggers::Seams seams;
-  seams.http = &http;
+  seams.http = rt.http.get();
   seams.runner = &runner;
   seams.build_logs = cfg.builds_logs;
   for (const auto& p : cfg.projects) {
@@ -42,8 +44,30 @@ std::map<std::string, std::unique_ptr<triggers::Trigger>> make_triggers(const co
     seams.project_contexts[p.name] =
         p.context.empty() ? std::filesystem::path(p.dockerfile).parent_path().string() : p.context;
   }
+  // Build triggers read the project from the running model at each attempt,
+  // so Dockerfile rescans and reloads count.
+  watcher::Watcher* w = rt.watcher.get();
+  seams.build_project = [w](const std::string& name) -> std::optional<triggers::BuildProject> {
+    auto model = w->model();
+    const watcher::Project* p = model->project(name);
+    if (!p) return std::nullopt;
+    return triggers::BuildProject{p->name, p->dockerfile, p->context, p->build_args, p->target, p->platforms, p->image};
+  };
+  seams.registries = cfg.registries;
+  seams.clock = &rt.clock;
+  seams.on_pushed = [w, waker = &rt.poll_waker](const std::string& image) {
+    if (!w->model()->items.count(image)) return;  // nothing builds FROM it
+    w->request_check(image, "build");
+    waker->wake();
+  };
   for (const auto& [name, t] : cfg.triggers) out[name] = triggers::make_trigger(t, seams);
   return out;
+}
+
+std::vector<std::string> config_problems(const config::Config& cfg) {
+  const char* path = std::getenv("PATH");
+  std::string search = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  return triggers::check_builds(cfg, [&](const std::string& program) { return triggers::program_on_path(program, search); });
 }
 
 triggers::RetryPolicy retry_policy(const config::Config& cfg) {
@@ -58,6 +82,7 @@ Result<std::unique_ptr<Runtime>> make_runtime(std::shared_ptr<const config::Conf
   auto rt = std::make_unique<Runtime>();
   rt->cfg = std::move(shared);
   const config::Config& cfg = *rt->cfg;
+  if (auto problems = config_problems(cfg); !problems.empty()) return make_error(ErrorKind::invalid, join(problems, "\n"));
   BW_TRY(auto model, watcher::build_model(cfg));
   BW_TRY(rt->store, db::Store::open(cfg.database));
   rt->http = std::make_unique<net::HttplibClient>();
@@ -65,7 +90,7 @@ Result<std::unique_ptr<Runtime>> make_runtime(std::shared_ptr<const config::Conf
   rt->watcher = std::make_unique<watcher::Watcher>(rt->cfg, std::make_shared<const watcher::Model>(std::move(model)), *rt->store,
                                                    *rt->registry, rt->clock);
   rt->dispatcher = std::make_unique<triggers::Dispatcher>(*rt->store, rt->clock, 4, cfg.builds_concurrency);
-  rt->dispatcher->set_triggers(make_triggers(cfg, *rt->http), retry_policy(cfg));
+  rt->dispatcher->set_triggers(make_triggers(cfg, *rt), retry_policy(cfg));
   // The serve loop runs dispatch_once again at once while a delivery is due;
   // builds waiting for a slot are due, so let it pause instead of spinning.
   rt->dispatcher->set_idle_wait(Millis(100));

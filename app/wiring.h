@@ -13,6 +13,7 @@
 #include "registry/client.h"
 #include "triggers/dispatcher.h"
 #include "util/time.h"
+#include "util/waker.h"
 #include "watcher/model.h"
 #include "watcher/watcher.h"
 
@@ -22,8 +23,13 @@ std::vector<registry::RegistrySettings> registry_settings(const config::Config& 
 // config::load plus config::require_something_to_watch: what serve and check
 // read (other commands accept a config that only names registries:).
 Result<config::Config> load_watching_config(const std::string& path);
-std::map<std::string, std::unique_ptr<triggers::Trigger>> make_triggers(const config::Config& cfg, net::HttpClient& http);
 triggers::RetryPolicy retry_policy(const config::Config& cfg);
+
+// The config's problems that only show against the machine and the trigger
+// types (a builder that is not installed, a build trigger's project without
+// an image:): each "file:line:column: message". config check, serve's start
+// and reloads refuse a config that has any.
+std::vector<std::string> config_problems(const config::Config& cfg);
 
 struct Runtime {
   std::shared_ptr<const config::Config> cfg;  // one copy, shared by the parts
@@ -32,9 +38,17 @@ struct Runtime {
   std::unique_ptr<net::HttplibClient> http;
   std::unique_ptr<registry::Client> registry;
   std::unique_ptr<watcher::Watcher> watcher;
+  // Wakes serve's poll loop: a build that pushed an image asks for it to be
+  // checked now, so the projects FROM it fire without waiting for the poll.
+  Waker poll_waker;
   std::unique_ptr<triggers::Dispatcher> dispatcher;
   std::unique_ptr<mirror::Syncer> syncer;  // carries out copy jobs (mirrors:)
 };
+
+// The triggers of `cfg`, wired to the runtime's parts (HTTP, the process
+// runner, the running model for build triggers' projects, the watcher for
+// pushed images).
+std::map<std::string, std::unique_ptr<triggers::Trigger>> make_triggers(const config::Config& cfg, Runtime& rt);
 
 // Errors: ErrorKind::invalid for config-level problems (a dependency cycle),
 // others (the database) are operational.

@@ -505,9 +505,12 @@ Result<Config> parse(const std::string& text, const std::string& file) {
           if (!r.mapping(n, where, {"type", "repository", "event_type", "workflow", "ref", "token_file", "api_url", "timeout"})) break;
         } else if (t.type == "gitlab") {
           if (!r.mapping(n, where, {"type", "url", "project", "ref", "token_file", "timeout"})) break;
+        } else if (t.type == "build") {
+          if (!r.mapping(n, where, {"type", "builder", "push", "args", "timeout"})) break;
+          t.timeout = Millis(30 * 60'000);
         } else {
-          std::string near = closest(t.type, {"webhook", "command", "github", "gitlab"});
-          r.fail(n["type"] ? n["type"] : n, where + ".type: expected one of webhook, command, github, gitlab" +
+          std::string near = closest(t.type, {"webhook", "command", "github", "gitlab", "build"});
+          r.fail(n["type"] ? n["type"] : n, where + ".type: expected one of webhook, command, github, gitlab, build" +
                                                 (t.type.empty() ? std::string(" (missing)") : ", got \"" + t.type + "\"") +
                                                 (near.empty() ? "" : " (did you mean \"" + near + "\"?)"));
           break;
@@ -526,6 +529,10 @@ Result<Config> parse(const std::string& text, const std::string& file) {
         r.string(n, "project", where, t.project);
         r.string(n, "api_url", where, t.api_url);
         r.secret_file(n, "token_file", where, t.token);
+        r.string(n, "builder", where, t.builder);
+        t.builder_mark = n["builder"] ? r.mark(n["builder"]) : t.mark;
+        r.boolean(n, "push", where, t.push);
+        r.string_list(n, "args", where, t.args);
         auto need = [&](const char* key, const std::string& v) {
           if (v.empty()) r.fail(kv.first, where + ": " + key + " is required for type " + t.type);
         };
@@ -543,6 +550,9 @@ Result<Config> parse(const std::string& text, const std::string& file) {
           if (t.event_type.size() > 100) r.fail(n["event_type"], where + ".event_type: must be 100 characters or fewer (GitHub's limit)");
           if (t.api_url.rfind("http://", 0) != 0 && t.api_url.rfind("https://", 0) != 0)
             r.fail(n["api_url"], where + ".api_url: expected an http:// or https:// URL");
+        } else if (t.type == "build") {
+          if (t.builder != "buildah" && t.builder != "podman")
+            r.fail(n["builder"], where + ".builder: expected buildah or podman, got \"" + t.builder + "\"");
         } else if (t.type == "gitlab") {
           need("url", t.url);
           need("project", t.project);
@@ -594,6 +604,7 @@ Result<Config> parse(const std::string& text, const std::string& file) {
       r.string(n, "target", where, p.target);
       read_platforms(r, n, where, p.platforms);
       r.string(n, "image", where, p.image);
+      p.image_mark = n["image"] ? r.mark(n["image"]) : p.mark;
       r.string_list(n, "triggers", where, p.triggers);
       if (auto q = n["quiet"]) {
         // A duration ("1d"), or a weekly window ("sat 02:00-06:00").

@@ -70,12 +70,13 @@ struct ProjectConfig {
   std::optional<Millis> quiet;  // per-project debounce window (a duration), or
   std::optional<QuietWindow> quiet_window;  // a weekly window
   Mark mark;
+  Mark image_mark;  // the `image` value, else the project's mapping
   Mark dockerfile_mark;  // of the dockerfile: (or dockerfiles:) value
 };
 
 struct TriggerConfig {
   std::string name;
-  std::string type;  // webhook | command | github | gitlab
+  std::string type;  // webhook | command | github | gitlab | build
   // webhook
   std::string url;
   std::string secret;  // from secret_file
@@ -90,7 +91,13 @@ struct TriggerConfig {
   std::string api_url = "https://api.github.com";
   // gitlab: url, project, ref, token
   std::string project;
-  Mark mark;
+  // build: the project's Dockerfile built by `builder` and pushed to its
+  // `image` (unless push is false); `args` are extra builder flags.
+  std::string builder = "buildah";  // buildah | podman
+  bool push = true;
+  std::vector<std::string> args;
+  Mark mark;          // the trigger's name
+  Mark builder_mark;  // the `builder` value, else the trigger's name
 };
 
 struct InboundConfig {
@@ -174,8 +181,9 @@ struct Config {
   Millis retry_initial{5000};
   Millis retry_max{3'600'000};
   std::vector<InboundConfig> inbound;
-  // Task builds (command triggers): how many run at once, all triggers
-  // together, and where their logs go (default: "builds" next to the database).
+  // Task builds (command and build triggers): how many run at once, all
+  // triggers together, and where their logs go (default: "builds" next to
+  // the database).
   int builds_concurrency = 2;
   std::string builds_logs;
   // Local copies of public content (config/mirrors.h maps references).

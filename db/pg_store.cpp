@@ -130,6 +130,10 @@ CREATE INDEX copy_jobs_mirror ON copy_jobs(mirror, state);
 ALTER TABLE deliveries ADD COLUMN wait_job BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX deliveries_wait ON deliveries(wait_job);
 )sql",
+    // 3: build triggers record the digest of the image they pushed.
+    R"sql(
+ALTER TABLE attempts ADD COLUMN pushed_digest TEXT NOT NULL DEFAULT '';
+)sql",
 };
 static_assert(std::size(k_migrations) == k_schema_version, "one PostgreSQL migration per schema version");
 
@@ -678,8 +682,9 @@ Result<std::vector<Delivery>> PgStore::list_deliveries(std::optional<DeliverySta
 Status PgStore::record_attempt(const Attempt& a, DeliveryState new_state, int64_t next_attempt_at) {
   return transaction([&]() -> Status {
     BW_TRY(auto ins, run("record attempt",
-                         "INSERT INTO attempts(delivery_id, at, status, error, duration_ms, output_tail) VALUES($1,$2,$3,$4,$5,$6)",
-                         {a.delivery_id, num(a.at), num(a.status), a.error, num(a.duration_ms), a.output_tail}));
+                         "INSERT INTO attempts(delivery_id, at, status, error, duration_ms, output_tail, pushed_digest) "
+                         "VALUES($1,$2,$3,$4,$5,$6,$7)",
+                         {a.delivery_id, num(a.at), num(a.status), a.error, num(a.duration_ms), a.output_tail, a.pushed_digest}));
     (void)ins;
     BW_TRY(auto up, run("update delivery",
                         "UPDATE deliveries SET state=$1, attempts=attempts+1, next_attempt_at=$2, updated_at=$3, last_status=$4, "
@@ -692,13 +697,14 @@ Status PgStore::record_attempt(const Attempt& a, DeliveryState new_state, int64_
 
 Result<std::vector<Attempt>> PgStore::list_attempts(const std::string& delivery_id) {
   BW_TRY(auto rows, run("list attempts",
-                        "SELECT delivery_id, at, status, error, duration_ms, output_tail FROM attempts WHERE delivery_id=$1 ORDER BY id",
+                        "SELECT delivery_id, at, status, error, duration_ms, output_tail, pushed_digest FROM attempts "
+                        "WHERE delivery_id=$1 ORDER BY id",
                         {delivery_id}));
   std::vector<Attempt> out;
   out.reserve(static_cast<size_t>(rows.size()));
   for (int i = 0; i < rows.size(); ++i) {
     out.push_back(Attempt{rows.text(i, 0), rows.i64(i, 1), static_cast<int>(rows.i64(i, 2)), rows.text(i, 3), rows.i64(i, 4),
-                          rows.text(i, 5)});
+                          rows.text(i, 5), rows.text(i, 6)});
   }
   return out;
 }

@@ -247,6 +247,10 @@ CREATE INDEX copy_jobs_mirror ON copy_jobs(mirror, state);
 ALTER TABLE deliveries ADD COLUMN wait_job INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX deliveries_wait ON deliveries(wait_job);
 )sql",
+    // 3: build triggers record the digest of the image they pushed.
+    R"sql(
+ALTER TABLE attempts ADD COLUMN pushed_digest TEXT NOT NULL DEFAULT '';
+)sql",
 };
 static_assert(std::size(k_migrations) == k_schema_version, "one SQLite migration per schema version");
 
@@ -561,8 +565,10 @@ Result<std::vector<Delivery>> SqliteStore::list_deliveries(std::optional<Deliver
 
 Status SqliteStore::record_attempt(const Attempt& a, DeliveryState new_state, int64_t next_attempt_at) {
   return transaction([&]() -> Status {
-    Stmt ins(m_db, prepare("INSERT INTO attempts(delivery_id, at, status, error, duration_ms, output_tail) VALUES(?,?,?,?,?,?)"));
-    ins.bind(1, a.delivery_id).bind(2, a.at).bind(3, a.status).bind(4, a.error).bind(5, a.duration_ms).bind(6, a.output_tail);
+    Stmt ins(m_db, prepare("INSERT INTO attempts(delivery_id, at, status, error, duration_ms, output_tail, pushed_digest) "
+                           "VALUES(?,?,?,?,?,?,?)"));
+    ins.bind(1, a.delivery_id).bind(2, a.at).bind(3, a.status).bind(4, a.error).bind(5, a.duration_ms).bind(6, a.output_tail)
+        .bind(7, a.pushed_digest);
     BW_TRY(auto x, done(ins, "record attempt"));
     (void)x;
     Stmt up(m_db, prepare("UPDATE deliveries SET state=?, attempts=attempts+1, next_attempt_at=?, updated_at=?, last_status=?, last_error=?, "
@@ -576,13 +582,14 @@ Status SqliteStore::record_attempt(const Attempt& a, DeliveryState new_state, in
 
 Result<std::vector<Attempt>> SqliteStore::list_attempts(const std::string& delivery_id) {
   std::lock_guard lock(m_mutex);
-  Stmt s(m_db, prepare("SELECT delivery_id, at, status, error, duration_ms, output_tail FROM attempts WHERE delivery_id=? ORDER BY id"));
+  Stmt s(m_db, prepare("SELECT delivery_id, at, status, error, duration_ms, output_tail, pushed_digest FROM attempts "
+                       "WHERE delivery_id=? ORDER BY id"));
   if (!s.prepared()) return s.error("list attempts");
   s.bind(1, delivery_id);
   std::vector<Attempt> out;
   int rc;
   while ((rc = s.step()) == SQLITE_ROW) {
-    out.push_back(Attempt{s.text(0), s.i64(1), static_cast<int>(s.i64(2)), s.text(3), s.i64(4), s.text(5)});
+    out.push_back(Attempt{s.text(0), s.i64(1), static_cast<int>(s.i64(2)), s.text(3), s.i64(4), s.text(5), s.text(6)});
   }
   if (rc != SQLITE_DONE) return s.error("list attempts");
   return out;

@@ -34,7 +34,7 @@ namespace bw::db {
 
 // The version of the logical schema (tables, columns, meanings) this binary
 // reads and writes; every engine's migrations end at it.
-constexpr int k_schema_version = 2;
+constexpr int k_schema_version = 3;
 
 // Every table of the logical schema, parents before the tables that refer
 // to them: what `basewatch db copy` copies, in this order. Each engine holds
@@ -106,6 +106,7 @@ struct Attempt {
   std::string error;
   int64_t duration_ms = 0;
   std::string output_tail;  // command triggers: the end of the build log
+  std::string pushed_digest;  // build triggers: the digest of the image they pushed, "" when none (schema 3)
 };
 
 // A mirrored reference: one upstream tag's copy in the team's registry.

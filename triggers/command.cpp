@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "triggers/task.h"
 #include "util/files.h"
 #include "util/strings.h"
 
@@ -10,26 +11,12 @@ namespace bw::triggers {
 
 namespace fs = std::filesystem;
 
-std::string CommandTrigger::log_path(const std::string& delivery_id, int attempt) const {
-  return (fs::path(m_log_dir) / (delivery_id + "." + std::to_string(attempt) + ".log")).string();
-}
-
 Outcome CommandTrigger::deliver(const db::Delivery& d) {
   auto summary = summarize(d);
   if (!summary) return refused(summary.error());
-  std::error_code ec;
-  fs::create_directories(m_log_dir, ec);
-  if (ec) {
-    Outcome out;
-    out.error = "cannot create the build log folder " + m_log_dir + ": " + ec.message();
-    return out;
-  }
+  if (auto cannot = prepare_log_folder()) return *cannot;
   std::string payload_file = (fs::path(m_log_dir) / (d.id + ".json")).string();
-  if (auto st = write_file_atomic(payload_file, d.payload); !st) {
-    Outcome out;
-    out.error = st.error().message;
-    return out;
-  }
+  if (auto st = write_file_atomic(payload_file, d.payload); !st) return failed(st.error());
 
   ProcessSpec spec;
   spec.argv = m_cfg.command;
@@ -49,25 +36,9 @@ Outcome CommandTrigger::deliver(const db::Delivery& d) {
   }
 
   auto res = m_runner.run(spec);
+  std::error_code ec;
   fs::remove(payload_file, ec);
-  Outcome out;
-  if (!res) {
-    out.error = res.error().message;
-    return out;
-  }
-  out.status = res->exit_code;
-  out.output_tail = read_tail(spec.log_path, k_output_tail_bytes);
-  if (res->timed_out) {
-    out.error = "timed out after " + format_duration(m_cfg.timeout) + "; the process group was killed";
-  } else if (res->signal != 0) {
-    out.error = "killed by signal " + std::to_string(res->signal);
-  } else if (res->exit_code != 0) {
-    out.error = "exit status " + std::to_string(res->exit_code);
-  } else {
-    out.delivered = true;
-  }
-  if (!out.delivered) out.error += " (log: " + spec.log_path + ")";
-  return out;
+  return task_outcome(res, m_cfg.timeout, spec.log_path);
 }
 
 }  // namespace bw::triggers

@@ -11,27 +11,20 @@
 #pragma once
 
 #include "triggers/process.h"
+#include "triggers/task.h"
 #include "triggers/trigger.h"
 
 namespace bw::triggers {
 
-constexpr size_t k_output_tail_bytes = 4096;
-
-class CommandTrigger final : public Trigger {
+class CommandTrigger final : public TaskTrigger {
  public:
   CommandTrigger(config::TriggerConfig cfg, ProcessRunner& runner, std::string log_dir,
                  std::map<std::string, std::string> project_contexts)
-      : m_cfg(std::move(cfg)), m_runner(runner), m_log_dir(std::move(log_dir)), m_contexts(std::move(project_contexts)) {}
+      : TaskTrigger(std::move(cfg), runner, std::move(log_dir)), m_contexts(std::move(project_contexts)) {}
   Outcome deliver(const db::Delivery& delivery) override;
   const char* type() const override { return "command"; }
-  bool is_build() const override { return true; }
-  // The log file of attempt `attempt` (1-based) of a delivery.
-  std::string log_path(const std::string& delivery_id, int attempt) const;
 
  private:
-  config::TriggerConfig m_cfg;
-  ProcessRunner& m_runner;
-  std::string m_log_dir;
   std::map<std::string, std::string> m_contexts;
 };
 

@@ -82,7 +82,7 @@ void Dispatcher::attempt(const db::Delivery& d, const std::shared_ptr<Trigger>& 
   else out = trigger->deliver(d);
   auto took = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - started);
   TimePoint at = m_clock.now();
-  db::Attempt a{d.id, to_unix_ms(at), out.status, out.error, took.count(), out.output_tail};
+  db::Attempt a{d.id, to_unix_ms(at), out.status, out.error, took.count(), out.output_tail, out.pushed_digest};
   int attempts = d.attempts + 1;
   db::DeliveryState state;
   int64_t next_at = 0;

@@ -67,7 +67,7 @@ Result<ProcessResult> RealProcessRunner::run(const ProcessSpec& spec) {
     }
     if (!S_ISDIR(st.st_mode)) return make_error(ErrorKind::io, "working directory " + spec.workdir + ": not a directory");
   }
-  int log_fd = open(spec.log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  int log_fd = open(spec.log_path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (spec.append_log ? O_APPEND : O_TRUNC), 0640);
   if (log_fd < 0) return make_error(ErrorKind::io, "cannot create build log " + spec.log_path + ": " + errno_text(errno));
 
   // Everything the child needs is prepared before fork: after it, only

@@ -24,6 +24,7 @@ struct ProcessSpec {
   std::string stdin_data;  // written to the child's stdin, which is then closed
   Millis timeout{0};       // 0: none. On timeout the whole process group is killed.
   std::string log_path;    // stdout and stderr both go here (created, truncated)
+  bool append_log = false; // append to log_path instead of truncating it (a build's later steps)
   // When it becomes true while the process runs, the process group is killed
   // and the result says `cancelled` (basewatch is stopping).
   const std::atomic<bool>* cancel = nullptr;

@@ -30,6 +30,12 @@ Outcome refused(const Error& error) {
   return out;
 }
 
+Outcome failed(const Error& error) {
+  Outcome out;
+  out.error = error.message;
+  return out;
+}
+
 bool retryable_status(int status) { return status == 408 || status == 429 || status >= 500 || status < 400; }
 
 Outcome http_outcome(const Result<net::Response>& res) {
@@ -57,6 +63,7 @@ std::unique_ptr<Trigger> make_trigger(const config::TriggerConfig& cfg, const Se
   if (cfg.type == "github" && seams.http) return std::make_unique<GitHubTrigger>(cfg, *seams.http);
   if (cfg.type == "gitlab" && seams.http) return std::make_unique<GitLabTrigger>(cfg, *seams.http);
   if (cfg.type == "command" && seams.runner) return std::make_unique<CommandTrigger>(cfg, *seams.runner, seams.build_logs, seams.project_contexts);
+  if (cfg.type == "build" && seams.runner) return std::make_unique<BuildTrigger>(cfg, seams);
   return nullptr;
 }
 

@@ -117,11 +117,13 @@ Result<Model> build_model(const config::Config& cfg, const Model* previous) {
     p.context = pc.context.empty() ? fs::path(file).parent_path().string() : pc.context;
     p.platforms = pc.platforms.empty() ? cfg.default_platforms : pc.platforms;
     p.triggers = pc.triggers;
+    p.build_args = pc.build_args;
+    p.target = pc.target;
     p.quiet = pc.quiet.value_or(Millis(0));
     if (!pc.image.empty()) {
       auto img = oci::parse_reference(pc.image);
       if (img) p.image = img->tag_ref();
-      else p.error = pc.mark.str() + ": image: " + img.error().message;
+      else p.error = pc.image_mark.str() + ": image: " + img.error().message;
     }
     SourceFile source = stat_source(file);
     auto text = read_file(file);

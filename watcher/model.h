@@ -35,6 +35,8 @@ struct Project {
   std::string image;  // normalised tag ref it produces, or ""
   std::vector<std::string> platforms;
   std::vector<std::string> triggers;
+  std::map<std::string, std::string> build_args;  // as configured, for scanning and task builds
+  std::string target;                             // "" is the last stage
   Millis quiet{0};
   std::vector<BaseUse> bases;  // unused stages left out
   std::string content_hash;    // sha256 of the Dockerfile, to notice edits

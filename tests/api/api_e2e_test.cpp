@@ -15,17 +15,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const char* k_chromium = "/usr/bin/chromium";
-
-// Headless Chromium with its own profile in `dir`; extra args last.
-RunResult chromium(const std::string& dir, std::vector<std::string> extra) {
-  std::vector<std::string> argv{k_chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                                "--user-data-dir=" + dir + "/chromium-profile"};
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  return run(argv, {}, "", 60s);
-}
-
 struct Service {
   TempDir dir{"bw-api"};
   int port = free_port();

@@ -43,6 +43,34 @@ bool has(const std::string& page, const std::string& text) { return page.find(te
 
 }  // namespace
 
+TEST_CASE("the dashboard lists builds: state, exit code, duration, pushed digest, error and the log's tail", "[api][dashboard]") {
+  auto in = input();
+  in.builds = json::array(
+      {{{"id", "d_01BUILT"}, {"trigger", "rebuild"}, {"project", "base"}, {"state", "delivered"},
+        {"last_attempt", {{"at", "2026-11-28T12:09:00Z"}, {"status", 0}, {"duration_ms", 12345}, {"error", nullptr},
+                          {"output_tail", "STEP 2/2: RUN apk upgrade\nbasewatch: pushed r.test/base:1@" + k_d1 + "\n"},
+                          {"pushed_digest", k_d1}}}},
+       {{"id", "d_01FAIL"}, {"trigger", "rebuild"}, {"project", "app"}, {"state", "failed"},
+        {"last_attempt", {{"at", "2026-11-28T12:08:00Z"}, {"status", 3}, {"duration_ms", 850},
+                          {"error", "buildah build linux/amd64: exit status 3: Error: <RUN> failed"},
+                          {"output_tail", "make: *** [all] Error 3 <b>\n"}, {"pushed_digest", nullptr}}}},
+       {{"id", "d_01WAIT"}, {"trigger", "rebuild"}, {"project", "worker"}, {"state", "pending"}}});
+  std::string page = api::render_dashboard(in);
+  CHECK(has(page, "<section id=\"builds\"><h2>Builds</h2>"));
+  CHECK(has(page, "<td><code>d_01BUILT</code></td><td>base</td><td>rebuild</td><td><span class=\"badge ok\">built</span></td>"));
+  CHECK(has(page, "<td>0</td><td>12.3s</td><td><code title=\"" + k_d1 + "\">0123456789ab</code></td>"));
+  CHECK(has(page, "<summary>log tail</summary><pre class=\"log\">STEP 2/2: RUN apk upgrade\nbasewatch: pushed r.test/base:1@" + k_d1));
+  CHECK(has(page, "<span class=\"badge warn\">failed</span>"));
+  CHECK(has(page, "<td>3</td><td>850ms</td><td><span class=\"muted\">-</span></td>"));
+  CHECK(has(page, "<div class=\"err\">buildah build linux/amd64: exit status 3: Error: &lt;RUN&gt; failed</div>"));
+  CHECK(has(page, "make: *** [all] Error 3 &lt;b&gt;"));
+  CHECK(has(page, "<td colspan=\"5\" class=\"muted\">not started</td>"));
+  CHECK_FALSE(has(page, "<RUN>"));
+
+  in.builds = json::array();
+  CHECK(has(api::render_dashboard(in), "<p class=\"empty\">No build has run yet.</p>"));
+}
+
 TEST_CASE("the dashboard shows bases, platforms, short digests, times, feeds, deliveries and events", "[api][dashboard]") {
   std::string page = api::render_dashboard(input());
   CHECK(has(page, "<!DOCTYPE html>"));

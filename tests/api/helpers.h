@@ -5,8 +5,10 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "tests/integration/helpers.h"
 
@@ -42,6 +44,18 @@ inline HttpAnswer http_call(int port, const std::string& method, const std::stri
   a.content_type = res->get_header_value("Content-Type");
   a.headers = res->headers;
   return a;
+}
+
+inline const char* const k_chromium = "/usr/bin/chromium";
+
+// Headless Chromium with its own profile in `dir`; extra args last
+// (`--dump-dom URL`, `--screenshot=FILE --window-size=W,H URL`).
+inline RunResult chromium(const std::string& dir, std::vector<std::string> extra) {
+  std::vector<std::string> argv{k_chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                                "--user-data-dir=" + dir + "/chromium-profile"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return run(argv, {}, "", std::chrono::seconds(60));
 }
 
 // How many manifest HEADs of repo:reference the registry has served (its access log).

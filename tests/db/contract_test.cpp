@@ -99,7 +99,9 @@ TEST_CASE("a database of every older schema migrates forward and keeps its rows"
                        "INSERT INTO deliveries(id, trigger, project, state, payload, attempts, created_at, next_attempt_at, updated_at) "
                        "VALUES('d_1', 'ci', 'web', 'pending', '{}', 0, 1000, 1000, 1000);"
                        "INSERT INTO events(ref, old_digest, new_digest, platforms, outcome, source, detected_at, deliveries) "
-                       "VALUES('r:1', 'a', 'b', '{}', 'fired', 'poll', 7, '[\"d_1\"]');");
+                       "VALUES('r:1', 'a', 'b', '{}', 'fired', 'poll', 7, '[\"d_1\"]');"
+                       "INSERT INTO attempts(delivery_id, at, status, error, duration_ms, output_tail) "
+                       "VALUES('d_1', 2000, 0, '', 5, 'built');");
     auto s = db::Store::open(database);
     REQUIRE(s.ok());
     CHECK((*s)->schema_version() == db::k_schema_version);
@@ -108,6 +110,10 @@ TEST_CASE("a database of every older schema migrates forward and keeps its rows"
     CHECK((*s)->get_delivery("d_1").value()->wait_job == 0);  // added in 2, waits for nothing
     CHECK(ids(*(*s)->due_deliveries(1000, 10)) == std::vector<std::string>{"d_1"});
     CHECK((*s)->list_events(10).value().size() == 1);
+    auto attempts = (*s)->list_attempts("d_1").value();
+    REQUIRE(attempts.size() == 1);
+    CHECK(attempts[0].output_tail == "built");
+    CHECK(attempts[0].pushed_digest.empty());  // added in 3, nothing pushed
   }
 }
 
@@ -424,7 +430,9 @@ TEST_CASE("record_attempt writes the attempt and the delivery's new state togeth
   CHECK(d->last_error == "connection refused");
   CHECK(d->delivered_at == 0);
 
-  REQUIRE(s->record_attempt(attempt("d_1", 6200, 204), db::DeliveryState::delivered, 0).ok());
+  auto pushed = attempt("d_1", 6200, 204);
+  pushed.pushed_digest = "sha256:" + std::string(64, 'e');  // what a build trigger pushed
+  REQUIRE(s->record_attempt(pushed, db::DeliveryState::delivered, 0).ok());
   d = s->get_delivery("d_1").value();
   CHECK(d->state == db::DeliveryState::delivered);
   CHECK(d->attempts == 2);
@@ -445,6 +453,8 @@ TEST_CASE("record_attempt writes the attempt and the delivery's new state togeth
   CHECK(attempts[1].at == 6200);
   CHECK(attempts[1].status == 204);
   CHECK(attempts[1].output_tail.empty());
+  CHECK(attempts[0].pushed_digest.empty());
+  CHECK(attempts[1].pushed_digest == pushed.pushed_digest);
   CHECK(s->list_attempts("d_other").value().empty());
 
   // An attempt of a delivery that does not exist is refused, and leaves nothing.
@@ -630,7 +640,9 @@ void fill(db::Store& s) {
   REQUIRE(s.record_attempt(attempt("d_failed", 6300, 503, "HTTP 503: down"), db::DeliveryState::failed, 16'300).ok());
   REQUIRE(s.add_delivery(delivery("d_done", 1200, 1200)).ok());
   REQUIRE(s.record_attempt(attempt("d_done", 1300, 0, "build failed"), db::DeliveryState::failed, 2300).ok());
-  REQUIRE(s.record_attempt(attempt("d_done", 2400, 204), db::DeliveryState::delivered, 0).ok());
+  auto built = attempt("d_done", 2400, 204);
+  built.pushed_digest = "sha256:" + std::string(64, 'e');  // a build trigger's push
+  REQUIRE(s.record_attempt(built, db::DeliveryState::delivered, 0).ok());
   REQUIRE(s.add_delivery(delivery("d_dead", 1300, 1300)).ok());
   REQUIRE(s.record_attempt(attempt("d_dead", 1400, 500, "HTTP 500"), db::DeliveryState::dead, 0).ok());
   REQUIRE(s.set_meta("last_poll", "123456").ok());
@@ -711,6 +723,7 @@ void check_same_state(db::Store& a, db::Store& b) {
       CHECK(attempts_a[k].error == attempts_b[k].error);
       CHECK(attempts_a[k].duration_ms == attempts_b[k].duration_ms);
       CHECK(attempts_a[k].output_tail == attempts_b[k].output_tail);
+      CHECK(attempts_a[k].pushed_digest == attempts_b[k].pushed_digest);
     }
   }
   CHECK(a.delivery_counts().value() == b.delivery_counts().value());
@@ -746,7 +759,7 @@ TEST_CASE("the engine holds exactly the tables db copy copies", "[db][copy]") {
   REQUIRE(db::Store::open(database).ok());
   CHECK(test_engine().tables(database) == std::set<std::string>(std::begin(db::k_tables), std::end(db::k_tables)));
   CHECK(test_engine().columns(database, "attempts") ==
-        std::set<std::string>{"id", "delivery_id", "at", "status", "error", "duration_ms", "output_tail"});
+        std::set<std::string>{"id", "delivery_id", "at", "status", "error", "duration_ms", "output_tail", "pushed_digest"});
 }
 
 TEST_CASE("a whole state copies from SQLite into an empty database and back, ids and all", "[db][copy]") {

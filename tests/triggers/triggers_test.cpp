@@ -392,7 +392,9 @@ TEST_CASE("make_trigger builds each type from its config, given its seam", "[uni
   c.type = "carrier-pigeon";
   CHECK_FALSE(triggers::make_trigger(c, seams));
   c.type = "command";
-  CHECK_FALSE(triggers::make_trigger(c, triggers::Seams{&http, nullptr, "", {}}));
+  triggers::Seams no_runner;
+  no_runner.http = &http;
+  CHECK_FALSE(triggers::make_trigger(c, no_runner));
 }
 
 TEST_CASE("the dispatcher: a 4xx that cannot succeed is dead at once and counted", "[unit][triggers][dispatcher]") {

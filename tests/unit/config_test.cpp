@@ -70,7 +70,7 @@ TEST_CASE("config errors name file:line:column and the key, to the letter", "[un
         "/etc/bw/config.yaml:1:1: unknown key \"nonsense\" (expected one of: database, listen, api, log, poll, defaults, "
         "registries, watch, projects, triggers, retry, inbound, builds, mirrors, policy)");
   CHECK(parse_error("triggers: {ci: {type: webhok, url: 'http://x'}}\nprojects: [{name: a, dockerfile: /D}]\n") ==
-        "/etc/bw/config.yaml:1:23: triggers.ci.type: expected one of webhook, command, github, gitlab, got \"webhok\" (did you "
+        "/etc/bw/config.yaml:1:23: triggers.ci.type: expected one of webhook, command, github, gitlab, build, got \"webhok\" (did you "
         "mean \"webhook\"?)");
   CHECK(parse_error("policy: {allowed_registries: [registry.example.com, \"*corp.example.com\"]}\n") ==
         "/etc/bw/config.yaml:1:53: policy.allowed_registries[1]: invalid host pattern \"*corp.example.com\": '*' stands "
@@ -98,7 +98,7 @@ TEST_CASE("config errors name file:line:column and the key, to the letter", "[un
   CHECK(parse_error("projects:\n  - name: a\n    dockerfile: /D\n    triggers: [nope]\n") ==
         "/etc/bw/config.yaml:4:15: projects[0].triggers: unknown trigger \"nope\"");
   CHECK(parse_error("projects: [{name: a, dockerfile: /D}]\ntriggers:\n  ci: {type: telegram}\n") ==
-        "/etc/bw/config.yaml:3:14: triggers.ci.type: expected one of webhook, command, github, gitlab, got \"telegram\"");
+        "/etc/bw/config.yaml:3:14: triggers.ci.type: expected one of webhook, command, github, gitlab, build, got \"telegram\"");
   CHECK(parse_error("projects: [{name: a, dockerfile: /D}]\ntriggers:\n  ci: {type: webhook, url: ftp://x}\n") ==
         "/etc/bw/config.yaml:3:28: triggers.ci.url: expected an http:// or https:// URL");
   CHECK(parse_error("projects: [{name: a, dockerfile: /D}]\ntriggers:\n  ci: {type: webhook, url: 'http://x', secret_file: /nonexistent/s}\n") ==
