@@ -73,6 +73,7 @@ int cmd_status(const std::string& url_given, const std::string& token_file, cons
   }
   auto images = get("/v1/images");
   auto attention = get("/v1/deliveries?state=dead");
+  auto mirrors = get("/v1/mirrors");
   if (as_json) {
     json j = *status;
     if (images) j["images"] = *images;
@@ -116,7 +117,9 @@ int cmd_status(const std::string& url_given, const std::string& token_file, cons
   std::cout << "last poll " << ago(s, "last_poll", "never") << ", next poll " << ago(s, "next_poll", "-") << "\n";
   std::cout << "references " << number(c, "references") << "  projects " << number(c, "projects") << "  pending "
             << number(c, "pending") << "  failed " << number(c, "failed") << "  dead " << number(c, "dead") << "  delivered "
-            << number(c, "delivered") << "\n";
+            << number(c, "delivered");
+  if (number(c, "mirrors") > 0) std::cout << "  mirrors " << number(c, "mirrors") << "  out of sync " << number(c, "mirrors_out_of_sync");
+  std::cout << "\n";
 
   if (images) {
     std::cout << "\n";
@@ -144,6 +147,19 @@ int cmd_status(const std::string& url_given, const std::string& token_file, cons
     if (rows.size() == 1) std::cout << "nothing is watched\n";
     else print_table(rows);
     for (const auto& p : problems) std::cout << "error: " << p << "\n";
+  }
+
+  if (mirrors && mirrors->is_array() && !mirrors->empty()) {
+    std::cout << "\n";
+    std::vector<std::vector<std::string>> rows{{"MIRROR", "STATE", "DIGEST", "LAST COPY", "WAITING", "LAST ERROR"}};
+    for (const auto& m : *mirrors) {
+      std::string last = "-";
+      if (m.contains("last_copy") && m["last_copy"].is_object()) last = ago(m["last_copy"], "at", "-");
+      int64_t waiting = number(m, "waiting_deliveries");
+      rows.push_back({text(m, "mirror"), text(m, "state"), short_digest(text(m, "mirror_digest")), last,
+                      waiting ? std::to_string(waiting) + " rebuild(s)" : "-", text(m, "last_error")});
+    }
+    print_table(rows);
   }
 
   const json regs = s.value("registries", json::object());
