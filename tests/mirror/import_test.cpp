@@ -218,3 +218,29 @@ TEST_CASE("mirror sync: one HEAD each side, copies what differs, says in-sync / 
   CHECK(failed.output.find("0 in sync, 0 copied, 1 failed\n") != std::string::npos);
   (void)a;
 }
+
+TEST_CASE("import shows progress on a terminal, and none when stderr is not one", "[integration][mirror]") {
+  Registries r;
+  push_layered_image(*r.upstream, "library/p", "1", "linux/amd64", {3'000'000}, 71);
+  // `script` gives the command a terminal; its output is what the terminal showed.
+  std::string cmd = basewatch_binary() + " import -c " + r.config + " " + r.up("library/p:1") + " " + r.mirrored("hub/p");
+  auto tty = run({"script", "-qec", cmd, "/dev/null"}, {}, "", std::chrono::seconds(60));
+  INFO(tty.output);
+  REQUIRE(tty.status == 0);
+  CHECK(tty.output.find("2/2 blobs, 3.0 MB / 3.0 MB") != std::string::npos);
+  CHECK(tty.output.find("\r") != std::string::npos);
+  auto piped = r.import({r.up("library/p:1"), r.mirrored("hub/p2")});
+  REQUIRE(piped.status == 0);
+  CHECK(piped.errors.find("blobs,") == std::string::npos);
+}
+
+TEST_CASE("a registry that cannot be reached says why", "[integration][mirror]") {
+  TempDir dir("bw-unreachable");
+  int port = free_port();
+  std::string cfg = dir.write("c.yaml", "registries:\n  127.0.0.1:" + std::to_string(port) + ": {insecure: true}\n");
+  auto out = run({basewatch_binary(), "digest", "-c", cfg, "127.0.0.1:" + std::to_string(port) + "/team/app:1"});
+  CHECK(out.status == 1);
+  CHECK(out.errors == "basewatch: 127.0.0.1:" + std::to_string(port) + "/team/app:1: HEAD http://127.0.0.1:" + std::to_string(port) +
+                          "/v2/team/app/manifests/1: connection refused by 127.0.0.1:" + std::to_string(port) +
+                          " (nothing listens there)\n");
+}

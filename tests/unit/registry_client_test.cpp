@@ -828,3 +828,47 @@ TEST_CASE("update_settings while other threads resolve: each resolve succeeds or
   client.update_settings(settings("right", 0, 0));
   REQUIRE(client.resolve(ref("registry.example.com/team/app:1"), {plat("linux/amd64")}).ok());
 }
+
+TEST_CASE("send asks for push and mount scopes in one token; credentials stay with the registry's origin", "[unit][registry]") {
+  FakeRegistry reg;
+  reg.require_token = true;
+  reg.put_manifest("team/app", "1", "v1");
+  net::FakeHttpClient http([&](const net::Request& r) -> Result<net::Response> {
+    if (r.url.rfind("https://elsewhere.example.com/", 0) == 0) {
+      net::Response res;
+      res.status = 202;
+      return res;
+    }
+    return reg.handle(r);
+  });
+  FakeClock clock;
+  registry::Client client(http, clock, {});
+  // The registry's Bearer challenge is learned from a pull first.
+  REQUIRE(client.resolve(ref("registry.example.com/team/app:1"), {plat("linux/amd64")}).ok());
+  registry::Client::Access access;
+  access.repository = "mirror/app";
+  access.push = true;
+  access.mount_from = {"team/app"};
+  net::Request req;
+  req.method = "POST";
+  req.url = "/v2/mirror/app/blobs/uploads/?mount=sha256%3Aabc&from=team%2Fapp";
+  auto res = client.send("registry.example.com", access, req, "mount");
+  REQUIRE(res.ok());
+  auto reqs = http.requests();
+  REQUIRE(reqs.size() >= 5);
+  // The token for it: pull,push on the destination and pull on the mount source.
+  CHECK(reqs[3].url == "https://auth.example.com/token?service=registry.example.com&scope=repository%3Amirror%2Fapp%3Apull%2Cpush"
+                       "&scope=repository%3Ateam%2Fapp%3Apull");
+  CHECK(reqs[4].url == "https://registry.example.com/v2/mirror/app/blobs/uploads/?mount=sha256%3Aabc&from=team%2Fapp");
+  bool authorized = false;
+  for (const auto& [k, v] : reqs[4].headers) authorized = authorized || (k == "Authorization" && v.rfind("Bearer ", 0) == 0);
+  CHECK(authorized);
+  // An absolute URL on another origin (an upload Location elsewhere) gets no credentials.
+  net::Request away;
+  away.method = "PATCH";
+  away.url = "https://elsewhere.example.com/upload/1";
+  REQUIRE(client.send("registry.example.com", access, away, "patch").ok());
+  auto last = http.requests().back();
+  CHECK(last.url == away.url);
+  for (const auto& [k, v] : last.headers) CHECK(k != "Authorization");
+}
