@@ -137,18 +137,24 @@ SyncStats Syncer::sync_once(TimePoint now, int limit) {
       record_failure("cannot read the job's references");
       continue;
     }
-    if (!rule) {
-      // The rule is gone (a reload): nothing to copy; the deliveries go out.
+    // Ends the job without a copy; each waiting delivery is handed to `then`.
+    auto end_without_copy = [&](const std::function<Status(const db::Delivery&)>& then) {
       m_store.transaction([&]() -> Status {
         BW_TRY(auto f, m_store.finish_copy_job(job.id, "", now_ms));
         (void)f;
         BW_TRY(auto waiting, m_store.waiting_deliveries(job.id));
         for (const auto& d : waiting) {
-          BW_TRY(auto r, m_store.release_delivery(d.id, d.payload));
-          (void)r;
-          ++stats.released;
+          BW_TRY(auto x, then(d));
+          (void)x;
         }
         return ok_status();
+      });
+    };
+    if (!rule) {
+      // The rule is gone (a reload): nothing to copy; the deliveries go out.
+      end_without_copy([&](const db::Delivery& d) {
+        ++stats.released;
+        return m_store.release_delivery(d.id, d.payload);
       });
       spdlog::warn("copy {} -> {}: no mirrors: rule covers it any more; dropped", job.upstream, job.mirror);
       continue;
@@ -162,16 +168,7 @@ SyncStats Syncer::sync_once(TimePoint now, int limit) {
     if (!report && report.error().kind == ErrorKind::not_found && !moves_tag) {
       // The upstream let go of an intermediate digest: the newer job copies
       // what the tag names now, and these deliveries wait for it.
-      m_store.transaction([&]() -> Status {
-        BW_TRY(auto f, m_store.finish_copy_job(job.id, "", now_ms));
-        (void)f;
-        BW_TRY(auto waiting, m_store.waiting_deliveries(job.id));
-        for (const auto& d : waiting) {
-          BW_TRY(auto w, m_store.set_delivery_wait(d.id, newest.id));
-          (void)w;
-        }
-        return ok_status();
-      });
+      end_without_copy([&](const db::Delivery& d) { return m_store.set_delivery_wait(d.id, newest.id); });
       continue;
     }
     if (!report) {

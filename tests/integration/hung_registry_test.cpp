@@ -5,45 +5,19 @@
 // hung requests wait out their timeouts (15 s each).
 #include <catch2/catch.hpp>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <csignal>
 
 #include "tests/integration/helpers.h"
+#include "tests/support/fault_proxy.h"
 
 using namespace bw::testing;
 using namespace std::chrono_literals;
 
-namespace {
-
-// A listening socket nobody accept()s: connections complete (the kernel's
-// backlog) and every request waits for an answer that never comes.
-struct HungRegistry {
-  int fd = -1;
-  int port = 0;
-  HungRegistry() {
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    REQUIRE(::listen(fd, 256) == 0);
-    port = ntohs(addr.sin_port);
-  }
-  ~HungRegistry() { ::close(fd); }
-  std::string host() const { return "127.0.0.1:" + std::to_string(port); }
-};
-
-}  // namespace
 
 TEST_CASE("a hung registry never holds up a change on a healthy one", "[integration][scheduling]") {
   LocalRegistry healthy;
   healthy.push_image("team/app", "1", "release 1");
-  HungRegistry hung;
+  SilentListener hung;
   Receiver receiver;
   TempDir dir("bw-hung");
   int api_port = free_port();

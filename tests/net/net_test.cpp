@@ -1,14 +1,13 @@
 #include <catch2/catch.hpp>
 
 #include <httplib.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <thread>
 
 #include "net/http.h"
+#include "tests/support/fault_proxy.h"
 #include "tests/support/support.h"
 #include "util/crypto.h"
 
@@ -127,22 +126,12 @@ TEST_CASE("a failed connection says why, as curl would", "[integration][net]") {
                                      " (nothing listens there)");
   }
   SECTION("the peer accepts but never answers") {
-    // A listening socket that is never accept()ed: the kernel completes the
-    // handshake, nobody ever reads.
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    REQUIRE(::listen(fd, 8) == 0);
-    int port = ntohs(addr.sin_port);
+    testing::SilentListener silent;
+    int port = silent.port();
     net::Request req;
     req.url = "http://127.0.0.1:" + std::to_string(port) + "/v2/";
     req.timeout = Millis(300);
     auto res = http.send(req);
-    ::close(fd);
     REQUIRE_FALSE(res.ok());
     CHECK(res.error().kind == ErrorKind::timeout);
     CHECK(res.error().message == "GET http://127.0.0.1:" + std::to_string(port) +

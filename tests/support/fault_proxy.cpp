@@ -1,6 +1,9 @@
 #include "tests/support/fault_proxy.h"
 
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <mutex>
 #include <thread>
@@ -186,6 +189,23 @@ size_t FaultProxy::count(const std::string& method, const std::string& fragment)
 void FaultProxy::forget() {
   std::lock_guard lock(m_impl->mutex);
   m_impl->seen.clear();
+}
+
+SilentListener::SilentListener() {
+  m_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (m_fd < 0 || ::bind(m_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(m_fd, 256) != 0) {
+    throw std::runtime_error("silent listener: cannot bind 127.0.0.1");
+  }
+  socklen_t len = sizeof addr;
+  ::getsockname(m_fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  m_port = ntohs(addr.sin_port);
+}
+
+SilentListener::~SilentListener() {
+  if (m_fd >= 0) ::close(m_fd);
 }
 
 }  // namespace bw::testing

@@ -51,4 +51,21 @@ class FaultProxy {
   std::unique_ptr<Impl> m_impl;
 };
 
+// A listening socket on 127.0.0.1 that nobody accept()s: connections
+// complete (the kernel's backlog) and every request waits for an answer that
+// never comes, as from a hung server.
+class SilentListener {
+ public:
+  SilentListener();
+  ~SilentListener();
+  SilentListener(const SilentListener&) = delete;
+  SilentListener& operator=(const SilentListener&) = delete;
+  int port() const { return m_port; }
+  std::string host() const { return "127.0.0.1:" + std::to_string(m_port); }
+
+ private:
+  int m_fd = -1;
+  int m_port = 0;
+};
+
 }  // namespace bw::testing
