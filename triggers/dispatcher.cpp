@@ -76,6 +76,9 @@ DispatchStats Dispatcher::wait_builds() {
 void Dispatcher::attempt(const db::Delivery& d, const std::shared_ptr<Trigger>& trigger, const RetryPolicy& policy,
                          DispatchStats& stats, std::mutex& m) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
+  // Asked right before the send: a leader that lost its lease mid-batch
+  // (it was stopped, its database went away) sends no more.
+  if (m_gate && !m_gate()) return;
   auto started = std::chrono::steady_clock::now();
   Outcome out;
   if (!trigger) out.error = "trigger \"" + d.trigger + "\" is not configured";
@@ -124,6 +127,7 @@ DispatchStats Dispatcher::dispatch_once(TimePoint now) {
     stats += m_build_stats;
     m_build_stats = {};
   }
+  if (m_gate && !m_gate()) return stats;
   auto due = m_store.due_deliveries(to_unix_ms(now), m_concurrency * 8 + 64);
   if (!due) {
     spdlog::error("outbox: {}", due.error().message);
@@ -155,6 +159,7 @@ DispatchStats Dispatcher::dispatch_once(TimePoint now) {
       list.push_back(std::move(d));
       continue;
     }
+    if (m_gate && !m_gate()) break;
     std::lock_guard lock(m_build_mutex);
     // Running already, or no slot free: it stays due for a later call.
     if (m_running.count(d.id) || static_cast<int>(m_running.size()) >= m_build_limit) {

@@ -120,7 +120,20 @@ Millis Watcher::backoff(const config::Config& cfg, int failures, Millis interval
   return jittered(cfg, Millis(std::min(ms, interval.count())));
 }
 
+Status Watcher::resync() {
+  BW_TRY(auto next, m_store.next_checks());
+  BW_TRY(auto last, m_store.get_meta("last_poll"));
+  std::lock_guard lock(m_mutex);
+  m_next_check = std::move(next);
+  if (last) m_last_poll = std::strtoll(last->c_str(), nullptr, 10);
+  return ok_status();
+}
+
 PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const ReportSink& sink) {
+  PollStats stats;
+  const auto open = [this] { return !m_gate || m_gate(); };
+  // Not the leader: nothing is due here, and requests stay queued.
+  if (!open()) return stats;
   // Due items point into `model`, which this call keeps alive: no copies of
   // the watch set per cycle.
   std::vector<Due> due;
@@ -151,7 +164,6 @@ PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const Report
     m_request_all = false;
     for (const auto& d : due) m_requested.erase(d.item->ref.tag_ref());
   }
-  PollStats stats;
   if (due.empty()) return stats;
 
   // Workers resolve; this thread applies each result as it arrives (the one
@@ -170,6 +182,7 @@ PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const Report
     size_t index;
     Stored stored;  // the row as the worker read it: apply needs no second read
     Result<registry::Resolved> result;
+    bool skipped = false;  // the gate closed before it was asked: nothing to apply
   };
   std::deque<Done> done;
 
@@ -194,6 +207,13 @@ PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const Report
     while (auto i = take(lock)) {
       lock.unlock();
       const WatchItem& item = *due[*i].item;
+      if (!open()) {
+        lock.lock();
+        --in_flight[item.ref.registry];
+        done.push_back(Done{*i, Stored(std::optional<db::RefState>()), make_error(ErrorKind::fenced, "not the leader"), true});
+        cv.notify_all();
+        continue;
+      }
       Stored stored = m_store.get_ref(item.ref.tag_ref());
       registry::Known k;
       const registry::Known* kp = nullptr;
@@ -242,6 +262,10 @@ PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const Report
     Done d = std::move(done.front());
     done.pop_front();
     lock.unlock();
+    if (d.skipped) {
+      ++applied;
+      continue;
+    }
     size_t i = d.index;
     const auto& result = d.result;
     auto report = apply(*cfg, *due[i].item, result, d.stored, due[i].source, now, dry_run, batch);

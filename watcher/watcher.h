@@ -79,6 +79,17 @@ class Watcher {
 
   TimePoint last_poll() const { return from_unix_ms(m_last_poll.load()); }
 
+  // The gate of the cluster's leader (cluster/leadership.h, acting()):
+  // while it is closed, poll_once sends no registry request and records
+  // nothing; a cycle under way stops taking references when it closes.
+  // Unset, it is always open (basewatch check, SQLite). Set it before
+  // polling starts.
+  void set_gate(std::function<bool()> open) { m_gate = std::move(open); }
+  // Reads each reference's next check and the last poll time from the
+  // store again: what the leader before this one wrote (on taking the
+  // lease, and now and then on a follower, whose API shows them).
+  Status resync();
+
  private:
   struct Due {
     const WatchItem* item;  // into the model this poll holds
@@ -113,6 +124,7 @@ class Watcher {
   std::string m_request_all_source;
   std::map<std::string, int64_t> m_next_check;  // in-memory mirror of refs.next_check
   std::atomic<int64_t> m_last_poll{0};
+  std::function<bool()> m_gate;
 };
 
 // The delivery body of docs/product.md for one project (or a watch entry
