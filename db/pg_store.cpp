@@ -359,7 +359,11 @@ Status PgStore::set_fence(const Fence& fence) {
                   : "";
   if (!m_conn || !m_conn->ok()) return ok_status();  // connect() sets it
   std::string sql = m_session.empty() ? "SET idle_in_transaction_session_timeout = 0" : m_session;
-  return exec("session", sql);
+  auto st = exec("session", sql);
+  // A connection that turned out broken (the server restarted): the next
+  // call connects again, and connect() sets it there.
+  if (!st && (!m_conn || !m_conn->ok())) return ok_status();
+  return st;
 }
 
 template <typename F>
