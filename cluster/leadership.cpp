@@ -101,10 +101,11 @@ View LeaseKeeper::view() {
 }
 
 void LeaseKeeper::trouble(const char* what, const Error& e) {
-  std::string line = std::string(what) + ": " + e.message;
-  if (line == m_trouble) return;
-  m_trouble = line;
-  spdlog::warn("cluster: {}", line);
+  // The heartbeat and the lease fail alike when the database is away: one
+  // line for the trouble, until it clears or changes.
+  if (e.message == m_trouble) return;
+  m_trouble = e.message;
+  spdlog::warn("cluster: {}: {}", what, e.message);
 }
 
 Millis LeaseKeeper::step() {
@@ -123,7 +124,7 @@ Millis LeaseKeeper::step() {
     else trouble("heartbeat", beat.error());
   }
   const int64_t held = m_leading.load() ? m_epoch.load() : 0;
-  auto answer = m_keeper.claim(m_self.id, held, m_timing.lease);
+  auto answer = held == 0 && m_leaving.load() ? m_keeper.lease() : m_keeper.claim(m_self.id, held, m_timing.lease);
   if (!answer) {
     trouble("the lease", answer.error());
     return m_timing.retry_after();
@@ -190,14 +191,16 @@ bool LeaseKeeper::notified(const std::string& topic) {
 
 void LeaseKeeper::start() {
   std::lock_guard lock(m_stop_mutex);
-  if (m_thread.joinable()) return;
-  m_stopping = false;
-  m_thread = std::thread([this] { run(); });
+  if (m_thread.joinable() || m_stopped) return;
+  // The first step here: the service knows whether it leads when it says
+  // it is ready.
+  Millis first = step();
+  m_thread = std::thread([this, first] { run(first); });
 }
 
-void LeaseKeeper::run() {
-  while (true) {
-    Millis due = m_ticks.now() + step();
+void LeaseKeeper::run(Millis first) {
+  for (Millis next = first;; next = step()) {
+    Millis due = m_ticks.now() + next;
     while (true) {
       {
         std::lock_guard lock(m_stop_mutex);

@@ -110,6 +110,8 @@ class Leadership {
   // The gate. Thread-safe and cheap: ask before every step and every
   // outside effect (a registry request, a delivery, a copy).
   virtual bool acting() const = 0;
+  // Several instances share the database (a lease decides); false alone.
+  virtual bool shared() const = 0;
   virtual const db::Instance& self() const = 0;
   // Set before start() and before the API serves.
   void set_hooks(Hooks hooks);
@@ -120,11 +122,16 @@ class Leadership {
   // or requeued); nothing is kept.
   virtual Status nudge(const std::string& topic) = 0;
   virtual View view() = 0;
-  // Starts keeping the lease (its own thread); stop() gives it up at once
-  // when held, so another instance takes over without waiting it out:
-  // call it once the loops have ended.
+  // Starts keeping the lease: a first step on the caller's thread (so the
+  // instance knows whether it leads when it says it is ready), then its
+  // own thread. stop() gives the lease up at once when held, so another
+  // instance takes over without waiting it out: call it once the loops
+  // have ended.
   virtual void start() = 0;
   virtual void stop() = 0;
+  // This instance is stopping: it keeps a lease it holds (its last
+  // attempts are still recorded under it) until stop(), but takes none.
+  virtual void leaving() {}
 
  protected:
   Leadership() = default;
@@ -136,6 +143,7 @@ class Solo final : public Leadership {
  public:
   explicit Solo(db::Instance self) : m_self(std::move(self)) {}
   bool acting() const override { return true; }
+  bool shared() const override { return false; }
   const db::Instance& self() const override { return m_self; }
   Status ask(const db::Ask& ask) override;
   Status nudge(const std::string& topic) override;
@@ -157,12 +165,14 @@ class LeaseKeeper final : public Leadership {
   ~LeaseKeeper() override;
 
   bool acting() const override;
+  bool shared() const override { return true; }
   const db::Instance& self() const override { return m_self; }
   Status ask(const db::Ask& ask) override;
   Status nudge(const std::string& topic) override;
   View view() override;
   void start() override;
   void stop() override;
+  void leaving() override { m_leaving = true; }
 
   // One step: the heartbeat when due, then claim (renew, take, or see who
   // holds it), then, leading, take the requests. Returns how long until
@@ -179,7 +189,7 @@ class LeaseKeeper final : public Leadership {
   void take_asks();
   // Logs a failed call once per distinct message (and again when it clears).
   void trouble(const char* what, const Error& e);
-  void run();
+  void run(Millis first);
 
   db::Cluster& m_keeper;
   db::Cluster& m_api;
@@ -189,6 +199,7 @@ class LeaseKeeper final : public Leadership {
 
   std::atomic<int64_t> m_epoch{0};
   std::atomic<bool> m_leading{false};     // holds m_epoch (as of the last answer)
+  std::atomic<bool> m_leaving{false};     // stopping: claims no lease
   std::atomic<int64_t> m_deadline{0};     // Ticks ms: acting until then
   bool m_announced = false;               // hooks.taking/acting ran for the current stretch of acting
   std::string m_leader_seen;              // the other holder last logged

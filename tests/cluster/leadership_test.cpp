@@ -416,3 +416,23 @@ TEST_CASE("alone on its database an instance always acts and its requests go str
   CHECK(view.instances[0].id == self.id);
   CHECK(view.instances[0].last_seen > 0);
 }
+
+TEST_CASE("an instance that is stopping keeps the lease it holds but takes none", "[cluster][lease]") {
+  FakeServer server;
+  FakeTicks ticks(server);
+  Node a(server, ticks, "a"), b(server, ticks, "b");
+  a.keeper.step();
+  b.keeper.step();
+  a.keeper.leaving();
+  b.keeper.leaving();
+  server.now += 5'000;
+  a.keeper.step();  // still renews: its last attempts are recorded under its epoch
+  CHECK(a.keeper.acting());
+  CHECK(server.expires_at == server.now + 15'000);
+  a.keeper.stop();
+  CHECK(b.keeper.notified("released"));
+  b.keeper.step();
+  CHECK_FALSE(b.keeper.acting());
+  CHECK(server.holder == "a");  // nobody took it
+  CHECK(b.events.empty());
+}
