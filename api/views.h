@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include "cluster/leadership.h"
 #include "db/store.h"
 #include "registry/client.h"
 #include "watcher/model.h"
@@ -21,6 +22,10 @@ nlohmann::json delivery_json(const db::Delivery& d, bool with_payload);
 // delivery_json plus "last_attempt" (at, status, duration_ms, error, output_tail) when there was one.
 nlohmann::json delivery_with_last_attempt(db::Store& store, const db::Delivery& d);
 nlohmann::json event_json(const db::Event& e);
+// /v1/status `cluster`: {"instance", "leader" (null when none leads),
+// "leader_since", "lease_seconds" (null when alone: SQLite), "instances":
+// [{"id", "host", "pid", "version", "last_seen"}]}.
+nlohmann::json cluster_json(const cluster::View& v);
 nlohmann::json images_json(const std::vector<db::RefState>& refs, const watcher::Model& model);
 // images_json(...).dump(), written directly: /v1/images with 10,000
 // references is megabytes, and building the tree first tripled its cost.
