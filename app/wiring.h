@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "cluster/leadership.h"
 #include "config/config.h"
+#include "db/cluster.h"
 #include "db/store.h"
 #include "net/http.h"
 #include "registry/client.h"
@@ -28,14 +30,37 @@ struct Runtime {
   std::shared_ptr<const config::Config> cfg;  // one copy, shared by the parts
   RealClock clock;
   std::unique_ptr<db::Store> store;
+  // With several instances (serve on PostgreSQL): a store of its own for
+  // what the leader's loops write, fenced by the lease's epoch while this
+  // instance leads (the API and the commands write through `store`,
+  // unfenced). Null alone: the loops write through `store`.
+  std::unique_ptr<db::Store> leader_store;
+  // Who leads (serve only; null for check): Solo alone, else a LeaseKeeper
+  // with its two links to the cluster. Declared before the parts whose
+  // gate asks it, so it outlives them.
+  cluster::BootTicks ticks;
+  std::unique_ptr<db::Cluster> keeper_link, api_link;
+  std::unique_ptr<cluster::Leadership> leadership;
   std::unique_ptr<net::HttplibClient> http;
   std::unique_ptr<registry::Client> registry;
   std::unique_ptr<watcher::Watcher> watcher;
   std::unique_ptr<triggers::Dispatcher> dispatcher;
+
+  // The store the leader's loops (poll, dispatch, copy) write through.
+  db::Store& loop_store() { return leader_store ? *leader_store : *store; }
+  // Several instances share the database (PostgreSQL, serve).
+  bool shared() const { return leader_store != nullptr; }
 };
 
-// Errors: ErrorKind::invalid for config-level problems (a dependency cycle),
-// others (the database) are operational.
-Result<std::unique_ptr<Runtime>> make_runtime(std::shared_ptr<const config::Config> cfg);
+// `cluster`: for serve, which takes part in the cluster on a PostgreSQL
+// database (the watcher and the dispatcher get the leader's gate and
+// store) and leads alone on SQLite. Errors: ErrorKind::invalid for
+// config-level problems (a dependency cycle), others (the database) are
+// operational.
+Result<std::unique_ptr<Runtime>> make_runtime(std::shared_ptr<const config::Config> cfg, bool cluster = false);
+
+// The meta key under which the leader keeps the registry budgets
+// (registry::encode_budgets) for the next one.
+inline constexpr const char* k_budgets_meta = "registry_budgets";
 
 }  // namespace bw::app

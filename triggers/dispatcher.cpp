@@ -99,10 +99,18 @@ void Dispatcher::attempt(const db::Delivery& d, const std::shared_ptr<Trigger>& 
     next_at = to_unix_ms(at + retry_delay(policy, attempts, u(rng)));
   }
   auto st = m_store.record_attempt(a, state, next_at);
-  if (!st) spdlog::error("outbox: recording attempt of {}: {}", d.id, st.error().message);
   const char* outcome = state == db::DeliveryState::delivered ? "delivered" : state == db::DeliveryState::dead ? "dead" : "failed";
   Metrics::global().counter_add("basewatch_deliveries_attempted_total", "Delivery attempts by trigger type and outcome.",
                                 {{"trigger_type", trigger ? trigger->type() : "none"}, {"outcome", outcome}});
+  if (!st) {
+    // Not recorded (the database is gone, or this instance lost the lease
+    // and the write was fenced): the delivery stays due as it was and goes
+    // out again under the same id.
+    spdlog::error("outbox: recording attempt of {}: {}", d.id, st.error().message);
+    spdlog::warn("delivery {} ({}) answered {} but its attempt is not recorded: it stays due and is sent again under its id", d.id,
+                 d.trigger, out.delivered ? std::to_string(out.status) : out.error);
+    return;
+  }
   std::lock_guard lock(m);
   ++stats.attempted;
   if (state == db::DeliveryState::delivered) {
