@@ -230,12 +230,14 @@ int serve(const std::string& config_path) {
   // Registry budgets: only the leader sends registry requests, so it keeps
   // them in the database and the next leader starts from them (and a
   // follower shows them). Alone there is nobody to hand them to.
+  std::mutex budgets_mutex;  // the keeper, the housekeeper and the closer use them
   std::string budgets_saved;
   auto restore_budgets = [&] {
     auto stored = rt.loop_store().get_meta(k_budgets_meta);
     if (stored && *stored) rt.registry->restore_budgets(registry::decode_budgets(**stored));
   };
   auto save_budgets = [&] {
+    std::lock_guard lock(budgets_mutex);
     std::string now = registry::encode_budgets(rt.registry->budgets());
     if (now == budgets_saved) return;
     if (rt.loop_store().set_meta(k_budgets_meta, now)) budgets_saved = now;
@@ -253,6 +255,7 @@ int serve(const std::string& config_path) {
     }
     if (auto st = rt.watcher->resync(); !st) spdlog::warn("cluster: reading the schedule: {}", st.error().message);
     restore_budgets();
+    std::lock_guard lock(budgets_mutex);
     budgets_saved.clear();
   };
   hooks.acting = [&] { loops.wake_all(); };
@@ -273,7 +276,7 @@ int serve(const std::string& config_path) {
   deps.watcher = rt.watcher.get();
   deps.registry = rt.registry.get();
   deps.clock = &rt.clock;
-  deps.started_at = rt.clock.now();
+  deps.started_at = from_unix_ms(lead.self().started_at);  // the cluster's started_at and leader_since alike
   deps.leadership = &lead;
   api::Server server(deps, cfg);
   cfg.reset();  // from here `running` (and what it was shared with) holds it

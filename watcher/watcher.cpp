@@ -83,6 +83,9 @@ std::shared_ptr<const Model> Watcher::model() const {
 
 void Watcher::request_check(const std::string& ref, const std::string& source) {
   std::lock_guard lock(m_mutex);
+  // Another instance's model may name a reference this one does not watch
+  // (their configs or Dockerfiles differ for a moment): nothing to check.
+  if (!ref.empty() && !m_model->items.count(ref)) return;
   if (ref.empty()) {
     m_request_all = true;
     m_request_all_source = source;
@@ -163,6 +166,10 @@ PollStats Watcher::poll_once(TimePoint now, bool all, bool dry_run, const Report
     }
     m_request_all = false;
     for (const auto& d : due) m_requested.erase(d.item->ref.tag_ref());
+    // Requests for references a reload took out of the model are void.
+    for (auto it = m_requested.begin(); it != m_requested.end();) {
+      it = model->items.count(it->first) ? std::next(it) : m_requested.erase(it);
+    }
   }
   if (due.empty()) return stats;
 

@@ -72,7 +72,8 @@ class Watcher {
   PollStats poll_once(TimePoint now, bool all = false, bool dry_run = false, const ReportSink& sink = nullptr);
 
   // Makes `ref` (a tag ref; "" = all) due now; `source` marks the changes it
-  // finds ("webhook" for inbound notifications). Thread-safe.
+  // finds ("webhook" for inbound notifications). A reference the model does
+  // not watch is ignored. Thread-safe.
   void request_check(const std::string& ref, const std::string& source);
   // When the next reference falls due (for the serve loop's sleep).
   TimePoint next_due(TimePoint now);

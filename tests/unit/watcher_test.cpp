@@ -319,3 +319,21 @@ TEST_CASE("resync reads the schedule and the last poll another instance left", "
   CHECK(f.w->poll_once(f.clock.now()).checked == 0);  // not checked twice
   CHECK(f.http.requests().empty());
 }
+
+TEST_CASE("a request for a reference the model does not watch is ignored, and leaves nothing due", "[unit][watcher][gate]") {
+  Fixture f;
+  f.reg.put_manifest("team/base", "1", "v1");
+  f.add_project("web", {{k_app, ""}});
+  f.build();
+  REQUIRE(f.w->poll_once(f.clock.now()).checked == 1);
+  // Another instance's model watches more (its config or Dockerfiles differ).
+  f.w->request_check("registry.example.com/team/other:1", "manual");
+  CHECK(f.w->next_due(f.clock.now()) > f.clock.now());
+  CHECK(f.w->poll_once(f.clock.now()).checked == 0);
+  // A request left by a reference a reload took out is dropped at the next cycle.
+  f.w->request_check(k_app, "manual");
+  f.w->reload(f.cfg, std::make_shared<const watcher::Model>());
+  CHECK(f.w->next_due(f.clock.now()) == f.clock.now());
+  CHECK(f.w->poll_once(f.clock.now()).checked == 0);
+  CHECK(f.w->next_due(f.clock.now()) > f.clock.now());
+}
