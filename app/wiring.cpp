@@ -66,7 +66,7 @@ Result<std::unique_ptr<Runtime>> make_runtime(std::shared_ptr<const config::Conf
     cluster::Timing timing{cfg.ha_lease};
     BW_TRY(rt->leader_store, db::Store::open(cfg.database));
     BW_TRY(rt->keeper_link, db::Cluster::open(cfg.database, timing.link_timeouts()));
-    BW_TRY(rt->api_link, db::Cluster::open(cfg.database));
+    BW_TRY(rt->api_link, db::Cluster::open(cfg.database, timing.link_timeouts()));
     rt->leadership = std::make_unique<cluster::LeaseKeeper>(*rt->keeper_link, *rt->api_link, self, cfg.ha_lease, rt->ticks);
   } else if (cluster) {
     rt->leadership = std::make_unique<cluster::Solo>(self);
