@@ -296,8 +296,39 @@ std::string events_section(const json& events, TimePoint now) {
   return h + "</tbody></table></section>";
 }
 
+// Several instances on one database (the status names a lease): who
+// leads, and each instance with its last heartbeat. Alone (SQLite) there is
+// nothing to show.
+bool shared_cluster(const json& status) {
+  return status.contains("cluster") && status["cluster"].is_object() && status["cluster"].value("lease_seconds", json()).is_number();
+}
+
+std::string cluster_section(const json& status, TimePoint now) {
+  if (!shared_cluster(status)) return "";
+  const json& c = status["cluster"];
+  std::string leader = str(c, "leader"), self = str(c, "instance");
+  std::string h = "<section id=\"cluster\"><h2>Cluster</h2><p>";
+  h += leader.empty() ? "<span class=\"err\">No instance leads right now</span> (the lease ran out; the next one takes it within "
+                           + std::to_string(num(c, "lease_seconds")) + "s)."
+                      : "Leader <code>" + html_escape(leader) + "</code> since " + when(str(c, "leader_since"), now) +
+                            (leader == self ? "; this page comes from it." : "; this page comes from <code>" + html_escape(self) + "</code>, a follower.");
+  h += "</p>";
+  const json& list = c.contains("instances") && c["instances"].is_array() ? c["instances"] : json::array();
+  if (!list.empty()) {
+    h += "<table><thead><tr><th>Instance</th><th>Role</th><th>Host</th><th>PID</th><th>Version</th><th>Last seen</th></tr></thead><tbody>";
+    for (const auto& i : list) {
+      std::string id = str(i, "id");
+      h += "<tr><td><code>" + html_escape(id) + "</code></td><td>" + (id == leader ? badge("ok", "leader") : badge("idle", "follower")) +
+           "</td><td>" + esc(i.value("host", json())) + "</td><td>" + std::to_string(num(i, "pid")) + "</td><td>" +
+           esc(i.value("version", json())) + "</td><td>" + when(str(i, "last_seen"), now) + "</td></tr>";
+    }
+    h += "</tbody></table>";
+  }
+  return h + "</section>";
+}
+
 std::string service_section(const json& status, TimePoint now) {
-  std::string h;
+  std::string h = cluster_section(status, now);
   const json& regs = status.contains("registries") ? status["registries"] : json::object();
   const json& hooks = status.contains("inbound") ? status["inbound"] : json::array();
   const json& errors = status.contains("errors") ? status["errors"] : json::array();
@@ -390,6 +421,9 @@ std::string render_dashboard(const DashboardInput& in) {
   h += "</style></head><body><header><h1>basewatch</h1><span class=\"meta\">version " + esc(s.value("version", json())) +
        " &middot; up " + span_text(num(s, "uptime_seconds")) + " &middot; last poll " +
        when(str(s, "last_poll"), in.now) + " &middot; next poll " + when(str(s, "next_poll"), in.now, "-") +
+       (shared_cluster(s) ? " &middot; " + (str(s["cluster"], "leader") == str(s["cluster"], "instance") ? std::string("leader")
+                                                                                                         : std::string("follower"))
+                          : std::string()) +
        "</span></header><main><div class=\"tiles\">";
   int64_t failed = num(c, "failed"), dead = num(c, "dead");
   h += tile("references", num(c, "references")) + tile("projects", num(c, "projects")) + tile("pending", num(c, "pending")) +

@@ -425,4 +425,9 @@ bool Deduper::first_sight(const Notice& notice, TimePoint now, TimePoint last_ch
   return true;
 }
 
+void Deduper::forget(const Notice& notice) {
+  std::lock_guard lock(m_mutex);
+  m_seen.erase(std::make_pair(notice.ref, notice.digest));
+}
+
 }  // namespace bw::api::inbound

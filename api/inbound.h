@@ -76,6 +76,9 @@ class Deduper {
   explicit Deduper(Millis window = Millis(10'000)) : m_window(window) {}
   // True when the notice is news (and remembers it at `now`).
   bool first_sight(const Notice& notice, TimePoint now, TimePoint last_checked = TimePoint{});
+  // Forgets the notice: its check could not be asked for, so a repeat of it
+  // is news again.
+  void forget(const Notice& notice);
 
  private:
   Millis m_window;

@@ -112,6 +112,22 @@ struct Server::Impl {
   }
   void run_followups();
 
+  // A check now, for whichever instance leads (this one's own loops when
+  // it is alone).
+  Status ask_check(const std::string& ref, const std::string& source) {
+    if (!deps.leadership) {
+      deps.watcher->request_check(ref, source);
+      return ok_status();
+    }
+    return deps.leadership->ask(db::Ask{"check", ref, source});
+  }
+  // Deliveries were queued again: the leader's dispatcher looks now (it
+  // also looks every second by itself, so a nudge that fails loses nothing).
+  void nudge_outbox() {
+    if (!deps.leadership) return;
+    if (auto st = deps.leadership->nudge("outbox"); !st) spdlog::debug("api: nudging the leader: {}", st.error().message);
+  }
+
   std::string token() {
     std::lock_guard lock(cfg_mutex);
     return cfg->api_token;
@@ -276,6 +292,7 @@ json Server::Impl::status_json() {
                      {"last_outcome", s.last_outcome.empty() ? json(nullptr) : json(s.last_outcome)}});
   }
   j["inbound"] = hooks;
+  if (deps.leadership) j["cluster"] = cluster_json(deps.leadership->view());
   return j;
 }
 
@@ -314,13 +331,19 @@ void Server::Impl::handle_inbound(const config::InboundConfig& h, const httplib:
       duplicates.push_back(n.ref);
     } else {
       if (requested.insert(n.ref).second) {
-        deps.watcher->request_check(n.ref, "webhook");
+        if (auto st = ask_check(n.ref, "webhook"); !st) {
+          // The leader cannot be asked (its database is down): the sender
+          // should send again, and this notice must not count as seen.
+          deduper.forget(n);
+          count(h, "unavailable");
+          spdlog::warn("inbound {}: cannot ask the leader to check {}: {}", h.name, n.ref, st.error().message);
+          return send_error(res, 500, "database", st.error().message);
+        }
         checks.push_back(n.ref);
       }
       if (!n.digest.empty() && !shows(n.ref, n.digest)) follow_up(n.ref, n.digest);
     }
   }
-  if (!requested.empty() && deps.wake_poller) deps.wake_poller();
   std::string outcome = !requested.empty() ? "accepted" : !duplicates.empty() ? "duplicate" : "ignored";
   count(h, outcome);
   if (!requested.empty()) spdlog::info("inbound {}: checking {} now", h.name, join(checks.get<std::vector<std::string>>(), ", "));
@@ -349,19 +372,16 @@ void Server::Impl::run_followups() {
       continue;
     }
     lock.unlock();
-    bool woke = false;
     std::vector<Followup> again;
     for (auto& f : due) {
       if (shows(f.ref, f.digest)) continue;
       spdlog::debug("inbound: {} does not show {} yet, checking again", f.ref, f.digest);
-      deps.watcher->request_check(f.ref, "webhook");
-      woke = true;
+      if (auto st = ask_check(f.ref, "webhook"); !st) spdlog::warn("inbound: asking for a check of {} again: {}", f.ref, st.error().message);
       if (++f.attempt < std::size(k_followup_delays)) {
         f.due = std::chrono::steady_clock::now() + k_followup_delays[f.attempt];
         again.push_back(f);
       }
     }
-    if (woke && deps.wake_poller) deps.wake_poller();
     lock.lock();
     followups.insert(followups.end(), again.begin(), again.end());
   }
@@ -398,6 +418,11 @@ std::string Server::Impl::render_metrics() {
     double out_of_sync = 0;
     for (const auto& mm : mirrors) out_of_sync += mm["state"] != "in-sync";
     m.gauge_set("basewatch_mirrors_out_of_sync", "Mirrored references whose copy is not in step with the upstream.", {}, out_of_sync);
+  }
+  if (deps.leadership && deps.leadership->shared()) {
+    // With several instances only: 1 on the one that leads.
+    m.gauge_set("basewatch_leader", "1 when this instance is the cluster's leader (PostgreSQL), else 0.", {},
+                deps.leadership->acting() ? 1.0 : 0.0);
   }
   for (const auto& r : deps.registry->status()) {
     if (r.ratelimit_remaining) {
@@ -596,7 +621,7 @@ Status Server::start() {
   http.Post(R"(/v1/deliveries/([A-Za-z0-9_]+)/retry)", [&s](const httplib::Request& req, httplib::Response& res) {
     auto st = s.deps.store->requeue(req.matches[1], to_unix_ms(s.deps.clock->now()));
     if (!st) return send_error(res, status_for(st.error().kind), st.error().message);
-    if (s.deps.wake_dispatcher) s.deps.wake_dispatcher();
+    s.nudge_outbox();
     send_json(res, 202, {{"id", std::string(req.matches[1])}, {"state", "queued"}});
   });
 
@@ -617,8 +642,7 @@ Status Server::start() {
       ref = parsed->tag_ref();
       if (!model->items.count(ref)) return send_error(res, 404, "reference not watched", ref);
     }
-    s.deps.watcher->request_check(ref, "manual");
-    if (s.deps.wake_poller) s.deps.wake_poller();
+    if (auto st = s.ask_check(ref, "manual"); !st) return send_error(res, 500, "database", st.error().message);
     send_json(res, 202, {{"ref", ref.empty() ? json(nullptr) : json(ref)}, {"state", "queued"}});
   });
 
@@ -649,8 +673,10 @@ Status Server::start() {
         if (!item.mirror.empty()) refs.push_back(k);
       }
     }
-    for (const auto& r : refs) s.deps.watcher->request_check(r, "manual");
-    if (s.deps.wake_poller) s.deps.wake_poller();
+    // The leader's watcher compares them (on any instance: through the database).
+    for (const auto& r : refs) {
+      if (auto st = s.ask_check(r, "manual"); !st) return send_error(res, 500, "database", st.error().message);
+    }
     send_json(res, 202, {{"queued", refs}});
   });
   http.Get("/metrics", [&s](const httplib::Request&, httplib::Response& res) {

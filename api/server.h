@@ -1,7 +1,9 @@
 // The HTTP API on `listen`: health, status, images, graph, events, the
 // outbox, check-now, metrics. Handlers only read from the store and the
 // watcher's model; the one write (retry) goes through the store's single
-// connection. Served by cpp-httplib's thread pool.
+// connection, and requests for the leader (check now) through
+// Deps::leadership. Every instance of a cluster serves it. Served by
+// cpp-httplib's thread pool.
 #pragma once
 
 #include <atomic>
@@ -10,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "cluster/leadership.h"
 #include "config/config.h"
 #include "db/store.h"
 #include "registry/client.h"
@@ -25,8 +28,12 @@ struct Deps {
   registry::Client* registry = nullptr;
   const ClockSource* clock = nullptr;
   TimePoint started_at;
-  std::function<void()> wake_dispatcher;  // after a retry is queued
-  std::function<void()> wake_poller;      // after a check is requested
+  // Who leads (/v1/status `cluster`), and the way requests reach the
+  // leader's loops: a check now (POST /v1/check, inbound hooks) is an ask,
+  // a queued retry a nudge ("outbox"). Alone (SQLite) they go to this
+  // instance's loops; with several instances, through the database to
+  // whichever leads.
+  cluster::Leadership* leadership = nullptr;
 };
 
 class Server {

@@ -109,6 +109,20 @@ json delivery_with_last_attempt(db::Store& store, const db::Delivery& d) {
   return j;
 }
 
+json cluster_json(const cluster::View& v) {
+  json instances = json::array();
+  for (const auto& i : v.instances) {
+    instances.push_back({{"id", i.id}, {"host", i.host}, {"pid", i.pid}, {"version", i.version}, {"last_seen", stamp(i.last_seen)}});
+  }
+  return {{"instance", v.instance},
+          {"leader", v.leader.empty() ? json(nullptr) : json(v.leader)},
+          {"leader_since", v.leader.empty() ? json(nullptr) : stamp(v.leader_since)},
+          {"lease_seconds", v.lease.count() <= 0           ? json(nullptr)
+                            : v.lease.count() % 1000 == 0 ? json(v.lease.count() / 1000)
+                                                          : json(static_cast<double>(v.lease.count()) / 1000.0)},
+          {"instances", instances}};
+}
+
 json event_json(const db::Event& e) {
   json platforms = json::object();
   for (const auto& [p, od] : e.platforms) platforms[p] = {{"old", od.first}, {"new", od.second}};

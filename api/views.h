@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include "cluster/leadership.h"
 #include "db/store.h"
 #include "registry/client.h"
 #include "watcher/model.h"
@@ -24,6 +25,10 @@ nlohmann::json event_json(const db::Event& e);
 // GET /v1/mirrors: each mirrored reference of the model (by mirror), its
 // stored state, the deliveries waiting for it and its pending copy job.
 nlohmann::json mirrors_json(db::Store& store, const watcher::Model& model);
+// /v1/status `cluster`: {"instance", "leader" (null when none leads),
+// "leader_since", "lease_seconds" (null when alone: SQLite), "instances":
+// [{"id", "host", "pid", "version", "last_seen"}]}.
+nlohmann::json cluster_json(const cluster::View& v);
 nlohmann::json images_json(const std::vector<db::RefState>& refs, const watcher::Model& model);
 // images_json(...).dump(), written directly: /v1/images with 10,000
 // references is megabytes, and building the tree first tripled its cost.

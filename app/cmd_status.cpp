@@ -121,6 +121,24 @@ int cmd_status(const std::string& url_given, const std::string& token_file, cons
   if (number(c, "mirrors") > 0) std::cout << "  mirrors " << number(c, "mirrors") << "  out of sync " << number(c, "mirrors_out_of_sync");
   std::cout << "\n";
 
+  // Several instances on one database (a lease): who leads, who answered,
+  // and every instance. Alone (SQLite) there is nothing to say.
+  const json cl = s.value("cluster", json::object());
+  if (cl.is_object() && cl.value("lease_seconds", json()).is_number()) {
+    std::string self = text(cl, "instance"), leader = text(cl, "leader", "");
+    std::cout << "cluster: instance " << self << (leader == self ? " leads" : " follows") << "; ";
+    if (leader.empty()) std::cout << "no instance leads right now (the lease ran out)";
+    else std::cout << "leader " << leader << " since " << ago(cl, "leader_since", "-");
+    std::cout << "; lease " << cl["lease_seconds"].dump() << "s\n";
+    std::vector<std::vector<std::string>> rows{{"INSTANCE", "ROLE", "HOST", "PID", "VERSION", "LAST SEEN"}};
+    for (const auto& i : cl.value("instances", json::array())) {
+      std::string id = text(i, "id");
+      rows.push_back({id, id == leader ? "leader" : "follower", text(i, "host"), std::to_string(number(i, "pid")), text(i, "version"),
+                      ago(i, "last_seen", "never")});
+    }
+    print_table(rows);
+  }
+
   if (images) {
     std::cout << "\n";
     std::vector<std::vector<std::string>> rows{{"REFERENCE", "PLATFORM", "DIGEST", "CHECKED", "CHANGED", "FEEDS", "STATE"}};

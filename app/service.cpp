@@ -11,8 +11,11 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "api/server.h"
 #include "app/cli.h"
@@ -44,6 +47,87 @@ class Latch {
   bool m_done = false;
 };
 
+// The leader's loops: each a step function on its own thread that runs
+// only while this instance acts as the leader. The gate (Leadership::
+// acting()) is asked before every step; while it is closed the loop waits
+// to be woken (the leadership's acting hook wakes every loop) or checks
+// again after k_follower_wait. A step returns when it is due again; its
+// waker cuts the wait short (new work, the gate opening, stop).
+//
+// Adding a loop is one line, `loops.add("a mirror copy", copy_waker, step)`,
+// plus the gate inside the step's own fan-out (set_gate) and the leader's
+// store (Runtime::loop_store) for its writes: see ARCHITECTURE.md.
+class LeaderLoops {
+ public:
+  using Step = std::function<std::chrono::steady_clock::time_point()>;
+  explicit LeaderLoops(const cluster::Leadership& lead) : m_lead(lead) {}
+  ~LeaderLoops() {
+    stop();
+    join();
+  }
+  LeaderLoops(const LeaderLoops&) = delete;
+  LeaderLoops& operator=(const LeaderLoops&) = delete;
+
+  // `what` names it while it is busy at a stop ("a registry poll").
+  void add(std::string what, Waker& waker, Step step) {
+    std::lock_guard lock(m_mutex);
+    auto loop = std::make_unique<Loop>();
+    loop->what = std::move(what);
+    loop->waker = &waker;
+    Loop* l = loop.get();
+    loop->thread = std::thread([this, l, step = std::move(step)] {
+      while (!l->waker->stopped()) {
+        auto until = std::chrono::steady_clock::now() + k_follower_wait;
+        if (m_lead.acting()) until = step();
+        if (!l->waker->wait_until(until)) break;
+      }
+      l->ended = true;
+    });
+    m_loops.push_back(std::move(loop));
+  }
+  // From the leadership's acting hook (its own thread).
+  void wake_all() {
+    std::lock_guard lock(m_mutex);
+    for (auto& l : m_loops) l->waker->wake();
+  }
+  void stop() {
+    std::lock_guard lock(m_mutex);
+    for (auto& l : m_loops) l->waker->stop();
+  }
+  // Joins every loop, in the order they were added (after stop()), without
+  // holding the mutex: busy() is asked meanwhile.
+  void join() {
+    std::vector<Loop*> loops;
+    {
+      std::lock_guard lock(m_mutex);
+      for (auto& l : m_loops) loops.push_back(l.get());
+    }
+    for (Loop* l : loops) {
+      if (l->thread.joinable()) l->thread.join();
+    }
+  }
+  // The first loop still in a step, "" when all ended.
+  std::string busy() {
+    std::lock_guard lock(m_mutex);
+    for (const auto& l : m_loops) {
+      if (!l->ended) return l->what;
+    }
+    return "";
+  }
+
+ private:
+  static constexpr auto k_follower_wait = std::chrono::seconds(1);
+  struct Loop {
+    std::string what;
+    Waker* waker = nullptr;
+    std::thread thread;
+    std::atomic<bool> ended{false};
+  };
+  const cluster::Leadership& m_lead;
+  std::mutex m_mutex;  // m_loops
+  std::vector<std::unique_ptr<Loop>> m_loops;
+};
+
 std::chrono::steady_clock::time_point steady_at(TimePoint when, TimePoint now) {
   auto delta = std::chrono::duration_cast<std::chrono::steady_clock::duration>(when - now);
   return std::chrono::steady_clock::now() + std::max(delta, std::chrono::steady_clock::duration::zero());
@@ -54,6 +138,7 @@ constexpr auto k_max_copy_sleep = std::chrono::seconds(1);      // notices copy 
 constexpr auto k_rescan_every = std::chrono::seconds(2);        // how soon a Dockerfile edit is noticed
 constexpr auto k_status_every = std::chrono::seconds(1);        // STATUS= refresh (sent only when it changed)
 constexpr int k_default_stop_seconds = 20;                      // keep below the unit's TimeoutStopSec=
+constexpr auto k_follower_resync = std::chrono::seconds(10);    // a follower reads the leader's schedule and budgets
 
 // Seconds SIGTERM waits for in-flight deliveries and builds:
 // $BASEWATCH_STOP_TIMEOUT, else k_default_stop_seconds.
@@ -86,17 +171,19 @@ std::vector<std::string> restart_only_changes(const config::Config& a, const con
   std::vector<std::string> out;
   if (a.database != b.database) out.push_back("database");
   if (a.listen != b.listen) out.push_back("listen");
+  if (a.ha_lease != b.ha_lease) out.push_back("ha.lease");
   return out;
 }
 
 }  // namespace
 
-std::string status_line(size_t references, TimePoint last_poll, int64_t pending, size_t errors) {
+std::string status_line(size_t references, TimePoint last_poll, int64_t pending, size_t errors, const std::string& role) {
   std::string s = "watching " + plural(static_cast<int64_t>(references), "reference", "references") + ", ";
   if (to_unix_ms(last_poll) <= 0) s += "not polled yet";
   else s += "last poll " + format_rfc3339(last_poll);
   s += ", " + plural(pending, "pending delivery", "pending deliveries");
   if (errors > 0) s += ", " + plural(static_cast<int64_t>(errors), "Dockerfile error", "Dockerfile errors");
+  if (!role.empty()) s += "; " + role;
   return s;
 }
 
@@ -121,7 +208,7 @@ int serve(const std::string& config_path) {
   setup_logging(cfg->log_level, cfg->log_format);
   spdlog::info("basewatch {} starting; {}", BASEWATCH_VERSION, config::describe(*cfg));
   notify("STATUS=starting: opening the database, scanning Dockerfiles");
-  auto rt_result = make_runtime(cfg);
+  auto rt_result = make_runtime(cfg, /*cluster=*/true);
   if (!rt_result) {
     spdlog::error("{}", rt_result.error().message);
     notify("STATUS=" + rt_result.error().message);
@@ -138,15 +225,62 @@ int serve(const std::string& config_path) {
   std::shared_ptr<const config::Config> running = cfg;
 
   Waker& poll_waker = rt.poll_waker;  // builds that pushed an image wake it too
-  Waker dispatch_waker, copy_waker;
+  Waker dispatch_waker, copy_waker, housekeeping_waker;
+  cluster::Leadership& lead = *rt.leadership;
+  LeaderLoops loops(lead);
+
+  // Registry budgets: only the leader sends registry requests, so it keeps
+  // them in the database and the next leader starts from them (and a
+  // follower shows them). Alone there is nobody to hand them to.
+  std::mutex budgets_mutex;  // the keeper, the housekeeper and the closer use them
+  std::string budgets_saved;
+  auto restore_budgets = [&] {
+    auto stored = rt.loop_store().get_meta(k_budgets_meta);
+    if (stored && *stored) rt.registry->restore_budgets(registry::decode_budgets(**stored));
+  };
+  auto save_budgets = [&] {
+    std::lock_guard lock(budgets_mutex);
+    std::string now = registry::encode_budgets(rt.registry->budgets());
+    if (now == budgets_saved) return;
+    if (rt.loop_store().set_meta(k_budgets_meta, now)) budgets_saved = now;
+  };
+
+  // What this instance does when it takes the lease (it was a follower, or
+  // its lease had lapsed), and with the requests that reach the leader.
+  const cluster::Timing timing{cfg->ha_lease};
+  cluster::Hooks hooks;
+  hooks.taking = [&](int64_t epoch) {
+    // Before the gate opens: every write of the loops checks this epoch, and
+    // the schedule and budgets are the previous leader's.
+    if (auto st = rt.loop_store().set_fence(db::Fence{epoch, timing.idle_limit()}); !st) {
+      spdlog::error("cluster: fencing the leader's store: {}", st.error().message);
+    }
+    if (auto st = rt.watcher->resync(); !st) spdlog::warn("cluster: reading the schedule: {}", st.error().message);
+    restore_budgets();
+    std::lock_guard lock(budgets_mutex);
+    budgets_saved.clear();
+  };
+  hooks.acting = [&] { loops.wake_all(); };
+  hooks.ask = [&](const db::Ask& a) {
+    if (a.kind == "check") {
+      rt.watcher->request_check(a.ref, a.source);
+      poll_waker.wake();
+    } else if (a.kind == "outbox") {
+      dispatch_waker.wake();
+
+    } else {
+      spdlog::debug("cluster: a request of kind \"{}\" is not for this basewatch; ignored", a.kind);
+    }
+  };
+  lead.set_hooks(hooks);
+
   api::Deps deps;
   deps.store = rt.store.get();
   deps.watcher = rt.watcher.get();
   deps.registry = rt.registry.get();
   deps.clock = &rt.clock;
-  deps.started_at = rt.clock.now();
-  deps.wake_dispatcher = [&] { dispatch_waker.wake(); };
-  deps.wake_poller = [&] { poll_waker.wake(); };
+  deps.started_at = from_unix_ms(lead.self().started_at);  // the cluster's started_at and leader_since alike
+  deps.leadership = &lead;
   api::Server server(deps, cfg);
   cfg.reset();  // from here `running` (and what it was shared with) holds it
   if (auto st = server.start(); !st) {
@@ -155,6 +289,7 @@ int serve(const std::string& config_path) {
     return k_exit_failure;
   }
   server.set_ready(true);
+  lead.start();
 
   // STATUS= from the main loop, sent only when the line changes.
   std::string last_status;
@@ -166,7 +301,8 @@ int serve(const std::string& config_path) {
         if (auto it = counts->find(state); it != counts->end()) pending += it->second;
       }
     }
-    std::string line = status_line(model->items.size(), rt.watcher->last_poll(), pending, model->errors.size());
+    std::string role = !rt.shared() ? "" : lead.acting() ? "leading" : "following";
+    std::string line = status_line(model->items.size(), rt.watcher->last_poll(), pending, model->errors.size(), role);
     if (line == last_status && !force) return;
     last_status = line;
     notify("STATUS=" + line);
@@ -179,7 +315,8 @@ int serve(const std::string& config_path) {
   notify("READY=1");
   spdlog::info("ready: {}", last_status);
 
-  // Rebuilds the model when Dockerfiles changed on disk; on the poll thread.
+  // Rebuilds the model when Dockerfiles changed on disk; on the
+  // housekeeping thread.
   std::string last_rescan_error;
   auto rescan = [&] {
     auto current = rt.watcher->model();
@@ -204,45 +341,52 @@ int serve(const std::string& config_path) {
     spdlog::info("Dockerfiles changed ({}): rescanned, watching {}", why, plural(static_cast<int64_t>(items), "reference", "references"));
   };
 
-  // Continuous scheduling: each step applies the results that arrived and
-  // hands what is due to the watcher's workers, never waiting for a request;
-  // a result wakes the loop at once.
+  // The leader's loops. A step runs only while this instance leads.
+  // Continuous scheduling: each poll step applies the results that arrived
+  // and hands what is due to the watcher's workers, never waiting for a
+  // request; a result wakes the loop at once.
   rt.watcher->on_result([&] { poll_waker.wake(); });
-  std::thread poller([&] {
-    auto next_rescan = std::chrono::steady_clock::now() + k_rescan_every;
-    while (!poll_waker.stopped()) {
-      if (std::chrono::steady_clock::now() >= next_rescan) {
-        rescan();
-        next_rescan = std::chrono::steady_clock::now() + k_rescan_every;
-      }
-      bool copies = false;
-      auto stats = rt.watcher->step(rt.clock.now(), [&](watcher::CheckReport&& r) { copies = copies || r.copy_queued; });
-      if (copies) copy_waker.wake();
-      if (stats.changed > 0) dispatch_waker.wake();
-      TimePoint now = rt.clock.now();
-      auto until = std::min(steady_at(rt.watcher->next_wake(now), now), next_rescan);
-      if (!poll_waker.wait_until(until)) break;
-    }
+  loops.add("a registry poll", poll_waker, [&] {
+    bool copies = false;
+    auto stats = rt.watcher->step(rt.clock.now(), [&](watcher::CheckReport&& r) { copies = copies || r.copy_queued; });
+    if (copies) copy_waker.wake();
+    if (stats.changed > 0) dispatch_waker.wake();
+    TimePoint now = rt.clock.now();
+    return steady_at(rt.watcher->next_wake(now), now);
   });
   // Copies for mirrors: jobs the watcher wrote, retried with backoff;
   // deliveries they release go out at once.
   rt.syncer->on_release([&] { dispatch_waker.wake(); });
-  std::thread copier([&] {
-    while (!copy_waker.stopped()) {
-      rt.syncer->sync_once(rt.clock.now());
-      TimePoint now = rt.clock.now();
-      auto until = std::chrono::steady_clock::now() + k_max_copy_sleep;
-      if (auto next = rt.syncer->next_due()) until = std::min(until, steady_at(*next, now));
-      if (!copy_waker.wait_until(until)) break;
-    }
+  loops.add("a mirror copy (its job stays pending; it resumes after the start)", copy_waker, [&] {
+    rt.syncer->sync_once(rt.clock.now());
+    TimePoint now = rt.clock.now();
+    auto until = std::chrono::steady_clock::now() + k_max_copy_sleep;
+    if (auto next = rt.syncer->next_due()) until = std::min(until, steady_at(*next, now));
+    return until;
   });
-  std::thread dispatcher([&] {
-    while (!dispatch_waker.stopped()) {
-      rt.dispatcher->dispatch_once(rt.clock.now());
-      TimePoint now = rt.clock.now();
-      auto until = std::chrono::steady_clock::now() + k_max_dispatch_sleep;
-      if (auto next = rt.store->next_due(); next && *next) until = std::min(until, steady_at(from_unix_ms(**next), now));
-      if (!dispatch_waker.wait_until(until)) break;
+  loops.add("deliveries", dispatch_waker, [&] {
+    rt.dispatcher->dispatch_once(rt.clock.now());
+    TimePoint now = rt.clock.now();
+    auto until = std::chrono::steady_clock::now() + k_max_dispatch_sleep;
+    if (auto next = rt.store->next_due(); next && *next) until = std::min(until, steady_at(from_unix_ms(**next), now));
+    return until;
+  });
+
+  // Every instance: Dockerfile rescans; with several, the leader records
+  // the registry budgets and a follower reads the leader's schedule and
+  // budgets for its API.
+  std::thread housekeeper([&] {
+    auto next_resync = std::chrono::steady_clock::now() + k_follower_resync;
+    while (housekeeping_waker.wait_until(std::chrono::steady_clock::now() + k_rescan_every)) {
+      rescan();
+      if (!rt.shared()) continue;
+      if (lead.acting()) {
+        save_budgets();
+      } else if (std::chrono::steady_clock::now() >= next_resync) {
+        (void)rt.watcher->resync();
+        restore_budgets();
+        next_resync = std::chrono::steady_clock::now() + k_follower_resync;
+      }
     }
   });
 
@@ -324,24 +468,26 @@ int serve(const std::string& config_path) {
   spdlog::info("{} received, stopping (in-flight deliveries get {}s)", stop_signal == SIGTERM ? "SIGTERM" : "SIGINT",
                deadline_span.count());
   notify("STOPPING=1\nSTATUS=stopping");
-  poll_waker.stop();
-  dispatch_waker.stop();
-  copy_waker.stop();
-  std::atomic<bool> poll_ended{false}, dispatch_ended{false}, copy_ended{false};
+  lead.leaving();
+  loops.stop();
+  housekeeping_waker.stop();
+  std::atomic<bool> loops_ended{false};
   std::atomic<int> builds_left{0};
   Latch closed;
   // Joins and closes on its own thread so the deadline also bounds the
   // teardown (a dispatcher waiting for a build to end).
   std::thread closer([&] {
-    poller.join();
-    poll_ended = true;
-    copier.join();
-    copy_ended = true;
-    dispatcher.join();
-    dispatch_ended = true;
+    loops.join();
+    loops_ended = true;
+    housekeeper.join();
     server.stop();
     builds_left = rt_owner->dispatcher->running_builds();
-    rt_owner.reset();  // waits for builds, closes the database
+    rt_owner->dispatcher.reset();  // waits for builds (their attempts are recorded)
+    // Nothing of this instance acts any more: give the lease up, so another
+    // instance takes over now instead of when it runs out.
+    if (rt_owner->shared() && lead.acting()) save_budgets();
+    lead.stop();
+    rt_owner.reset();  // closes the database
     closed.done();
   });
   // A second SIGTERM/SIGINT (Ctrl-C twice) stops waiting at once.
@@ -359,10 +505,8 @@ int serve(const std::string& config_path) {
     // not recorded leaves its delivery pending, so exiting now is what a
     // crash would do, which the store is built for; systemd ends the
     // builds' processes with the rest of the unit's cgroup.
-    std::string busy = !poll_ended      ? "a registry poll"
-                       : !copy_ended     ? "a mirror copy (its job stays pending; it resumes after the start)"
-                       : !dispatch_ended ? "deliveries"
-                                         : plural(builds_left.load(), "build", "builds");
+    std::string busy = !loops_ended ? loops.busy() : plural(builds_left.load(), "build", "builds");
+    if (busy.empty()) busy = plural(builds_left.load(), "build", "builds");
     if (hurried) {
       spdlog::warn("stopping: second signal, not waiting for {}; parked: unfinished deliveries stay pending in the outbox for "
                    "the next start",

@@ -20,7 +20,9 @@ int serve(const std::string& config_path);
 
 // The one-line STATUS= summary, e.g. "watching 3 references, last poll
 // 2026-11-28T12:00:00Z, 1 pending delivery". `last_poll` at the epoch means
-// none yet; `errors` (Dockerfiles that could not be scanned) shows when > 0.
-std::string status_line(size_t references, TimePoint last_poll, int64_t pending, size_t errors);
+// none yet; `errors` (Dockerfiles that could not be scanned) shows when > 0;
+// `role` ("leading", "following": several instances on one database) ends
+// it after "; " when given.
+std::string status_line(size_t references, TimePoint last_poll, int64_t pending, size_t errors, const std::string& role = "");
 
 }  // namespace bw::app

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "triggers/process.h"
+#include "util/database_uri.h"
 #include "util/strings.h"
 
 namespace bw::app {
@@ -78,23 +79,40 @@ triggers::RetryPolicy retry_policy(const config::Config& cfg) {
   return p;
 }
 
-Result<std::unique_ptr<Runtime>> make_runtime(std::shared_ptr<const config::Config> shared) {
+Result<std::unique_ptr<Runtime>> make_runtime(std::shared_ptr<const config::Config> shared, bool cluster) {
   auto rt = std::make_unique<Runtime>();
   rt->cfg = std::move(shared);
   const config::Config& cfg = *rt->cfg;
   if (auto problems = config_problems(cfg); !problems.empty()) return make_error(ErrorKind::invalid, join(problems, "\n"));
   BW_TRY(auto model, watcher::build_model(cfg));
   BW_TRY(rt->store, db::Store::open(cfg.database));
+  db::Instance self = cluster::this_instance(BASEWATCH_VERSION, rt->clock.now());
+  if (cluster && is_postgres_uri(cfg.database)) {
+    cluster::Timing timing{cfg.ha_lease};
+    BW_TRY(rt->leader_store, db::Store::open(cfg.database));
+    BW_TRY(rt->keeper_link, db::Cluster::open(cfg.database, timing.link_timeouts()));
+    BW_TRY(rt->api_link, db::Cluster::open(cfg.database, timing.link_timeouts()));
+    rt->leadership = std::make_unique<cluster::LeaseKeeper>(*rt->keeper_link, *rt->api_link, self, cfg.ha_lease, rt->ticks);
+  } else if (cluster) {
+    rt->leadership = std::make_unique<cluster::Solo>(self);
+  }
   rt->http = std::make_unique<net::HttplibClient>();
   rt->registry = std::make_unique<registry::Client>(*rt->http, rt->clock, registry_settings(cfg));
-  rt->watcher = std::make_unique<watcher::Watcher>(rt->cfg, std::make_shared<const watcher::Model>(std::move(model)), *rt->store,
+  rt->watcher = std::make_unique<watcher::Watcher>(rt->cfg, std::make_shared<const watcher::Model>(std::move(model)), rt->loop_store(),
                                                    *rt->registry, rt->clock);
-  rt->dispatcher = std::make_unique<triggers::Dispatcher>(*rt->store, rt->clock, 4, cfg.builds_concurrency);
+  rt->dispatcher = std::make_unique<triggers::Dispatcher>(rt->loop_store(), rt->clock, 4, cfg.builds_concurrency);
   rt->dispatcher->set_triggers(make_triggers(cfg, *rt), retry_policy(cfg));
   // The serve loop runs dispatch_once again at once while a delivery is due;
   // builds waiting for a slot are due, so let it pause instead of spinning.
   rt->dispatcher->set_idle_wait(Millis(100));
-  rt->syncer = std::make_unique<mirror::Syncer>(rt->cfg, *rt->store, *rt->registry, rt->clock);
+  rt->syncer = std::make_unique<mirror::Syncer>(rt->cfg, rt->loop_store(), *rt->registry, rt->clock);
+  if (rt->shared()) {
+    // Only the leader polls, copies and delivers, and only while it holds the lease.
+    cluster::Leadership* lead = rt->leadership.get();
+    rt->watcher->set_gate([lead] { return lead->acting(); });
+    rt->dispatcher->set_gate([lead] { return lead->acting(); });
+    rt->syncer->set_gate([lead] { return lead->acting(); });
+  }
   return rt;
 }
 

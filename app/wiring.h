@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "cluster/leadership.h"
 #include "config/config.h"
+#include "db/cluster.h"
 #include "db/store.h"
 #include "mirror/syncer.h"
 #include "net/http.h"
@@ -35,6 +37,17 @@ struct Runtime {
   std::shared_ptr<const config::Config> cfg;  // one copy, shared by the parts
   RealClock clock;
   std::unique_ptr<db::Store> store;
+  // With several instances (serve on PostgreSQL): a store of its own for
+  // what the leader's loops write, fenced by the lease's epoch while this
+  // instance leads (the API and the commands write through `store`,
+  // unfenced). Null alone: the loops write through `store`.
+  std::unique_ptr<db::Store> leader_store;
+  // Who leads (serve only; null for check): Solo alone, else a LeaseKeeper
+  // with its two links to the cluster. Declared before the parts whose
+  // gate asks it, so it outlives them.
+  cluster::BootTicks ticks;
+  std::unique_ptr<db::Cluster> keeper_link, api_link;
+  std::unique_ptr<cluster::Leadership> leadership;
   std::unique_ptr<net::HttplibClient> http;
   std::unique_ptr<registry::Client> registry;
   std::unique_ptr<watcher::Watcher> watcher;
@@ -42,7 +55,12 @@ struct Runtime {
   // checked now, so the projects FROM it fire without waiting for the poll.
   Waker poll_waker;
   std::unique_ptr<triggers::Dispatcher> dispatcher;
-  std::unique_ptr<mirror::Syncer> syncer;  // carries out copy jobs (mirrors:)
+  std::unique_ptr<mirror::Syncer> syncer;  // carries out copy jobs (mirrors:), on loop_store()
+
+  // The store the leader's loops (poll, dispatch, copy) write through.
+  db::Store& loop_store() { return leader_store ? *leader_store : *store; }
+  // Several instances share the database (PostgreSQL, serve).
+  bool shared() const { return leader_store != nullptr; }
 };
 
 // The triggers of `cfg`, wired to the runtime's parts (HTTP, the process
@@ -50,8 +68,15 @@ struct Runtime {
 // pushed images).
 std::map<std::string, std::unique_ptr<triggers::Trigger>> make_triggers(const config::Config& cfg, Runtime& rt);
 
-// Errors: ErrorKind::invalid for config-level problems (a dependency cycle),
-// others (the database) are operational.
-Result<std::unique_ptr<Runtime>> make_runtime(std::shared_ptr<const config::Config> cfg);
+// `cluster`: for serve, which takes part in the cluster on a PostgreSQL
+// database (the watcher, the dispatcher and the copier get the leader's gate
+// and store) and leads alone on SQLite. Errors: ErrorKind::invalid for
+// config-level problems (a dependency cycle), others (the database) are
+// operational.
+Result<std::unique_ptr<Runtime>> make_runtime(std::shared_ptr<const config::Config> cfg, bool cluster = false);
+
+// The meta key under which the leader keeps the registry budgets
+// (registry::encode_budgets) for the next one.
+inline constexpr const char* k_budgets_meta = "registry_budgets";
 
 }  // namespace bw::app

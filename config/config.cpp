@@ -413,12 +413,13 @@ Result<Config> parse(const std::string& text, const std::string& file) {
   }
   yaml::Node root = doc->root();
   Reader r(file);
+  std::optional<Mark> ha_mark;  // where ha: is, for the check against the database
   try {
     if (!root || root.IsNull()) {
       return make_error(ErrorKind::invalid, file + ":1:1: the config is empty (at least projects: or watch: is needed)");
     }
     c.mark = r.mark(root);
-    if (!r.mapping(root, "", {"database", "listen", "api", "log", "poll", "defaults", "registries", "watch",
+    if (!r.mapping(root, "", {"database", "ha", "listen", "api", "log", "poll", "defaults", "registries", "watch",
                               "projects", "triggers", "retry", "inbound", "builds", "mirrors", "policy"}))
       return make_error(ErrorKind::invalid, r.error());
 
@@ -431,6 +432,13 @@ Result<Config> parse(const std::string& text, const std::string& file) {
       }
     } else if (!c.database.empty()) {
       c.database = r.resolve_path(c.database);
+    }
+    if (auto ha = root["ha"]; ha && r.mapping(ha, "ha", {"lease"})) {
+      for (const auto& kv : root) {
+        if (kv.first.Scalar() == "ha") ha_mark = r.mark(kv.first);
+      }
+      r.duration(ha, "lease", "ha", c.ha_lease);
+      if (ha["lease"] && !r.failed() && c.ha_lease.count() < 1000) r.fail(ha["lease"], "ha.lease: must be at least 1s");
     }
     r.string(root, "listen", "", c.listen);
     if (auto api = root["api"]; api && r.mapping(api, "api", {"token_file"})) r.secret_file(api, "token_file", "api", c.api_token);
@@ -754,6 +762,11 @@ Result<Config> parse(const std::string& text, const std::string& file) {
     std::string dir = state && *state ? split(state, ':')[0] : ".";
     c.database = (fs::path(dir) / "basewatch.db").string();
   }
+  // Several instances share a server's database, never a file: a lease on
+  // SQLite would promise a failover that cannot happen.
+  if (ha_mark && !is_postgres_uri(c.database)) {
+    return make_error(ErrorKind::invalid, ha_mark->str() + ": ha: needs a PostgreSQL database: (a SQLite file serves one instance)");
+  }
   if (c.builds_logs.empty()) {
     // Next to a SQLite file; with a server, in the state folder.
     const char* state = std::getenv("STATE_DIRECTORY");
@@ -780,6 +793,7 @@ std::string describe(const Config& c) {
       << " registries=" << c.registries.size() << " watch=" << c.watch.size() << " projects=" << c.projects.size()
       << " triggers=" << c.triggers.size() << " inbound=" << c.inbound.size()
       << " builds.concurrency=" << c.builds_concurrency << " builds.logs=" << c.builds_logs << " mirrors=" << c.mirrors.size();
+  if (is_postgres_uri(c.database)) out << " ha.lease=" << format_duration(c.ha_lease);
   for (const auto& [host, r] : c.registries) {
     out << " registry[" << host << "]={user=" << (r.username.empty() ? "(none)" : r.username)
         << " password=" << (r.password.empty() ? "(none)" : "(set)") << " insecure=" << (r.insecure ? "true" : "false") << "}";

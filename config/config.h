@@ -164,6 +164,10 @@ struct Config {
   // A SQLite file path (resolved against the config's folder) or a PostgreSQL
   // URI (its passfile= and ssl*= file parameters resolved the same way).
   std::string database;
+  // ha.lease: how long the leader's lease lasts when several instances
+  // share a PostgreSQL database (cluster/leadership.h). ha: with a SQLite
+  // database is an error.
+  Millis ha_lease{15'000};
   std::string listen = "127.0.0.1:8780";
   std::string api_token;  // from api.token_file
   std::string log_level = "info";

@@ -1,6 +1,7 @@
 #include "db/pg_store.h"
 
-#include <libpq-fe.h>
+#include "db/pg_link.h"
+
 
 #include <nlohmann/json.hpp>
 
@@ -15,32 +16,10 @@
 namespace bw::db {
 
 using json = nlohmann::json;
+using pg::Rows;
+using pg::one_line;
 
 namespace {
-
-// libpq's messages end in a newline and continue lines with "\n\t"; ours
-// are one line.
-std::string one_line(const char* text) {
-  std::string out;
-  bool space = false;
-  for (const char* p = text ? text : ""; *p; ++p) {
-    if (*p == '\n' || *p == '\t' || *p == '\r') {
-      space = !out.empty();
-      continue;
-    }
-    if (space) out += ' ';
-    space = false;
-    out += *p;
-  }
-  return out;
-}
-
-// The connection parameters for libpq: the URI expanded (expand_dbname),
-// then defaults the URI may override.
-struct ConnectParams {
-  std::vector<const char*> keys, values;
-  bool has_timeout = false;
-};
 
 // Migrations: index i takes the schema from version i to i+1, the same
 // logical schema as the SQLite engine's (same tables, columns, meanings).
@@ -137,6 +116,38 @@ ALTER TABLE attempts ADD COLUMN pushed_digest TEXT NOT NULL DEFAULT '';
 };
 static_assert(std::size(k_migrations) == k_schema_version, "one PostgreSQL migration per schema version");
 
+// The cluster's bookkeeping (db/cluster.h): the leader's lease (one row,
+// there from the start), the instances, and requests for the leader. Like
+// basewatch_schema they are this engine's, not the logical schema's:
+// several instances share one database only on PostgreSQL, `db copy` does
+// not copy them (a copy is a new cluster), and they are made when missing
+// on every open.
+constexpr const char* k_cluster_tables = R"sql(
+CREATE TABLE IF NOT EXISTS basewatch_lease (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  epoch BIGINT NOT NULL,
+  holder TEXT NOT NULL,
+  since BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL
+);
+INSERT INTO basewatch_lease(id, epoch, holder, since, expires_at) VALUES (1, 0, '', 0, 0) ON CONFLICT (id) DO NOTHING;
+CREATE TABLE IF NOT EXISTS basewatch_instances (
+  id TEXT PRIMARY KEY,
+  host TEXT NOT NULL,
+  pid BIGINT NOT NULL,
+  version TEXT NOT NULL,
+  started_at BIGINT NOT NULL,
+  last_seen BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS basewatch_requests (
+  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  kind TEXT NOT NULL,
+  ref TEXT NOT NULL,
+  source TEXT NOT NULL,
+  created_at BIGINT NOT NULL
+);
+)sql";
+
 // pg_advisory_xact_lock key of the migrations: "bwschema" in ASCII.
 constexpr const char* k_migration_lock = "7166894634432276833";
 
@@ -181,39 +192,6 @@ const char* k_job_columns =
     "id, mirror, upstream, digest, reason, state, attempts, created_at, next_attempt_at, updated_at, last_error, mirror_digest";
 
 }  // namespace
-
-// One PGresult, cleared on scope exit.
-class PgStore::Rows {
- public:
-  explicit Rows(PGresult* res) : m_res(res) {}
-  Rows(Rows&& other) noexcept : m_res(std::exchange(other.m_res, nullptr)) {}
-  Rows& operator=(Rows&&) = delete;
-  ~Rows() {
-    if (m_res) PQclear(m_res);
-  }
-  bool ok() const {
-    auto st = m_res ? PQresultStatus(m_res) : PGRES_FATAL_ERROR;
-    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
-  }
-  // The server's message (its primary text), else the connection's.
-  std::string message(PGconn* conn) const {
-    const char* primary = m_res ? PQresultErrorField(m_res, PG_DIAG_MESSAGE_PRIMARY) : nullptr;
-    return one_line(primary ? primary : PQerrorMessage(conn));
-  }
-  int size() const { return PQntuples(m_res); }
-  std::string text(int row, int col) const {
-    return std::string(PQgetvalue(m_res, row, col), static_cast<size_t>(PQgetlength(m_res, row, col)));
-  }
-  int64_t i64(int row, int col) const { return std::strtoll(PQgetvalue(m_res, row, col), nullptr, 10); }
-  bool is_null(int row, int col) const { return PQgetisnull(m_res, row, col) != 0; }
-  int columns() const { return PQnfields(m_res); }
-  std::string column(int col) const { return PQfname(m_res, col); }
-  // Rows an INSERT/UPDATE/DELETE touched.
-  int64_t changed() const { return std::strtoll(PQcmdTuples(m_res), nullptr, 10); }
-
- private:
-  PGresult* m_res;
-};
 
 struct PgStore::Connection {
   PGconn* conn = nullptr;
@@ -317,67 +295,23 @@ int PgStore::reconnects() {
 Status PgStore::connect() {
   if (m_conn && m_conn->ok()) return ok_status();
   if (m_tx_depth > 0) return error("transaction", "the connection to the server was lost inside the transaction");
-  const std::string shown = "database " + redact_database(m_uri) + ": ";
-
-  // libpq reads the URI; a URI it cannot read is the user's to fix.
-  char* parse_error = nullptr;
-  PQconninfoOption* options = PQconninfoParse(m_uri.c_str(), &parse_error);
-  if (!options) {
-    std::string why = parse_error ? one_line(parse_error) : "out of memory";
-    if (parse_error) PQfreemem(parse_error);
-    return make_error(ErrorKind::invalid, shown + redact_secrets(why, m_secrets));
-  }
-  bool has_timeout = false;
-  for (auto* o = options; o->keyword; ++o) {
-    if (std::string(o->keyword) == "connect_timeout" && o->val && *o->val) has_timeout = true;
-  }
-  PQconninfoFree(options);
-  // The URI first (expanded), then what it may not say: a name for
-  // pg_stat_activity, and a bounded wait for an unreachable server.
-  std::vector<const char*> keys{"dbname", "fallback_application_name", "client_encoding"};
-  std::vector<const char*> values{m_uri.c_str(), "basewatch", "UTF8"};
-  if (!has_timeout) {
-    keys.push_back("connect_timeout");
-    values.push_back("10");
-  }
-  keys.push_back(nullptr);
-  values.push_back(nullptr);
-
   bool had = m_conn != nullptr;
   m_conn.reset();
+  BW_TRY(PGconn* conn, pg::connect(m_uri, m_secrets));
   auto c = std::make_unique<Connection>();
-  c->conn = PQconnectdbParams(keys.data(), values.data(), 1);
-  if (!c->conn) return make_error(ErrorKind::io, shown + "out of memory");
-  if (PQstatus(c->conn) != CONNECTION_OK) {
-    std::string why = redact_secrets(one_line(PQerrorMessage(c->conn)), m_secrets);
-    if (PQconnectionNeedsPassword(c->conn)) {
-      why += " (no password found: name a passfile in the URI, ?passfile=PATH, or set PGPASSFILE)";
-    }
-    // The server is up and accepting connections but refused this one
-    // (password, role, database, pg_hba), or libpq refused a parameter
-    // before contacting any server: the user's to fix. Else the server could
-    // not be reached (or does not accept connections yet: starting up,
-    // shutting down): operational, try again later. (libpq's messages are
-    // not translated: basewatch runs in the C locale.)
-    bool contacted = why.find("connection to server") != std::string::npos ||
-                     why.find("could not translate host name") != std::string::npos;
-    switch (PQpingParams(keys.data(), values.data(), 1)) {
-      case PQPING_OK:
-      case PQPING_NO_ATTEMPT: return make_error(ErrorKind::invalid, shown + why);
-      case PQPING_REJECT:
-      case PQPING_NO_RESPONSE: break;
-    }
-    return make_error(contacted ? ErrorKind::network : ErrorKind::invalid, shown + why);
+  c->conn = conn;
+  // What this session must hold on every connection (a fenced store's
+  // idle-in-transaction limit), set again after a reconnect.
+  if (!m_session.empty()) {
+    Rows set(PQexec(c->conn, m_session.c_str()));
+    if (!set.ok()) return error("session", set.message(c->conn));
   }
-  // The server's notices (NOTICE: relation ... already exists) are not ours
-  // to print on stderr.
-  PQsetNoticeProcessor(c->conn, [](void*, const char*) {}, nullptr);
   if (had) ++m_reconnects;
   m_conn = std::move(c);
   return ok_status();
 }
 
-Result<PgStore::Rows> PgStore::run(const char* what, const std::string& sql, const Params& params) {
+Result<pg::Rows> PgStore::run(const char* what, const std::string& sql, const Params& params) {
   std::lock_guard lock(m_mutex);
   for (int attempt = 0;; ++attempt) {
     BW_TRY(auto connected, connect());
@@ -412,13 +346,42 @@ Status PgStore::exec(const char* what, const std::string& sql) {
   return ok_status();
 }
 
-Result<PgStore::Rows> PgStore::query(const char* what, const std::string& sql) {
+Result<pg::Rows> PgStore::query(const char* what, const std::string& sql) {
   std::lock_guard lock(m_mutex);
   BW_TRY(auto connected, connect());
   (void)connected;
   Rows rows(PQexec(m_conn->conn, sql.c_str()));
   if (!rows.ok()) return error(what, rows.message(m_conn->conn));
   return rows;
+}
+
+Status PgStore::set_fence(const Fence& fence) {
+  std::lock_guard lock(m_mutex);
+  m_fence = fence;
+  m_session = fence.epoch != 0 && fence.idle_limit.count() > 0
+                  ? "SET idle_in_transaction_session_timeout = " + num(fence.idle_limit.count())
+                  : "";
+  if (!m_conn || !m_conn->ok()) return ok_status();  // connect() sets it
+  std::string sql = m_session.empty() ? "SET idle_in_transaction_session_timeout = 0" : m_session;
+  auto st = exec("session", sql);
+  // A connection that turned out broken (the server restarted): the next
+  // call connects again, and connect() sets it there.
+  if (!st && (!m_conn || !m_conn->ok())) return ok_status();
+  return st;
+}
+
+template <typename F>
+auto PgStore::fenced(F&& write) -> decltype(write()) {
+  std::lock_guard lock(m_mutex);
+  if (m_fence.epoch == 0 || m_tx_depth > 0) return write();
+  std::optional<decltype(write())> out;
+  auto st = transaction([&]() -> Status {
+    out.emplace(write());
+    if (!out->ok()) return out->error();
+    return ok_status();
+  });
+  if (!st) return st.error();
+  return std::move(*out);
 }
 
 Status PgStore::transaction(const std::function<Status()>& fn) {
@@ -433,8 +396,15 @@ Status PgStore::transaction(const std::function<Status()>& fn) {
     explicit Depth(int& d) : depth(d) { ++depth; }
     ~Depth() { --depth; }
   };
-  Status st = [&] {
+  Status st = [&]() -> Status {
     Depth inside(m_tx_depth);
+    if (m_fence.epoch != 0) {
+      BW_TRY(auto held, run("fence", "SELECT epoch FROM basewatch_lease WHERE id=1 AND epoch=$1 FOR KEY SHARE", {num(m_fence.epoch)}));
+      if (held.size() == 0) {
+        return make_error(ErrorKind::fenced, "database: fenced: the lease of epoch " + num(m_fence.epoch) +
+                                                 " has passed to another instance; nothing was written");
+      }
+    }
     return fn();
   }();
   auto rollback = [&] {
@@ -479,6 +449,8 @@ Status PgStore::migrate(int schema) {
       BW_TRY(auto updated, run("migrate", "UPDATE basewatch_schema SET version=$1", {num(v + 1)}));
       (void)updated;
     }
+    BW_TRY(auto cluster, exec("migrate", k_cluster_tables));
+    (void)cluster;
     return ok_status();
   });
 }
@@ -536,53 +508,63 @@ Result<std::map<std::string, int64_t>> PgStore::next_checks() {
 }
 
 Status PgStore::put_ref(const RefState& r) {
-  BW_TRY(auto rows, run("put ref",
-                        "INSERT INTO refs(ref, digest, media_type, platforms, last_checked, last_changed, next_check, last_error, "
-                        "error_kind, failures) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT(ref) DO UPDATE SET "
-                        "digest=excluded.digest, media_type=excluded.media_type, platforms=excluded.platforms, "
-                        "last_checked=excluded.last_checked, last_changed=excluded.last_changed, next_check=excluded.next_check, "
-                        "last_error=excluded.last_error, error_kind=excluded.error_kind, failures=excluded.failures",
-                        {r.ref, r.digest, r.media_type, platforms_to_json(r.platforms), num(r.last_checked), num(r.last_changed),
-                         num(r.next_check), r.last_error, r.error_kind, num(r.failures)}));
-  (void)rows;
-  return ok_status();
+  return fenced([&]() -> Status {
+    BW_TRY(auto rows, run("put ref",
+                          "INSERT INTO refs(ref, digest, media_type, platforms, last_checked, last_changed, next_check, last_error, "
+                          "error_kind, failures) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT(ref) DO UPDATE SET "
+                          "digest=excluded.digest, media_type=excluded.media_type, platforms=excluded.platforms, "
+                          "last_checked=excluded.last_checked, last_changed=excluded.last_changed, next_check=excluded.next_check, "
+                          "last_error=excluded.last_error, error_kind=excluded.error_kind, failures=excluded.failures",
+                          {r.ref, r.digest, r.media_type, platforms_to_json(r.platforms), num(r.last_checked), num(r.last_changed),
+                           num(r.next_check), r.last_error, r.error_kind, num(r.failures)}));
+    (void)rows;
+    return ok_status();
+  });
 }
 
 Status PgStore::touch_ref(const std::string& ref, int64_t checked_at, int64_t next_check) {
-  BW_TRY(auto rows, run("touch ref",
-                        "UPDATE refs SET last_checked=$1, next_check=$2, last_error='', error_kind='', failures=0 WHERE ref=$3",
-                        {num(checked_at), num(next_check), ref}));
-  if (rows.changed() == 0) return make_error(ErrorKind::not_found, "no reference " + ref);
-  return ok_status();
+  return fenced([&]() -> Status {
+    BW_TRY(auto rows, run("touch ref",
+                          "UPDATE refs SET last_checked=$1, next_check=$2, last_error='', error_kind='', failures=0 WHERE ref=$3",
+                          {num(checked_at), num(next_check), ref}));
+    if (rows.changed() == 0) return make_error(ErrorKind::not_found, "no reference " + ref);
+    return ok_status();
+  });
 }
 
 Status PgStore::set_ref_error(const std::string& ref, const std::string& kind, const std::string& message, int64_t checked_at,
                               int64_t next_check) {
-  BW_TRY(auto rows, run("set ref error",
-                        "INSERT INTO refs(ref, last_checked, next_check, last_error, error_kind, failures) VALUES($1,$2,$3,$4,$5,1) "
-                        "ON CONFLICT(ref) DO UPDATE SET last_checked=excluded.last_checked, next_check=excluded.next_check, "
-                        "last_error=excluded.last_error, error_kind=excluded.error_kind, failures=refs.failures+1",
-                        {ref, num(checked_at), num(next_check), message, kind}));
-  (void)rows;
-  return ok_status();
+  return fenced([&]() -> Status {
+    BW_TRY(auto rows, run("set ref error",
+                          "INSERT INTO refs(ref, last_checked, next_check, last_error, error_kind, failures) VALUES($1,$2,$3,$4,$5,1) "
+                          "ON CONFLICT(ref) DO UPDATE SET last_checked=excluded.last_checked, next_check=excluded.next_check, "
+                          "last_error=excluded.last_error, error_kind=excluded.error_kind, failures=refs.failures+1",
+                          {ref, num(checked_at), num(next_check), message, kind}));
+    (void)rows;
+    return ok_status();
+  });
 }
 
 Status PgStore::delete_ref(const std::string& ref) {
-  BW_TRY(auto rows, run("delete ref", "DELETE FROM refs WHERE ref=$1", {ref}));
-  (void)rows;
-  return ok_status();
+  return fenced([&]() -> Status {
+    BW_TRY(auto rows, run("delete ref", "DELETE FROM refs WHERE ref=$1", {ref}));
+    (void)rows;
+    return ok_status();
+  });
 }
 
 Result<int64_t> PgStore::add_event(const Event& e) {
-  json platforms = json::object();
-  for (const auto& [p, od] : e.platforms) platforms[p] = {{"old", od.first}, {"new", od.second}};
-  BW_TRY(auto rows, run("add event",
-                        "INSERT INTO events(ref, old_digest, new_digest, platforms, outcome, source, detected_at, deliveries) "
-                        "VALUES($1,$2,$3,$4,$5,$6,$7,$8) RETURNING id",
-                        {e.ref, e.old_digest, e.new_digest, platforms.dump(), e.outcome, e.source, num(e.detected_at),
-                         json(e.deliveries).dump()}));
-  if (rows.size() != 1) return error("add event", "no id returned");
-  return rows.i64(0, 0);
+  return fenced([&]() -> Result<int64_t> {
+    json platforms = json::object();
+    for (const auto& [p, od] : e.platforms) platforms[p] = {{"old", od.first}, {"new", od.second}};
+    BW_TRY(auto rows, run("add event",
+                          "INSERT INTO events(ref, old_digest, new_digest, platforms, outcome, source, detected_at, deliveries) "
+                          "VALUES($1,$2,$3,$4,$5,$6,$7,$8) RETURNING id",
+                          {e.ref, e.old_digest, e.new_digest, platforms.dump(), e.outcome, e.source, num(e.detected_at),
+                           json(e.deliveries).dump()}));
+    if (rows.size() != 1) return error("add event", "no id returned");
+    return rows.i64(0, 0);
+  });
 }
 
 Result<std::vector<Event>> PgStore::list_events(int limit) {
@@ -617,13 +599,15 @@ Result<std::vector<Event>> PgStore::list_events(int limit) {
 }
 
 Status PgStore::add_delivery(const Delivery& d) {
-  BW_TRY(auto rows, run("add delivery",
-                        "INSERT INTO deliveries(id, trigger, project, state, payload, attempts, created_at, next_attempt_at, "
-                        "updated_at, wait_job) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
-                        {d.id, d.trigger, d.project, to_string(d.state), d.payload, num(d.attempts), num(d.created_at),
-                         num(d.next_attempt_at), num(d.created_at), num(d.wait_job)}));
-  (void)rows;
-  return ok_status();
+  return fenced([&]() -> Status {
+    BW_TRY(auto rows, run("add delivery",
+                          "INSERT INTO deliveries(id, trigger, project, state, payload, attempts, created_at, next_attempt_at, "
+                          "updated_at, wait_job) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+                          {d.id, d.trigger, d.project, to_string(d.state), d.payload, num(d.attempts), num(d.created_at),
+                           num(d.next_attempt_at), num(d.created_at), num(d.wait_job)}));
+    (void)rows;
+    return ok_status();
+  });
 }
 
 Result<std::optional<Delivery>> PgStore::find_settling(const std::string& trigger, const std::string& project, int64_t now) {
@@ -637,10 +621,12 @@ Result<std::optional<Delivery>> PgStore::find_settling(const std::string& trigge
 }
 
 Status PgStore::update_settling(const std::string& id, const std::string& payload, int64_t next_attempt_at) {
-  BW_TRY(auto rows, run("update settling delivery", "UPDATE deliveries SET payload=$1, next_attempt_at=$2 WHERE id=$3 AND attempts=0",
-                        {payload, num(next_attempt_at), id}));
-  (void)rows;
-  return ok_status();
+  return fenced([&]() -> Status {
+    BW_TRY(auto rows, run("update settling delivery", "UPDATE deliveries SET payload=$1, next_attempt_at=$2 WHERE id=$3 AND attempts=0",
+                          {payload, num(next_attempt_at), id}));
+    (void)rows;
+    return ok_status();
+  });
 }
 
 Result<std::vector<Delivery>> PgStore::due_deliveries(int64_t now, int limit) {
@@ -710,12 +696,14 @@ Result<std::vector<Attempt>> PgStore::list_attempts(const std::string& delivery_
 }
 
 Status PgStore::requeue(const std::string& id, int64_t now) {
-  BW_TRY(auto rows, run("requeue",
-                        "UPDATE deliveries SET state=CASE WHEN attempts=0 THEN 'pending' ELSE 'failed' END, next_attempt_at=$1, "
-                        "updated_at=$1 WHERE id=$2",
-                        {num(now), id}));
-  if (rows.changed() == 0) return make_error(ErrorKind::not_found, "no delivery with id " + id);
-  return ok_status();
+  return fenced([&]() -> Status {
+    BW_TRY(auto rows, run("requeue",
+                          "UPDATE deliveries SET state=CASE WHEN attempts=0 THEN 'pending' ELSE 'failed' END, next_attempt_at=$1, "
+                          "updated_at=$1 WHERE id=$2",
+                          {num(now), id}));
+    if (rows.changed() == 0) return make_error(ErrorKind::not_found, "no delivery with id " + id);
+    return ok_status();
+  });
 }
 
 Result<std::map<std::string, int64_t>> PgStore::delivery_counts() {
@@ -732,9 +720,11 @@ Result<std::optional<int64_t>> PgStore::next_due() {
 }
 
 Status PgStore::set_delivery_wait(const std::string& id, int64_t job) {
-  BW_TRY(auto rows, run("set delivery wait", "UPDATE deliveries SET wait_job=$1 WHERE id=$2", {num(job), id}));
-  if (rows.changed() == 0) return make_error(ErrorKind::not_found, "no delivery with id " + id);
-  return ok_status();
+  return fenced([&]() -> Status {
+    BW_TRY(auto rows, run("set delivery wait", "UPDATE deliveries SET wait_job=$1 WHERE id=$2", {num(job), id}));
+    if (rows.changed() == 0) return make_error(ErrorKind::not_found, "no delivery with id " + id);
+    return ok_status();
+  });
 }
 
 Result<std::vector<Delivery>> PgStore::waiting_deliveries(int64_t job) {
@@ -747,11 +737,13 @@ Result<std::vector<Delivery>> PgStore::waiting_deliveries(int64_t job) {
 }
 
 Status PgStore::release_delivery(const std::string& id, const std::string& payload) {
-  BW_TRY(auto rows, run("release delivery",
-                        "UPDATE deliveries SET wait_job=0, payload=CASE WHEN attempts=0 THEN $1 ELSE payload END WHERE id=$2",
-                        {payload, id}));
-  if (rows.changed() == 0) return make_error(ErrorKind::not_found, "no delivery with id " + id);
-  return ok_status();
+  return fenced([&]() -> Status {
+    BW_TRY(auto rows, run("release delivery",
+                          "UPDATE deliveries SET wait_job=0, payload=CASE WHEN attempts=0 THEN $1 ELSE payload END WHERE id=$2",
+                          {payload, id}));
+    if (rows.changed() == 0) return make_error(ErrorKind::not_found, "no delivery with id " + id);
+    return ok_status();
+  });
 }
 
 Result<std::map<std::string, int64_t>> PgStore::waiting_by_mirror() {
@@ -764,16 +756,18 @@ Result<std::map<std::string, int64_t>> PgStore::waiting_by_mirror() {
 }
 
 Status PgStore::put_mirror(const MirrorState& m) {
-  BW_TRY(auto rows, run("put mirror",
-                        "INSERT INTO mirrors(mirror, upstream, upstream_digest, mirror_digest, state, last_copy, last_error, checked_at, "
-                        "updated_at) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT(mirror) DO UPDATE SET upstream=excluded.upstream, "
-                        "upstream_digest=excluded.upstream_digest, mirror_digest=excluded.mirror_digest, state=excluded.state, "
-                        "last_copy=excluded.last_copy, last_error=excluded.last_error, checked_at=excluded.checked_at, "
-                        "updated_at=excluded.updated_at",
-                        {m.mirror, m.upstream, m.upstream_digest, m.mirror_digest, m.state, m.last_copy, m.last_error,
-                         num(m.checked_at), num(m.updated_at)}));
-  (void)rows;
-  return ok_status();
+  return fenced([&]() -> Status {
+    BW_TRY(auto rows, run("put mirror",
+                          "INSERT INTO mirrors(mirror, upstream, upstream_digest, mirror_digest, state, last_copy, last_error, checked_at, "
+                          "updated_at) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT(mirror) DO UPDATE SET upstream=excluded.upstream, "
+                          "upstream_digest=excluded.upstream_digest, mirror_digest=excluded.mirror_digest, state=excluded.state, "
+                          "last_copy=excluded.last_copy, last_error=excluded.last_error, checked_at=excluded.checked_at, "
+                          "updated_at=excluded.updated_at",
+                          {m.mirror, m.upstream, m.upstream_digest, m.mirror_digest, m.state, m.last_copy, m.last_error,
+                           num(m.checked_at), num(m.updated_at)}));
+    (void)rows;
+    return ok_status();
+  });
 }
 
 Result<std::optional<MirrorState>> PgStore::get_mirror(const std::string& mirror) {
@@ -790,19 +784,23 @@ Result<std::vector<MirrorState>> PgStore::list_mirrors() {
 }
 
 Status PgStore::delete_mirror(const std::string& mirror) {
-  BW_TRY(auto rows, run("delete mirror", "DELETE FROM mirrors WHERE mirror=$1", {mirror}));
-  (void)rows;
-  return ok_status();
+  return fenced([&]() -> Status {
+    BW_TRY(auto rows, run("delete mirror", "DELETE FROM mirrors WHERE mirror=$1", {mirror}));
+    (void)rows;
+    return ok_status();
+  });
 }
 
 Result<int64_t> PgStore::add_copy_job(const CopyJob& j) {
-  BW_TRY(auto rows, run("add copy job",
-                        "INSERT INTO copy_jobs(mirror, upstream, digest, reason, state, attempts, created_at, next_attempt_at, "
-                        "updated_at, last_error, mirror_digest) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING id",
-                        {j.mirror, j.upstream, j.digest, j.reason, j.state, num(j.attempts), num(j.created_at), num(j.next_attempt_at),
-                         num(j.created_at), j.last_error, j.mirror_digest}));
-  if (rows.size() != 1) return error("add copy job", "no id returned");
-  return rows.i64(0, 0);
+  return fenced([&]() -> Result<int64_t> {
+    BW_TRY(auto rows, run("add copy job",
+                          "INSERT INTO copy_jobs(mirror, upstream, digest, reason, state, attempts, created_at, next_attempt_at, "
+                          "updated_at, last_error, mirror_digest) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) RETURNING id",
+                          {j.mirror, j.upstream, j.digest, j.reason, j.state, num(j.attempts), num(j.created_at), num(j.next_attempt_at),
+                           num(j.created_at), j.last_error, j.mirror_digest}));
+    if (rows.size() != 1) return error("add copy job", "no id returned");
+    return rows.i64(0, 0);
+  });
 }
 
 Result<std::optional<CopyJob>> PgStore::get_copy_job(int64_t id) {
@@ -835,19 +833,23 @@ Result<std::vector<CopyJob>> PgStore::pending_copy_jobs(const std::string& mirro
 }
 
 Status PgStore::fail_copy_job(int64_t id, const std::string& error_text, int64_t now, int64_t next_attempt_at) {
-  BW_TRY(auto rows, run("fail copy job",
-                        "UPDATE copy_jobs SET attempts=attempts+1, last_error=$1, updated_at=$2, next_attempt_at=$3 WHERE id=$4",
-                        {error_text, num(now), num(next_attempt_at), num(id)}));
-  if (rows.changed() == 0) return make_error(ErrorKind::not_found, "no copy job " + std::to_string(id));
-  return ok_status();
+  return fenced([&]() -> Status {
+    BW_TRY(auto rows, run("fail copy job",
+                          "UPDATE copy_jobs SET attempts=attempts+1, last_error=$1, updated_at=$2, next_attempt_at=$3 WHERE id=$4",
+                          {error_text, num(now), num(next_attempt_at), num(id)}));
+    if (rows.changed() == 0) return make_error(ErrorKind::not_found, "no copy job " + std::to_string(id));
+    return ok_status();
+  });
 }
 
 Status PgStore::finish_copy_job(int64_t id, const std::string& mirror_digest, int64_t now) {
-  BW_TRY(auto rows, run("finish copy job",
-                        "UPDATE copy_jobs SET state='done', attempts=attempts+1, mirror_digest=$1, last_error='', updated_at=$2 WHERE id=$3",
-                        {mirror_digest, num(now), num(id)}));
-  if (rows.changed() == 0) return make_error(ErrorKind::not_found, "no copy job " + std::to_string(id));
-  return ok_status();
+  return fenced([&]() -> Status {
+    BW_TRY(auto rows, run("finish copy job",
+                          "UPDATE copy_jobs SET state='done', attempts=attempts+1, mirror_digest=$1, last_error='', updated_at=$2 WHERE id=$3",
+                          {mirror_digest, num(now), num(id)}));
+    if (rows.changed() == 0) return make_error(ErrorKind::not_found, "no copy job " + std::to_string(id));
+    return ok_status();
+  });
 }
 
 Result<std::optional<int64_t>> PgStore::next_copy_due() {
@@ -857,10 +859,12 @@ Result<std::optional<int64_t>> PgStore::next_copy_due() {
 }
 
 Status PgStore::set_meta(const std::string& key, const std::string& value) {
-  BW_TRY(auto rows, run("set meta", "INSERT INTO meta(key, value) VALUES($1,$2) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                        {key, value}));
-  (void)rows;
-  return ok_status();
+  return fenced([&]() -> Status {
+    BW_TRY(auto rows, run("set meta", "INSERT INTO meta(key, value) VALUES($1,$2) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                          {key, value}));
+    (void)rows;
+    return ok_status();
+  });
 }
 
 Result<std::optional<std::string>> PgStore::get_meta(const std::string& key) {

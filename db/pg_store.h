@@ -29,6 +29,10 @@
 
 namespace bw::db {
 
+namespace pg {
+class Rows;
+}
+
 class PgStore final : public Store {
  public:
   ~PgStore() override;
@@ -43,6 +47,15 @@ class PgStore final : public Store {
 
   int schema_version() override;
   Status transaction(const std::function<Status()>& fn) override;
+  // The fence check is one statement after BEGIN: SELECT the lease row
+  // (basewatch_lease) with this epoch FOR KEY SHARE. Taking the lease over
+  // locks the row FOR UPDATE (pg_cluster.h), which waits for every fenced
+  // transaction holding it, and a transaction that begins after the
+  // takeover finds another epoch. The lease's renewal is an UPDATE of
+  // non-key columns, which KEY SHARE does not block. A fenced session also
+  // gets idle_in_transaction_session_timeout = fence.idle_limit, so a
+  // leader stopped inside a transaction (SIGSTOP) cannot hold the row.
+  Status set_fence(const Fence& fence) override;
 
   Result<std::optional<RefState>> get_ref(const std::string& ref) override;
   Result<std::vector<RefState>> list_refs() override;
@@ -101,7 +114,7 @@ class PgStore final : public Store {
   int reconnects();
 
  private:
-  class Rows;
+  using Rows = pg::Rows;
   struct Connection;
   explicit PgStore(std::string uri);
 
@@ -119,12 +132,19 @@ class PgStore final : public Store {
   // or it broke (never inside a transaction).
   Status connect();
   Status migrate(int schema);
+  // Runs a lone write: as it is without a fence (or inside a transaction,
+  // which checked the fence when it began), else in a transaction of its
+  // own that checks the fence first.
+  template <typename F>
+  auto fenced(F&& write) -> decltype(write());
   Error error(const char* what, const std::string& detail) const;
 
   std::string m_uri;
   std::vector<std::string> m_secrets;  // the URI's passwords, never shown
   std::unique_ptr<Connection> m_conn;
   int m_tx_depth = 0;  // transactions entered on the thread holding m_mutex
+  Fence m_fence;        // epoch 0: none
+  std::string m_session;  // SET statements every connection of this store runs first
   int m_reconnects = 0;
   std::recursive_mutex m_mutex;
 };

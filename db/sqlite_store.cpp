@@ -336,6 +336,11 @@ Status SqliteStore::migrate(int schema) {
   return ok_status();
 }
 
+Status SqliteStore::set_fence(const Fence& fence) {
+  if (fence.epoch == 0) return ok_status();
+  return make_error(ErrorKind::invalid, "database: a SQLite file serves one instance; fencing several needs PostgreSQL");
+}
+
 Status SqliteStore::transaction(const std::function<Status()>& fn) {
   std::lock_guard lock(m_mutex);
   if (!sqlite3_get_autocommit(m_db)) return fn();  // already inside one: join it

@@ -28,6 +28,8 @@ class SqliteStore final : public Store {
 
   int schema_version() override;
   Status transaction(const std::function<Status()>& fn) override;
+  // One instance per file: a fence is refused (epoch 0 is a no-op).
+  Status set_fence(const Fence& fence) override;
 
   Result<std::optional<RefState>> get_ref(const std::string& ref) override;
   Result<std::vector<RefState>> list_refs() override;

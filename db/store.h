@@ -137,6 +137,15 @@ struct CopyJob {
   std::string mirror_digest;     // done: what the mirror tag names (another digest for a platform subset)
 };
 
+// A leader's fence (see Store::set_fence): the epoch of the cluster's
+// lease the leader holds, and how long one of its transactions may sit idle
+// on the server before the server ends it (a leader stopped in the middle
+// of one must not keep the lease row locked).
+struct Fence {
+  int64_t epoch = 0;  // 0: no fence
+  Millis idle_limit{0};
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -159,6 +168,17 @@ class Store {
   // inside `fn` (on the same thread) are allowed and join it, transaction()
   // included; other threads wait until it ends.
   virtual Status transaction(const std::function<Status()>& fn) = 0;
+
+  // Fencing, for the leader of several instances on one database
+  // (PostgreSQL; db/cluster.h keeps the lease). With a fence set, every
+  // write through this Store object first checks, inside the write's own
+  // transaction, that the cluster's lease still has fence.epoch, and keeps
+  // the lease row locked against a takeover until that transaction ends:
+  // a write commits only while its epoch holds the lease. After the lease
+  // moved on, writes fail with ErrorKind::fenced and change nothing; reads
+  // are not checked. Epoch 0 lifts the fence. The SQLite engine serves one
+  // instance and refuses a fence (ErrorKind::invalid); epoch 0 is a no-op.
+  virtual Status set_fence(const Fence& fence) = 0;
 
   // References.
   virtual Result<std::optional<RefState>> get_ref(const std::string& ref) = 0;

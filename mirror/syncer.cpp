@@ -108,6 +108,7 @@ SyncStats Syncer::sync_once(TimePoint now, int limit) {
     return stats;
   }
   for (const auto& job : *due) {
+    if (m_gate && !m_gate()) break;  // no longer the leader: the next one copies
     auto pending = m_store.pending_copy_jobs(job.mirror);
     if (!pending || pending->empty()) continue;
     if (pending->front().id != job.id) continue;  // an older job of this mirror goes first

@@ -52,6 +52,8 @@ class Syncer {
 
   // Called after deliveries were released (serve wakes the dispatcher).
   void on_release(std::function<void()> fn) { m_on_release = std::move(fn); }
+  // Asked before each job: false stops the step (another instance leads).
+  void set_gate(std::function<bool()> gate) { m_gate = std::move(gate); }
 
  private:
   const config::MirrorConfig* rule_for(const config::Config& cfg, const std::string& mirror) const;
@@ -68,6 +70,7 @@ class Syncer {
   const ClockSource& m_clock;
   Copier m_copier;
   std::function<void()> m_on_release;
+  std::function<bool()> m_gate;
 };
 
 }  // namespace bw::mirror

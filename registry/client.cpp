@@ -287,6 +287,110 @@ std::vector<RegistryStatus> Client::status() const {
   return out;
 }
 
+std::vector<HostBudget> Client::budgets() const {
+  std::vector<HostBudget> out;
+  std::lock_guard lock(m_mutex);
+  for (const auto& [name, h] : m_hosts) {
+    std::lock_guard hl(h->mutex);
+    HostBudget b;
+    b.status = h->status;
+    b.status.next_request_at = 0;
+    b.pause_kind = h->pause_kind;
+    b.pause_reason = h->pause_reason;
+    b.next_slot = h->next_slot == TimePoint{} ? 0 : to_unix_ms(h->next_slot);
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
+void Client::restore_budgets(const std::vector<HostBudget>& budgets) {
+  for (const auto& b : budgets) {
+    if (b.status.host.empty()) continue;
+    Host& h = host(b.status.host);
+    std::lock_guard lock(h.mutex);
+    int64_t paused_until = h.status.paused_until;
+    ErrorKind pause_kind = h.pause_kind;
+    std::string pause_reason = h.pause_reason;
+    if (b.status.paused_until > paused_until) {
+      paused_until = b.status.paused_until;
+      pause_kind = b.pause_kind;
+      pause_reason = b.pause_reason;
+    }
+    h.status = b.status;
+    h.status.host = h.name;
+    h.status.paused_until = paused_until;
+    h.pause_kind = pause_kind;
+    h.pause_reason = pause_reason;
+    if (b.next_slot > 0 && from_unix_ms(b.next_slot) > h.next_slot) h.next_slot = from_unix_ms(b.next_slot);
+  }
+}
+
+namespace {
+
+json optional_number(const std::optional<int64_t>& v) { return v ? json(*v) : json(nullptr); }
+
+std::optional<int64_t> read_optional(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number_integer()) return std::nullopt;
+  return it->get<int64_t>();
+}
+
+int64_t read_number(const json& j, const char* key) { return read_optional(j, key).value_or(0); }
+
+std::string read_text(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+}  // namespace
+
+std::string encode_budgets(const std::vector<HostBudget>& budgets) {
+  json out = json::object();
+  for (const auto& b : budgets) {
+    const RegistryStatus& s = b.status;
+    out[s.host] = {{"requests", s.requests},
+                   {"ratelimit_limit", optional_number(s.ratelimit_limit)},
+                   {"ratelimit_remaining", optional_number(s.ratelimit_remaining)},
+                   {"ratelimit_window_seconds", optional_number(s.ratelimit_window_seconds)},
+                   {"paused_until", s.paused_until},
+                   {"pause_kind", to_string(b.pause_kind)},
+                   {"pause_reason", b.pause_reason},
+                   {"next_slot", b.next_slot},
+                   {"consecutive_failures", s.consecutive_failures},
+                   {"last_error", s.last_error},
+                   {"last_error_kind", s.last_error_kind},
+                   {"last_error_at", s.last_error_at}};
+  }
+  // Error texts may quote a registry's bytes: never a throw.
+  return out.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::vector<HostBudget> decode_budgets(std::string_view text) {
+  std::vector<HostBudget> out;
+  json j = json::parse(text, nullptr, false);
+  if (!j.is_object()) return out;
+  for (const auto& [host, v] : j.items()) {
+    if (host.empty() || !v.is_object()) continue;
+    HostBudget b;
+    b.status.host = host;
+    b.status.requests = std::max<int64_t>(0, read_number(v, "requests"));
+    b.status.ratelimit_limit = read_optional(v, "ratelimit_limit");
+    b.status.ratelimit_remaining = read_optional(v, "ratelimit_remaining");
+    b.status.ratelimit_window_seconds = read_optional(v, "ratelimit_window_seconds");
+    b.status.paused_until = read_number(v, "paused_until");
+    b.pause_kind = parse_error_kind(read_text(v, "pause_kind")).value_or(ErrorKind::rate_limited);
+    b.pause_reason = read_text(v, "pause_reason");
+    b.next_slot = read_number(v, "next_slot");
+    int64_t failures = read_number(v, "consecutive_failures");
+    b.status.consecutive_failures = static_cast<int>(std::clamp<int64_t>(failures, 0, 1'000'000));
+    b.status.last_error = read_text(v, "last_error");
+    b.status.last_error_kind = read_text(v, "last_error_kind");
+    b.status.last_error_at = read_number(v, "last_error_at");
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
 int64_t Client::token_requests() const { return m_token_requests.load(); }
 
 Result<Credentials> Client::credentials(Host& h, const View& v) {

@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "net/http.h"
@@ -76,6 +77,21 @@ struct RegistryStatus {
   std::string last_error_kind;  // to_string(ErrorKind)
   int64_t last_error_at = 0;
 };
+
+// A host's budget as one instance leaves it for the next (the leader of
+// several on one database records it, the one taking over starts from it):
+// the pause a registry asked for (Retry-After) or the breaker set, the
+// requests_per_minute slot, and the figures /v1/status shows.
+struct HostBudget {
+  RegistryStatus status;  // next_request_at is derived, not read back
+  ErrorKind pause_kind = ErrorKind::rate_limited;
+  std::string pause_reason;
+  int64_t next_slot = 0;  // unix ms of the next requests_per_minute slot; 0: none
+};
+// As JSON text, and back (what it cannot read, host by host, is left out:
+// the text comes from the database, written by any version).
+std::string encode_budgets(const std::vector<HostBudget>& budgets);
+std::vector<HostBudget> decode_budgets(std::string_view text);
 
 class Client {
  public:
@@ -145,6 +161,13 @@ class Client {
   // The moment a request to `host` may go out again (Retry-After / budget).
   TimePoint available_at(const std::string& host);
   std::vector<RegistryStatus> status() const;
+  // Every host's budget, by host.
+  std::vector<HostBudget> budgets() const;
+  // Takes over another instance's budgets: their figures (requests, rate
+  // limits, errors) as they are; their pauses and requests_per_minute slot
+  // where they end later than this client's own (a pause is never cut
+  // short). Hosts not named keep theirs. Thread-safe.
+  void restore_budgets(const std::vector<HostBudget>& budgets);
   // Token requests made so far (for tests that prove caching).
   int64_t token_requests() const;
 

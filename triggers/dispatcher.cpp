@@ -76,6 +76,9 @@ DispatchStats Dispatcher::wait_builds() {
 void Dispatcher::attempt(const db::Delivery& d, const std::shared_ptr<Trigger>& trigger, const RetryPolicy& policy,
                          DispatchStats& stats, std::mutex& m) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
+  // Asked right before the send: a leader that lost its lease mid-batch
+  // (it was stopped, its database went away) sends no more.
+  if (m_gate && !m_gate()) return;
   auto started = std::chrono::steady_clock::now();
   Outcome out;
   if (!trigger) out.error = "trigger \"" + d.trigger + "\" is not configured";
@@ -96,10 +99,18 @@ void Dispatcher::attempt(const db::Delivery& d, const std::shared_ptr<Trigger>& 
     next_at = to_unix_ms(at + retry_delay(policy, attempts, u(rng)));
   }
   auto st = m_store.record_attempt(a, state, next_at);
-  if (!st) spdlog::error("outbox: recording attempt of {}: {}", d.id, st.error().message);
   const char* outcome = state == db::DeliveryState::delivered ? "delivered" : state == db::DeliveryState::dead ? "dead" : "failed";
   Metrics::global().counter_add("basewatch_deliveries_attempted_total", "Delivery attempts by trigger type and outcome.",
                                 {{"trigger_type", trigger ? trigger->type() : "none"}, {"outcome", outcome}});
+  if (!st) {
+    // Not recorded (the database is gone, or this instance lost the lease
+    // and the write was fenced): the delivery stays due as it was and goes
+    // out again under the same id.
+    spdlog::error("outbox: recording attempt of {}: {}", d.id, st.error().message);
+    spdlog::warn("delivery {} ({}) answered {} but its attempt is not recorded: it stays due and is sent again under its id", d.id,
+                 d.trigger, out.delivered ? std::to_string(out.status) : out.error);
+    return;
+  }
   std::lock_guard lock(m);
   ++stats.attempted;
   if (state == db::DeliveryState::delivered) {
@@ -124,6 +135,7 @@ DispatchStats Dispatcher::dispatch_once(TimePoint now) {
     stats += m_build_stats;
     m_build_stats = {};
   }
+  if (m_gate && !m_gate()) return stats;
   auto due = m_store.due_deliveries(to_unix_ms(now), m_concurrency * 8 + 64);
   if (!due) {
     spdlog::error("outbox: {}", due.error().message);
@@ -155,6 +167,7 @@ DispatchStats Dispatcher::dispatch_once(TimePoint now) {
       list.push_back(std::move(d));
       continue;
     }
+    if (m_gate && !m_gate()) break;
     std::lock_guard lock(m_build_mutex);
     // Running already, or no slot free: it stays due for a later call.
     if (m_running.count(d.id) || static_cast<int>(m_running.size()) >= m_build_limit) {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -72,6 +73,11 @@ class Dispatcher {
   // `wait` (or until a build ends) before returning, instead of letting the
   // loop spin. 0 (the default, for step-by-step tests): no wait.
   void set_idle_wait(Millis wait) { m_idle_wait = wait; }
+  // The gate of the cluster's leader (cluster/leadership.h, acting()),
+  // asked before every send and every build: while it is closed nothing is
+  // sent or started, and nothing recorded (the deliveries stay due for the
+  // leader). Unset, it is always open. Set it before dispatching starts.
+  void set_gate(std::function<bool()> open) { m_gate = std::move(open); }
 
  private:
   struct Build {
@@ -92,6 +98,7 @@ class Dispatcher {
   RetryPolicy m_policy;
 
   Millis m_idle_wait{0};
+  std::function<bool()> m_gate;
   mutable std::mutex m_build_mutex;
   std::condition_variable m_build_ended;
   uint64_t m_builds_ended = 0;

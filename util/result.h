@@ -4,7 +4,9 @@
 // nlohmann::json) and turned into Errors there.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 
@@ -23,10 +25,13 @@ enum class ErrorKind {
   bad_answer,    // a peer answered something we cannot use
   server,        // 5xx
   io,            // local file or database trouble
+  fenced,        // a write of an instance that no longer holds the cluster's lease
   internal,
 };
 
 const char* to_string(ErrorKind kind);
+// The kind to_string names; nullopt for any other text.
+std::optional<ErrorKind> parse_error_kind(std::string_view text);
 
 struct Error {
   ErrorKind kind = ErrorKind::internal;

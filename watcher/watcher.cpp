@@ -115,12 +115,31 @@ void Watcher::on_result(std::function<void()> fn) {
 
 void Watcher::request_check(const std::string& ref, const std::string& source) {
   std::lock_guard lock(m_mutex);
+  // Another instance's model may name a reference this one does not watch
+  // (their configs or Dockerfiles differ for a moment): nothing to check.
+  if (!ref.empty() && !m_model->items.count(ref)) return;
   if (ref.empty()) {
     m_request_all = true;
     m_request_all_source = source;
   } else {
     m_requested[ref] = source;
   }
+}
+
+Status Watcher::resync() {
+  BW_TRY(auto next, m_store.next_checks());
+  BW_TRY(auto last, m_store.get_meta("last_poll"));
+  std::lock_guard lock(m_mutex);
+  std::lock_guard pool(m_pool_mutex);
+  // The schedule as the store has it (what the leader before this one
+  // wrote); references with the workers keep theirs until applied.
+  for (const auto& [key, item] : m_model->items) {
+    if (m_in_flight.count(key)) continue;
+    auto it = next.find(key);
+    schedule(key, it == next.end() ? 0 : it->second);
+  }
+  if (last) m_last_poll = std::strtoll(last->c_str(), nullptr, 10);
+  return ok_status();
 }
 
 void Watcher::schedule(const std::string& key, int64_t at) {
@@ -186,10 +205,13 @@ struct Watcher::Done {
   Stored stored = std::optional<db::RefState>();  // the row as the worker read it: apply needs no second read
   Result<registry::Resolved> result = make_error(ErrorKind::internal, "not resolved");
   MirrorHead mirror_head;
+  bool skipped = false;  // the gate closed before it was asked: nothing to apply
 };
 
 std::vector<Watcher::Job> Watcher::take_due(TimePoint now, bool all, bool dry_run) {
   std::vector<Job> jobs;
+  // Not the leader: nothing is due here, and requests stay queued.
+  if (m_gate && !m_gate()) return jobs;
   std::lock_guard lock(m_mutex);
   std::lock_guard pool(m_pool_mutex);
   auto model = m_model;
@@ -297,6 +319,19 @@ void Watcher::work() {
 
     auto done = std::make_unique<Done>();
     const WatchItem& item = *job->item;
+    if (m_gate && !m_gate()) {
+      // The lease was lost while it waited: nothing is asked or recorded;
+      // it goes back on the schedule as it was.
+      done->skipped = true;
+      done->job = std::move(*job);
+      lock.lock();
+      if (--m_busy[registry] == 0) m_busy.erase(registry);
+      --m_busy_total;
+      m_done.push_back(std::move(done));
+      m_done_cv.notify_all();
+      m_work_cv.notify_all();
+      continue;
+    }
     done->stored = m_store.get_ref(item.ref.tag_ref());
     registry::Known k;
     const registry::Known* kp = nullptr;
@@ -368,6 +403,15 @@ void Watcher::drain(TimePoint now, bool wait, PollStats& stats, const ReportSink
     }
     const WatchItem& item = *d->job.item;
     const std::string key = item.ref.tag_ref();
+    if (d->skipped) {
+      std::lock_guard lock(m_mutex);
+      std::lock_guard pool(m_pool_mutex);
+      m_in_flight.erase(key);
+      auto it = m_next_check.find(key);
+      int64_t at = it == m_next_check.end() ? 0 : it->second;
+      if (!m_due.count({at, key})) m_due.emplace(at, key);
+      continue;
+    }
     auto report = apply(*d->job.cfg, item, d->result, d->stored, d->mirror_head, d->job.source, now, d->job.dry_run, m_batch);
     {
       std::lock_guard lock(m_mutex);

@@ -92,7 +92,8 @@ class Watcher {
 
   // Makes `ref` (a tag ref; "" = all) due now; `source` marks the changes it
   // finds ("webhook" for inbound notifications). A reference being checked
-  // right now is checked again once that check is applied. Thread-safe.
+  // right now is checked again once that check is applied; a reference the
+  // model does not watch is ignored. Thread-safe.
   void request_check(const std::string& ref, const std::string& source);
   // When the next reference falls due (for status: next_poll).
   TimePoint next_due(TimePoint now);
@@ -100,6 +101,17 @@ class Watcher {
   TimePoint last_poll() const { return from_unix_ms(m_last_poll.load()); }
 
   ~Watcher();
+
+  // The gate of the cluster's leader (cluster/leadership.h, acting()):
+  // while it is closed, poll_once sends no registry request and records
+  // nothing; a cycle under way stops taking references when it closes.
+  // Unset, it is always open (basewatch check, SQLite). Set it before
+  // polling starts.
+  void set_gate(std::function<bool()> open) { m_gate = std::move(open); }
+  // Reads each reference's next check and the last poll time from the
+  // store again: what the leader before this one wrote (on taking the
+  // lease, and now and then on a follower, whose API shows them).
+  Status resync();
 
  private:
   // One reference handed to the workers, with the model its item lives in.
@@ -176,6 +188,7 @@ class Watcher {
   // Unchanged and first-sight rows wait here for one transaction.
   std::vector<PendingWrite> m_batch;
   std::chrono::steady_clock::time_point m_batch_due = std::chrono::steady_clock::time_point::max();
+  std::function<bool()> m_gate;
 };
 
 // The delivery body of docs/product.md for one project (or a watch entry

@@ -88,6 +88,20 @@ TEST_CASE("status, images, events, deliveries and metrics through a real HTTP cl
   CHECK(status["registries"][s.registry.host()].contains("ratelimit_remaining"));
   CHECK(status["inbound"] == json::parse(R"([{"accepted":0,"format":"distribution","last_outcome":null,"last_received_at":null,
       "name":"local","path":"/hooks/local","received":0,"rejected":0}])"));
+  // SQLite: one instance, which leads from its start; no lease.
+  const json& cluster = status["cluster"];
+  REQUIRE(cluster.is_object());
+  std::string self = cluster["instance"];
+  CHECK(cluster["leader"] == self);
+  CHECK(cluster["leader_since"] == status["started_at"]);
+  CHECK(cluster["lease_seconds"].is_null());
+  REQUIRE(cluster["instances"].size() == 1);
+  CHECK(cluster["instances"][0]["id"] == self);
+  CHECK(cluster["instances"][0]["pid"] == s.bw->pid());
+  CHECK(cluster["instances"][0]["version"] == status["version"]);
+  CHECK(cluster["instances"][0]["host"].is_string());
+  CHECK(cluster["instances"][0]["last_seen"].is_string());
+  CHECK(self.rfind(cluster["instances"][0]["host"].get<std::string>() + "-" + std::to_string(s.bw->pid()) + "-", 0) == 0);
 
   auto images = get_json(s.port, "/v1/images");
   REQUIRE(images.size() == 1);
@@ -237,6 +251,7 @@ TEST_CASE("basewatch status prints a readable table from the config's listen add
   CHECK(t.find(s.ref) != std::string::npos);
   CHECK(t.find(s.d2.substr(7, 12)) != std::string::npos);
   CHECK(t.find("web") != std::string::npos);
+  CHECK(t.find("cluster") == std::string::npos);  // alone on SQLite: nothing to say about leaders
   auto js = run({basewatch_binary(), "status", "-c", s.config, "--json"});
   REQUIRE(js.status == 0);
   auto j = json::parse(js.output, nullptr, false);

@@ -188,3 +188,36 @@ TEST_CASE("mirrors: a section with each copy's state, and the deliveries that wa
   CHECK(has(page, "waits for the copy to registry.example.com/hub/library/node:20"));
   CHECK(has(page, "out of sync"));
 }
+
+TEST_CASE("the dashboard shows who leads when several instances share the database, and nothing of it alone",
+          "[api][dashboard][cluster]") {
+  auto alone = input();
+  alone.status["cluster"] = {{"instance", "web-1-7-aaaaaa"}, {"leader", "web-1-7-aaaaaa"}, {"leader_since", "2026-11-28T11:00:00Z"},
+                             {"lease_seconds", nullptr},
+                             {"instances", json::array({{{"id", "web-1-7-aaaaaa"}, {"host", "web-1"}, {"pid", 7},
+                                                         {"version", "0.1.0"}, {"last_seen", "2026-11-28T12:10:00Z"}}})}};
+  std::string solo = api::render_dashboard(alone);
+  CHECK_FALSE(has(solo, "id=\"cluster\""));
+  CHECK_FALSE(has(solo, "leader"));
+  CHECK_FALSE(has(solo, "follower"));
+
+  auto shared = input();
+  shared.status["cluster"] = {
+      {"instance", "web-2-9-bbbbbb"}, {"leader", "web-1-7-aaaaaa"}, {"leader_since", "2026-11-28T12:05:00Z"}, {"lease_seconds", 15},
+      {"instances", json::array({{{"id", "web-1-7-aaaaaa"}, {"host", "web-1"}, {"pid", 7}, {"version", "0.1.0"},
+                                  {"last_seen", "2026-11-28T12:09:58Z"}},
+                                 {{"id", "web-2-9-bbbbbb"}, {"host", "<b>web-2</b>"}, {"pid", 9}, {"version", "0.1.0"},
+                                  {"last_seen", "2026-11-28T12:09:59Z"}}})}};
+  std::string page = api::render_dashboard(shared);
+  CHECK(has(page, "&middot; follower</span>"));
+  CHECK(has(page, "<section id=\"cluster\"><h2>Cluster</h2><p>Leader <code>web-1-7-aaaaaa</code> since "));
+  CHECK(has(page, ">5m ago</time>; this page comes from <code>web-2-9-bbbbbb</code>, a follower.</p>"));
+  CHECK(has(page, "<tr><td><code>web-1-7-aaaaaa</code></td><td><span class=\"badge ok\">leader</span></td><td>web-1</td><td>7</td>"));
+  CHECK(has(page, "<td><span class=\"badge idle\">follower</span></td><td>&lt;b&gt;web-2&lt;/b&gt;</td><td>9</td>"));
+  CHECK(has(page, ">2s ago</time>"));
+
+  shared.status["cluster"]["leader"] = nullptr;
+  shared.status["cluster"]["leader_since"] = nullptr;
+  std::string none = api::render_dashboard(shared);
+  CHECK(has(none, "<span class=\"err\">No instance leads right now</span> (the lease ran out; the next one takes it within 15s)."));
+}

@@ -259,3 +259,26 @@ TEST_CASE("the store reads the rows of a page and the failing references", "[api
   REQUIRE((*store)->touch_ref("r.io/app/e:1", 1'795'870'100'000, 1'795'871'000'000));
   CHECK(*(*store)->failing_refs() == std::set<std::string>{"r.io/app/g:1"});
 }
+
+TEST_CASE("/v1/status cluster: who answers, who leads and since when, the lease, every instance", "[api][views][cluster]") {
+  cluster::View v;
+  v.instance = "web-2-9-bbbbbb";
+  v.leader = "web-1-7-aaaaaa";
+  v.leader_since = 1'795'867'200'000;
+  v.lease = Millis(15'000);
+  v.instances = {db::Instance{"web-1-7-aaaaaa", "web-1", 7, "0.1.0", 1, 1'795'867'210'000},
+                 db::Instance{"web-2-9-bbbbbb", "web-2", 9, "0.1.0", 2, 0}};
+  CHECK(api::cluster_json(v) == json::parse(R"({"instance": "web-2-9-bbbbbb", "leader": "web-1-7-aaaaaa",
+      "leader_since": "2026-11-28T12:00:00Z", "lease_seconds": 15, "instances": [
+      {"id": "web-1-7-aaaaaa", "host": "web-1", "pid": 7, "version": "0.1.0", "last_seen": "2026-11-28T12:00:10Z"},
+      {"id": "web-2-9-bbbbbb", "host": "web-2", "pid": 9, "version": "0.1.0", "last_seen": null}]})"));
+  v.lease = Millis(2'500);
+  CHECK(api::cluster_json(v)["lease_seconds"] == 2.5);
+  // Nobody leads (the lease ran out), or alone on SQLite (no lease).
+  v.leader.clear();
+  v.lease = Millis(0);
+  auto j = api::cluster_json(v);
+  CHECK(j["leader"].is_null());
+  CHECK(j["leader_since"].is_null());
+  CHECK(j["lease_seconds"].is_null());
+}

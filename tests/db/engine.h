@@ -28,7 +28,7 @@ class TestEngine {
   // basewatch wrote them, with only the columns its schema had).
   virtual void exec(const std::string& database, const std::string& sql) = 0;
   // The tables the database holds, by name, without the engine's own
-  // bookkeeping (sqlite_sequence, basewatch_schema).
+  // bookkeeping (sqlite_sequence; basewatch_schema and the cluster's basewatch_*).
   virtual std::set<std::string> tables(const std::string& database) = 0;
   // The columns of `table`, by name.
   virtual std::set<std::string> columns(const std::string& database, const std::string& table) = 0;

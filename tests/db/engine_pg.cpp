@@ -31,7 +31,7 @@ class PgEngine final : public TestEngine {
   std::set<std::string> tables(const std::string& database) override {
     return split(shared_postgres().query(m_names.at(database),
                                          "SELECT string_agg(table_name, ',') FROM information_schema.tables "
-                                         "WHERE table_schema = current_schema() AND table_name != 'basewatch_schema'"));
+                                         "WHERE table_schema = current_schema() AND table_name NOT LIKE 'basewatch\\_%'"));
   }
 
   std::set<std::string> columns(const std::string& database, const std::string& table) override {

@@ -40,7 +40,8 @@ TEST_CASE("the schema version is kept in basewatch_schema, next to the tables", 
   CHECK(pg.query(name, "SELECT version FROM basewatch_schema") == std::to_string(db::k_schema_version));
   CHECK(pg.query(name, "SELECT count(*) FROM basewatch_schema") == "1");
   CHECK(pg.query(name, "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables "
-                       "WHERE table_schema='public'") == "attempts,basewatch_schema,copy_jobs,deliveries,events,meta,mirrors,refs");
+                       "WHERE table_schema='public'") ==
+        "attempts,basewatch_instances,basewatch_lease,basewatch_requests,basewatch_schema,copy_jobs,deliveries,events,meta,mirrors,refs");
   // The session names itself in pg_stat_activity.
   CHECK(pg.query(name, "SELECT count(*) FROM pg_stat_activity WHERE application_name='basewatch' AND datname='" + name + "'") ==
         "1");

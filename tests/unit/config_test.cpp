@@ -38,6 +38,7 @@ TEST_CASE("a minimal config gets the documented defaults", "[unit][config]") {
   CHECK(c->poll_concurrency == 8);
   CHECK(c->poll_settle == Millis(120'000));
   CHECK(c->default_platforms == std::vector<std::string>{"linux/amd64"});
+  CHECK(c->ha_lease == Millis(15'000));
   CHECK(c->retry_max_attempts == 10);
   REQUIRE(c->projects.size() == 1);
   CHECK(c->projects[0].dockerfile == "/srv/web/Dockerfile");
@@ -67,7 +68,7 @@ TEST_CASE("config errors name file:line:column and the key, to the letter", "[un
   CHECK(parse_error("databse: x.db\n") ==
         "/etc/bw/config.yaml:1:1: unknown key \"databse\" (did you mean \"database\"?)");
   CHECK(parse_error("nonsense: x.db\n") ==
-        "/etc/bw/config.yaml:1:1: unknown key \"nonsense\" (expected one of: database, listen, api, log, poll, defaults, "
+        "/etc/bw/config.yaml:1:1: unknown key \"nonsense\" (expected one of: database, ha, listen, api, log, poll, defaults, "
         "registries, watch, projects, triggers, retry, inbound, builds, mirrors, policy)");
   CHECK(parse_error("triggers: {ci: {type: webhok, url: 'http://x'}}\nprojects: [{name: a, dockerfile: /D}]\n") ==
         "/etc/bw/config.yaml:1:23: triggers.ci.type: expected one of webhook, command, github, gitlab, build, got \"webhok\" (did you "
@@ -214,4 +215,29 @@ TEST_CASE("did you mean: the closest name, only when it is close", "[unit][confi
   CHECK(bw::closest("tagret", {"name", "target"}) == "target");
   CHECK(bw::closest("nope", {"ci", "build-web"}) == "");
   CHECK(bw::closest("ab", {"xy"}) == "");
+}
+
+TEST_CASE("ha: the lease of the leader on a PostgreSQL database; with SQLite it is an error", "[unit][config][ha]") {
+  const std::string pg = "database: \"postgresql://basewatch@db.example.com/basewatch\"\n";
+  auto c = config::parse(pg + "ha: {lease: 2s}\n" + k_minimal, "/etc/bw/config.yaml");
+  REQUIRE(c.ok());
+  CHECK(c->ha_lease == Millis(2'000));
+  CHECK(config::describe(*c).find(" ha.lease=2s") != std::string::npos);
+  auto plain = config::parse(pg + k_minimal, "/etc/bw/config.yaml");
+  REQUIRE(plain.ok());
+  CHECK(plain->ha_lease == Millis(15'000));
+  CHECK(config::describe(*plain).find(" ha.lease=15s") != std::string::npos);
+  // SQLite: nothing new in the description either.
+  auto file = config::parse(k_minimal, "/etc/bw/config.yaml");
+  REQUIRE(file.ok());
+  CHECK(config::describe(*file).find("ha.") == std::string::npos);
+
+  CHECK(parse_error(std::string("ha: {lease: 2s}\n") + k_minimal) ==
+        "/etc/bw/config.yaml:1:1: ha: needs a PostgreSQL database: (a SQLite file serves one instance)");
+  CHECK(parse_error(std::string("database: state/bw.db\n\nha:\n  lease: 30s\n") + k_minimal) ==
+        "/etc/bw/config.yaml:3:1: ha: needs a PostgreSQL database: (a SQLite file serves one instance)");
+  CHECK(parse_error(pg + "ha: {lease: 500ms}\n" + k_minimal) == "/etc/bw/config.yaml:2:13: ha.lease: must be at least 1s");
+  CHECK(parse_error(pg + "ha: {lease: soon}\n" + k_minimal).rfind("/etc/bw/config.yaml:2:13: ha.lease: ", 0) == 0);
+  CHECK(parse_error(pg + "ha: {leas: 2s}\n" + k_minimal) == "/etc/bw/config.yaml:2:6: ha: unknown key \"leas\" (did you mean \"lease\"?)");
+  CHECK(parse_error(pg + "ha: 15s\n" + k_minimal) == "/etc/bw/config.yaml:2:5: ha: expected a mapping");
 }

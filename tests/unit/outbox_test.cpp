@@ -123,3 +123,41 @@ TEST_CASE("a delivery is dead after max_attempts and can be queued again by id",
   CHECK(dispatcher.dispatch_once(clock.now()).attempted == 1);
   CHECK(store->requeue("d_nope", 0).error().kind == ErrorKind::not_found);
 }
+
+TEST_CASE("a closed gate (not the leader): nothing is sent or recorded, and a batch stops when it closes", "[unit][triggers][gate]") {
+  auto store = std::move(db::Store::open(":memory:").value());
+  FakeClock clock;
+  for (int i = 0; i < 5; ++i) REQUIRE(store->add_delivery(make_delivery("d_" + std::to_string(i), to_unix_ms(clock.now()))).ok());
+  net::FakeHttpClient http([&](const net::Request&) -> Result<net::Response> {
+    net::Response r;
+    r.status = 204;
+    return r;
+  });
+  config::TriggerConfig t;
+  t.name = "ci";
+  t.type = "webhook";
+  t.url = "https://ci.example.com/hook";
+  triggers::Dispatcher dispatcher(*store, clock, 1);  // one send after the other
+  std::map<std::string, std::unique_ptr<triggers::Trigger>> ts;
+  ts["ci"] = std::make_unique<triggers::WebhookTrigger>(t, http);
+  dispatcher.set_triggers(std::move(ts), triggers::RetryPolicy{});
+  bool open = false;
+  dispatcher.set_gate([&] { return open; });
+  auto none = dispatcher.dispatch_once(clock.now());
+  CHECK(none.attempted == 0);
+  CHECK(http.requests().empty());
+  CHECK(store->delivery_counts().value().at("pending") == 5);
+
+  int asked = 0;
+  dispatcher.set_gate([&] { return ++asked <= 3; });  // once for the step, once per send
+  auto cut = dispatcher.dispatch_once(clock.now());
+  CHECK(cut.attempted == 2);
+  CHECK(cut.delivered == 2);
+  CHECK(http.requests().size() == 2);
+  auto counts = store->delivery_counts().value();
+  CHECK(counts.at("delivered") == 2);
+  CHECK(counts.at("pending") == 3);  // left, unattempted, for the next leader
+  auto pending = store->list_deliveries(db::DeliveryState::pending, 10);
+  REQUIRE(pending.ok());
+  for (const auto& d : *pending) CHECK(d.attempts == 0);
+}

@@ -264,3 +264,76 @@ TEST_CASE("projects from a dockerfiles glob are named by their path below the gl
   CHECK(watcher::glob_project_name("/srv/*/Dockerfile.*", "/srv/web/Dockerfile.prod", "") == "web/Dockerfile.prod");
   CHECK(watcher::glob_project_name("/srv/services/*/Dockerfile", "/srv/services/web/Dockerfile", "svc") == "svc/web");
 }
+
+TEST_CASE("a closed gate (not the leader): no request, nothing recorded, and a cycle stops when it closes", "[unit][watcher][gate]") {
+  Fixture f;
+  for (int i = 0; i < 6; ++i) {
+    std::string r = "registry.example.com/team/base" + std::to_string(i) + ":1";
+    f.reg.put_manifest("team/base" + std::to_string(i), "1", "v1");
+    f.add_project("p" + std::to_string(i), {{r, ""}});
+  }
+  f.cfg.poll_concurrency = 1;  // one reference after the other
+  f.build();
+  bool open = false;
+  f.w->set_gate([&] { return open; });
+  f.w->request_check("", "manual");
+  auto closed = f.w->poll_once(f.clock.now());
+  CHECK(closed.checked == 0);
+  CHECK(f.http.requests().empty());
+  CHECK(f.store->list_refs().value().empty());
+  CHECK(f.w->next_due(f.clock.now()) == f.clock.now());  // the request waits for the gate
+
+  // The gate closes after three references (the lease was lost mid-cycle).
+  int asked = 0;
+  f.w->set_gate([&] { return ++asked <= 4; });  // once for the cycle, once per reference
+  auto cut = f.w->poll_once(f.clock.now());
+  CHECK(cut.checked == 3);
+  CHECK(f.http.requests().size() == 3);
+  CHECK(f.store->list_refs().value().size() == 3);
+  // The others are still due for whoever leads next.
+  auto checks = f.store->next_checks();
+  REQUIRE(checks.ok());
+  CHECK(checks->size() == 3);
+  for (const auto& [ref, next] : *checks) CHECK(next > to_unix_ms(f.clock.now()));
+  CHECK(f.w->next_due(f.clock.now()) == f.clock.now());
+}
+
+TEST_CASE("resync reads the schedule and the last poll another instance left", "[unit][watcher][gate]") {
+  Fixture f;
+  f.reg.put_manifest("team/base", "1", "v1");
+  f.add_project("web", {{k_app, ""}});
+  f.build();
+  // Another instance (the leader) checked it a moment ago.
+  db::RefState r;
+  r.ref = k_app;
+  r.digest = "sha256:1";
+  r.last_checked = to_unix_ms(f.clock.now());
+  r.next_check = to_unix_ms(f.clock.now() + Millis(60'000));
+  REQUIRE(f.store->put_ref(r).ok());
+  REQUIRE(f.store->set_meta("last_poll", std::to_string(to_unix_ms(f.clock.now()))).ok());
+  CHECK(f.w->next_due(f.clock.now()) == f.clock.now());  // what it read at its start
+  CHECK(to_unix_ms(f.w->last_poll()) == 0);
+  REQUIRE(f.w->resync().ok());
+  CHECK(f.w->next_due(f.clock.now()) == f.clock.now() + Millis(60'000));
+  CHECK(f.w->last_poll() == f.clock.now());
+  CHECK(f.w->poll_once(f.clock.now()).checked == 0);  // not checked twice
+  CHECK(f.http.requests().empty());
+}
+
+TEST_CASE("a request for a reference the model does not watch is ignored, and leaves nothing due", "[unit][watcher][gate]") {
+  Fixture f;
+  f.reg.put_manifest("team/base", "1", "v1");
+  f.add_project("web", {{k_app, ""}});
+  f.build();
+  REQUIRE(f.w->poll_once(f.clock.now()).checked == 1);
+  // Another instance's model watches more (its config or Dockerfiles differ).
+  f.w->request_check("registry.example.com/team/other:1", "manual");
+  CHECK(f.w->next_due(f.clock.now()) > f.clock.now());
+  CHECK(f.w->poll_once(f.clock.now()).checked == 0);
+  // A request left by a reference a reload took out is dropped at the next cycle.
+  f.w->request_check(k_app, "manual");
+  f.w->reload(f.cfg, std::make_shared<const watcher::Model>());
+  CHECK(f.w->next_due(f.clock.now()) == f.clock.now());
+  CHECK(f.w->poll_once(f.clock.now()).checked == 0);
+  CHECK(f.w->next_due(f.clock.now()) > f.clock.now());
+}
