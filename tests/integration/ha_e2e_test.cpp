@@ -346,3 +346,46 @@ TEST_CASE("PostgreSQL restarted under a running pair: both reconnect, one leads,
   CHECK(p.query("SELECT count(*) FROM basewatch_instances") == "0");
   CHECK(p.query("SELECT expires_at FROM basewatch_lease") == "0");
 }
+
+TEST_CASE("two instances with a mirror: only the leader copies; a sync asked of the follower reaches it", "[integration][ha][mirror]") {
+  PostgresServer& pg = shared_postgres();
+  std::string db = pg.create_database();
+  TempDir dir("bw-ha-mirror");
+  LocalRegistry upstream, mirror;
+  FaultProxy up(upstream.url()), down(mirror.url());
+  upstream.push_image("library/alpine", "1", "alpine one");
+  Node a, b;
+  for (Node* n : {&a, &b}) {
+    n->port = free_port();
+    std::string name = n == &a ? "a" : "b";
+    n->config = dir.write("config-" + name + ".yaml",
+                          "database: \"" + pg.uri(db) + "\"\nha: {lease: 2s}\nlisten: 127.0.0.1:" + std::to_string(n->port) +
+                              "\npoll: {interval: 1h, jitter: 0%, settle: 0s}\n"
+                              "registries:\n  " + up.host() + ": {insecure: true}\n  " + down.host() + ": {insecure: true}\n"
+                              "mirrors:\n  - {from: " + up.host() + "/library/*, to: " + down.host() + "/hub/*}\n"
+                              "watch:\n  - ref: " + up.host() + "/library/alpine:1\n");
+    n->log = dir.path() + "/" + name + ".log";
+  }
+  a.start();
+  REQUIRE(a.sees_leader(a.id, 10s));
+  b.start();
+  REQUIRE(b.sees_leader(a.id, 10s));
+  REQUIRE(wait_until([&] { return !mirror.head_digest("hub/alpine", "1").empty(); }, 20s));
+  std::this_thread::sleep_for(k_lease);
+  CHECK(down.count("PUT", "/v2/hub/alpine/manifests/1") == 1);  // the tag, once
+  CHECK(a.metric("basewatch_mirror_copies_total") == 1);
+  CHECK(b.metric("basewatch_mirror_copies_total") == 0);
+  CHECK(b.metric("basewatch_registry_requests_total") == 0);
+
+  // A comparison asked of the follower: the leader HEADs both sides; nothing to copy.
+  size_t heads = up.count("HEAD", "/manifests/1");
+  REQUIRE(post(b.port, "/v1/mirrors/sync"));
+  REQUIRE(wait_until([&] { return up.count("HEAD", "/manifests/1") == heads + 1; }, 10s));
+  std::this_thread::sleep_for(500ms);
+  CHECK(down.count("PUT", "/manifests/") == 2);  // by digest and by tag: still the one copy
+  auto mirrors = get_json(b.port, "/v1/mirrors");
+  REQUIRE(mirrors.size() == 1);
+  CHECK(mirrors[0]["state"] == "in-sync");
+  a.stop();
+  b.stop();
+}
