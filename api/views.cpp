@@ -52,6 +52,7 @@ json delivery_json(const db::Delivery& d, bool with_payload) {
 
 json mirrors_json(db::Store& store, const watcher::Model& model) {
   json out = json::array();
+  if (model.mirrored.empty()) return out;  // no row is read when nothing is mirrored
   auto rows = store.list_mirrors();
   auto waiting = store.waiting_by_mirror();
   auto pending = store.pending_copy_jobs();
@@ -63,12 +64,7 @@ json mirrors_json(db::Store& store, const watcher::Model& model) {
   if (pending) {
     for (const auto& j : *pending) next_job.emplace(j.mirror, &j);
   }
-  std::vector<std::pair<std::string, std::string>> mirrored;  // mirror, upstream: in the mirror's order
-  for (const auto& [key, item] : model.items) {
-    if (!item.mirror.empty()) mirrored.emplace_back(item.mirror, key);
-  }
-  std::sort(mirrored.begin(), mirrored.end());
-  for (const auto& [mirror, upstream] : mirrored) {
+  for (const auto& [mirror, upstream] : model.mirrored) {
     json m = {{"mirror", mirror}, {"upstream", upstream}};
     auto it = by_mirror.find(mirror);
     const db::MirrorState* row = it == by_mirror.end() ? nullptr : &it->second;

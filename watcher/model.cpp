@@ -275,8 +275,10 @@ Result<Model> build_model(const config::Config& cfg, const Model* previous) {
     if (auto mm = config::mirror_of(cfg.mirrors, item.ref.registry, item.ref.repository)) {
       item.mirror = mm->mirror + ":" + item.ref.tag;
       item.mirror_rule = static_cast<int>(mm->rule - cfg.mirrors.data());
+      m.mirrored.emplace_back(item.mirror, key);
     }
   }
+  std::sort(m.mirrored.begin(), m.mirrored.end());
   return m;
 }
 

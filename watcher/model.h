@@ -70,6 +70,10 @@ struct Model {
   std::vector<SourceFile> sources;                       // every Dockerfile read, in project order
   std::map<std::string, std::vector<std::string>> globs;  // `dockerfiles:` pattern -> the files it matched
   std::map<std::string, WatchItem> items;  // key: tag ref
+  // The items a mirrors: rule copies, as (mirror, upstream) tag refs sorted
+  // by mirror: what /v1/mirrors and the status counts list, without a walk
+  // over every item.
+  std::vector<std::pair<std::string, std::string>> mirrored;
   std::shared_ptr<dockerfile::Graph> graph;
   std::vector<std::string> errors;  // per-project scan errors, for status
   // BuildKit lint warnings of Dockerfiles that still build ("path:line:
