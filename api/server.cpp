@@ -477,6 +477,15 @@ Status Server::start() {
   // /v1/* and / need the bearer token when api.token_file is set. Inbound
   // hooks authenticate with their own secret.
   http.set_pre_routing_handler([&s](const httplib::Request& req, httplib::Response& res) {
+    // A request with neither Content-Length nor Transfer-Encoding has an
+    // empty body (RFC 9112 6.3); `curl -X POST URL` sends one. cpp-httplib
+    // 0.11 would wait for the connection to close instead and answer 400
+    // after its read timeout: say the length it has. The request object is
+    // the server's own (not const); the handler is only handed a const view.
+    if ((req.method == "POST" || req.method == "PUT" || req.method == "PATCH" || req.method == "DELETE") &&
+        !req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) {
+      const_cast<httplib::Request&>(req).headers.emplace("Content-Length", "0");
+    }
     bool guarded = req.path.rfind("/v1/", 0) == 0 || req.path == "/";
     if (guarded && req.method == "POST" && s.hook(req.path)) guarded = false;
     std::string token = s.token();
