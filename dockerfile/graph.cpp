@@ -75,7 +75,12 @@ Result<Graph> Graph::build(const std::vector<ProjectInput>& projects) {
   for (const auto& p : projects) {
     auto& bases = g.m_bases[p.name];
     bases.insert(p.bases.begin(), p.bases.end());
-    for (const auto& b : bases) g.m_users[b].insert(p.name);
+    const auto id = static_cast<uint32_t>(id_of.find(p.name)->second);
+    for (const auto& b : bases) {
+      auto& users = g.m_users[b];
+      users.names.insert(p.name);
+      users.ids.push_back(id);
+    }
   }
 
   // Project edges: producer -> user of its image.
@@ -87,8 +92,7 @@ Result<Graph> Graph::build(const std::vector<ProjectInput>& projects) {
     auto users = g.m_users.find(image);
     if (users == g.m_users.end()) continue;
     size_t from = id_of[producer];
-    for (const auto& user : users->second) {
-      size_t to = id_of[user];
+    for (uint32_t to : users->second.ids) {
       successors[from].push_back(to);
       predecessors[to].push_back(from);
       ++indegree[to];
@@ -125,9 +129,14 @@ Result<Graph> Graph::build(const std::vector<ProjectInput>& projects) {
     return make_error(ErrorKind::invalid, message);
   }
 
+  // What impact() walks: projects by number (name order) and each one's successors.
+  g.m_successors.reserve(n);
+  for (auto& next : successors) g.m_successors.emplace_back(next.begin(), next.end());
+  g.m_names = std::move(names);
+
   for (size_t i = 0; i < order.size(); ++i) {
-    g.m_order.push_back(names[order[i]]);
-    g.m_topo_rank[names[order[i]]] = i;
+    g.m_order.push_back(g.m_names[order[i]]);
+    g.m_topo_rank[g.m_names[order[i]]] = i;
   }
 
   for (const auto& ref : g.upstream_refs()) g.m_nodes.push_back(GraphNode{ref, "upstream"});
@@ -141,52 +150,46 @@ Result<Graph> Graph::build(const std::vector<ProjectInput>& projects) {
 }
 
 std::vector<std::string> Graph::impact(const std::string& ref) const {
-  auto users_of_image = [&](const std::string& image) -> const std::set<std::string>* {
-    auto it = m_users.find(image);
-    return it == m_users.end() ? nullptr : &it->second;
-  };
-  auto successors = [&](const std::string& project) -> const std::set<std::string>* {
-    auto it = m_produces.find(project);
-    return it == m_produces.end() ? nullptr : users_of_image(it->second);
-  };
-
-  std::map<std::string, size_t> indegree;  // the reached projects, with edges among them
-  std::vector<std::string> queue;
-  if (const auto* direct = users_of_image(ref)) {
-    for (const auto& p : *direct) {
-      if (indegree.emplace(p, 0).second) queue.push_back(p);
+  auto direct = m_users.find(ref);
+  if (direct == m_users.end()) return {};
+  // The reached projects (the direct users and everything downstream of
+  // their images), then Kahn over them only, always taking the smallest
+  // number: numbers are in name order, so ties are broken by name among
+  // them (a cycle cannot exist: build() refused it).
+  const size_t n = m_names.size();
+  std::vector<uint32_t> queue;
+  std::vector<char> reached(n, 0);
+  for (uint32_t p : direct->second.ids) {
+    if (!reached[p]) {
+      reached[p] = 1;
+      queue.push_back(p);
     }
   }
   for (size_t i = 0; i < queue.size(); ++i) {
-    if (const auto* next = successors(queue[i])) {
-      for (const auto& q : *next) {
-        if (indegree.emplace(q, 0).second) queue.push_back(q);
+    for (uint32_t q : m_successors[queue[i]]) {
+      if (!reached[q]) {
+        reached[q] = 1;
+        queue.push_back(q);
       }
     }
   }
-  for (const auto& [p, unused] : indegree) {
-    (void)unused;
-    if (const auto* next = successors(p)) {
-      for (const auto& q : *next) ++indegree[q];
-    }
+  std::vector<uint32_t> indegree(n, 0);  // edges among the reached projects (their successors are all reached)
+  for (uint32_t p : queue) {
+    for (uint32_t q : m_successors[p]) ++indegree[q];
   }
-  // Kahn over the reached projects only, so ties are broken by name among
-  // them (a cycle cannot exist: build() refused it).
-  std::set<std::string> ready;
-  for (const auto& [p, d] : indegree) {
-    if (d == 0) ready.insert(p);
+  std::priority_queue<uint32_t, std::vector<uint32_t>, std::greater<>> ready;
+  for (uint32_t p : queue) {
+    if (indegree[p] == 0) ready.push(p);
   }
   std::vector<std::string> plan;
-  plan.reserve(indegree.size());
+  plan.reserve(queue.size());
   while (!ready.empty()) {
-    std::string p = *ready.begin();
-    ready.erase(ready.begin());
-    if (const auto* next = successors(p)) {
-      for (const auto& q : *next) {
-        if (--indegree[q] == 0) ready.insert(q);
-      }
+    uint32_t p = ready.top();
+    ready.pop();
+    for (uint32_t q : m_successors[p]) {
+      if (--indegree[q] == 0) ready.push(q);
     }
-    plan.push_back(std::move(p));
+    plan.push_back(m_names[p]);
   }
   return plan;
 }
@@ -194,7 +197,7 @@ std::vector<std::string> Graph::impact(const std::string& ref) const {
 std::vector<std::string> Graph::direct_users(const std::string& ref) const {
   auto it = m_users.find(ref);
   if (it == m_users.end()) return {};
-  return std::vector<std::string>(it->second.begin(), it->second.end());
+  return std::vector<std::string>(it->second.names.begin(), it->second.names.end());
 }
 
 std::vector<std::string> Graph::upstream_refs() const {
@@ -224,7 +227,7 @@ std::string Graph::to_text() const {
   if (upstream.empty()) out += "  (none)\n";
   for (const auto& ref : upstream) {
     out += "  " + ref + " ->";
-    for (const auto& user : m_users.at(ref)) out += " " + user;
+    for (const auto& user : m_users.at(ref).names) out += " " + user;
     out += "\n";
   }
   return out;

@@ -2,6 +2,7 @@
 // projects produce images, and produced images feed other projects (chains).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <set>
@@ -53,12 +54,21 @@ class Graph {
  private:
   std::vector<GraphNode> m_nodes;
   std::vector<GraphEdge> m_edges;
-  std::map<std::string, std::set<std::string>> m_users;      // ref -> projects using it
+  // The projects using a reference, by name and by number (impact() works
+  // on numbers: projects are numbered in name order, so the smallest ready
+  // number is the smallest ready name).
+  struct Users {
+    std::set<std::string> names;
+    std::vector<uint32_t> ids;
+  };
+  std::map<std::string, Users> m_users;                       // ref -> projects using it
   std::map<std::string, std::string> m_produced_by;           // image ref -> project
   std::map<std::string, std::string> m_produces;              // project -> image ref
   std::map<std::string, size_t> m_topo_rank;                  // project -> position in build order
   std::map<std::string, std::set<std::string>> m_bases;      // project -> refs it uses
   std::vector<std::string> m_order;                           // every project, in build order
+  std::vector<std::string> m_names;                           // number -> project
+  std::vector<std::vector<uint32_t>> m_successors;            // number -> users of the image it produces
 };
 
 }  // namespace bw::dockerfile

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -236,4 +238,87 @@ TEST_CASE("graph: 10,000 projects build in well under a second") {
   CHECK(plan.front() == "base-0");
   CHECK(plan.back() == "app-900");  // ties by name: "app-900" > "app-8900"
   CHECK(std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() < 1000);
+}
+
+namespace {
+
+// The plan by its definition, the slow way: every project a change of `ref`
+// reaches (its users, then the users of their images, and so on), then
+// Kahn over those projects alone, always taking the smallest ready name.
+Strings plan_by_definition(const std::vector<ProjectInput>& projects, const std::string& ref) {
+  std::map<std::string, std::set<std::string>> users;  // ref -> projects
+  std::map<std::string, std::string> produces;         // project -> image
+  for (const auto& p : projects) {
+    for (const auto& b : p.bases) users[b].insert(p.name);
+    if (!p.image.empty()) produces[p.name] = p.image;
+  }
+  auto next = [&](const std::string& project) {
+    std::set<std::string> out;
+    if (auto it = produces.find(project); it != produces.end() && users.count(it->second)) out = users[it->second];
+    return out;
+  };
+  std::set<std::string> reached;
+  std::vector<std::string> todo(users[ref].begin(), users[ref].end());
+  while (!todo.empty()) {
+    std::string p = todo.back();
+    todo.pop_back();
+    if (!reached.insert(p).second) continue;
+    for (const auto& q : next(p)) todo.push_back(q);
+  }
+  std::map<std::string, int> indegree;
+  for (const auto& p : reached) indegree[p];
+  for (const auto& p : reached) {
+    for (const auto& q : next(p)) ++indegree[q];
+  }
+  Strings plan;
+  while (!indegree.empty()) {
+    auto it = std::find_if(indegree.begin(), indegree.end(), [](const auto& e) { return e.second == 0; });
+    REQUIRE(it != indegree.end());
+    std::string p = it->first;
+    indegree.erase(it);
+    for (const auto& q : next(p)) --indegree[q];
+    plan.push_back(p);
+  }
+  return plan;
+}
+
+}  // namespace
+
+TEST_CASE("graph: impact is the definition's plan on random graphs with chains, fan-out and shared bases") {
+  // Projects numbered in a shuffled order use upstream references and the
+  // images of projects numbered before them (so there is no cycle); names
+  // are not in dependency order, so ties and dependencies both matter.
+  std::mt19937 rng(7);
+  for (int round = 0; round < 40; ++round) {
+    const int n = 5 + static_cast<int>(rng() % 120);
+    const int upstreams = 1 + static_cast<int>(rng() % 6);
+    std::vector<std::string> names;
+    for (int i = 0; i < n; ++i) names.push_back("p" + std::to_string(rng() % 100000) + "-" + std::to_string(i));
+    std::vector<ProjectInput> projects;
+    std::vector<std::string> refs;
+    for (int u = 0; u < upstreams; ++u) refs.push_back("docker.io/library/up" + std::to_string(u) + ":1");
+    std::vector<std::string> images;
+    for (int i = 0; i < n; ++i) {
+      ProjectInput p;
+      p.name = names[static_cast<size_t>(i)];
+      int uses = 1 + static_cast<int>(rng() % 3);
+      for (int k = 0; k < uses; ++k) {
+        bool internal = !images.empty() && rng() % 3 != 0;
+        p.bases.push_back(internal ? images[rng() % images.size()] : refs[rng() % static_cast<size_t>(upstreams)]);
+      }
+      if (rng() % 2 == 0) {
+        p.image = "registry.example.com/img-" + std::to_string(i) + ":latest";
+        images.push_back(p.image);
+      }
+      projects.push_back(std::move(p));
+    }
+    std::shuffle(projects.begin(), projects.end(), rng);
+    auto g = build_ok(projects);
+    refs.insert(refs.end(), images.begin(), images.end());
+    refs.push_back("docker.io/library/nobody-uses-this:1");
+    for (const auto& ref : refs) {
+      INFO("round " << round << ", " << ref);
+      CHECK(g.impact(ref) == plan_by_definition(projects, ref));
+    }
+  }
 }
