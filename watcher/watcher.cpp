@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <unordered_map>
 #include <deque>
 #include <random>
 #include <thread>
@@ -228,7 +229,7 @@ std::vector<Watcher::Job> Watcher::take_due(TimePoint now, bool all, bool dry_ru
     }
     if (auto it = m_next_check.find(key); it != m_next_check.end()) m_due.erase({it->second, key});
     m_in_flight.insert(key);
-    jobs.push_back(Job{model, cfg, &item->second, std::move(source), dry_run});
+    jobs.push_back(Job{model, cfg, &item->second, std::move(source), dry_run, std::nullopt});
     return true;
   };
   const int64_t now_ms = to_unix_ms(now);
@@ -283,6 +284,62 @@ void Watcher::enqueue(std::vector<Job> jobs) {
   m_work_cv.notify_all();
 }
 
+void Watcher::release_slot(const std::string& registry) {
+  --m_busy_total;
+  auto busy = m_busy.find(registry);
+  bool gone = --busy->second == 0 && !m_queues.count(registry);
+  if (busy->second == 0) m_busy.erase(busy);
+  // One slot is free: one job can start, and every worker would decide the
+  // same, so one is woken (waking all 50 for each answer was most of a
+  // cycle's CPU at 50 registries). When the registry has nothing left, the
+  // others' shares grow: all are woken.
+  if (gone) m_work_cv.notify_all();
+  else m_work_cv.notify_one();
+}
+
+void Watcher::prefetch(Job& job, std::unique_lock<std::mutex>& lock) {
+  constexpr size_t k_prefetch = 64;
+  const std::string registry = job.item->ref.registry;
+  std::vector<Job> more;
+  if (auto q = m_queues.find(registry); q != m_queues.end()) {
+    while (!q->second.empty() && more.size() + 1 < k_prefetch && !q->second.front().stored) {
+      more.push_back(std::move(q->second.front()));
+      q->second.pop_front();
+    }
+    if (q->second.empty()) m_queues.erase(q);
+  }
+  lock.unlock();
+  std::vector<std::string> keys;
+  keys.reserve(more.size() + 1);
+  keys.push_back(job.item->ref.tag_ref());
+  for (const auto& j : more) keys.push_back(j.item->ref.tag_ref());
+  Result<std::vector<db::RefState>> rows = std::vector<db::RefState>();
+  if (keys.size() == 1) {
+    auto one = m_store.get_ref(keys[0]);
+    if (!one) rows = one.error();
+    else if (*one) rows->push_back(std::move(**one));
+  } else {
+    rows = m_store.get_refs(keys);
+  }
+  std::unordered_map<std::string, db::RefState> by_ref;
+  if (rows) {
+    for (auto& r : *rows) by_ref.emplace(r.ref, std::move(r));
+  }
+  auto stored_of = [&](const std::string& key) -> Stored {
+    if (!rows) return Stored(rows.error());
+    auto it = by_ref.find(key);
+    if (it == by_ref.end()) return std::optional<db::RefState>();
+    return std::optional<db::RefState>(std::move(it->second));
+  };
+  job.stored = stored_of(keys[0]);
+  for (size_t i = 0; i < more.size(); ++i) more[i].stored = stored_of(keys[i + 1]);
+  lock.lock();
+  if (more.empty()) return;
+  auto& q = m_queues[registry];
+  for (auto it = more.rbegin(); it != more.rend(); ++it) q.push_front(std::move(*it));
+  m_work_cv.notify_all();  // they were off the queue while they were read
+}
+
 void Watcher::work() {
   std::unique_lock lock(m_pool_mutex);
   for (;;) {
@@ -315,6 +372,7 @@ void Watcher::work() {
     const std::string registry = job->item->ref.registry;
     ++m_busy[registry];
     ++m_busy_total;
+    if (!job->stored) prefetch(*job, lock);
     lock.unlock();
 
     auto done = std::make_unique<Done>();
@@ -325,14 +383,12 @@ void Watcher::work() {
       done->skipped = true;
       done->job = std::move(*job);
       lock.lock();
-      if (--m_busy[registry] == 0) m_busy.erase(registry);
-      --m_busy_total;
+      release_slot(registry);
       m_done.push_back(std::move(done));
       m_done_cv.notify_all();
-      m_work_cv.notify_all();
       continue;
     }
-    done->stored = m_store.get_ref(item.ref.tag_ref());
+    done->stored = std::move(*job->stored);
     registry::Known k;
     const registry::Known* kp = nullptr;
     if (done->stored && *done->stored && !(*done->stored)->digest.empty()) {
@@ -363,11 +419,9 @@ void Watcher::work() {
     }
     done->job = std::move(*job);
     lock.lock();
-    if (--m_busy[registry] == 0) m_busy.erase(registry);
-    --m_busy_total;
+    release_slot(registry);
     m_done.push_back(std::move(done));
     m_done_cv.notify_all();
-    m_work_cv.notify_all();  // a slot is free
     auto notify = m_on_result;
     lock.unlock();
     if (notify) notify();
@@ -468,7 +522,11 @@ PollStats Watcher::step(TimePoint now, const ReportSink& sink) {
   }
   if (stats.checked > 0) {
     m_last_poll = to_unix_ms(now);
-    m_store.set_meta("last_poll", std::to_string(to_unix_ms(now)));
+    // Written with the batch it belongs to (a commit of its own on every
+    // step was a tenth of an unchanged cycle's CPU), or now when there is
+    // none to wait for.
+    if (m_batch.empty()) m_store.set_meta("last_poll", std::to_string(to_unix_ms(now)));
+    else m_last_poll_pending = true;
   }
   return stats;
 }
@@ -495,8 +553,10 @@ void Watcher::flush(std::vector<PendingWrite>& batch, TimePoint now) {
         (void)j;
       }
     }
+    if (m_last_poll_pending) return m_store.set_meta("last_poll", std::to_string(m_last_poll.load()));
     return ok_status();
   });
+  if (st) m_last_poll_pending = false;
   if (!st) {
     // Nothing of the batch was written: check these again soon rather than
     // at once (a broken database must not turn the poll loop into a spin).

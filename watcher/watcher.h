@@ -114,6 +114,7 @@ class Watcher {
   Status resync();
 
  private:
+  using Stored = Result<std::optional<db::RefState>>;
   // One reference handed to the workers, with the model its item lives in.
   struct Job {
     std::shared_ptr<const Model> model;
@@ -121,6 +122,10 @@ class Watcher {
     const WatchItem* item = nullptr;
     std::string source;
     bool dry_run = false;
+    // Its row, read with the next jobs of its registry in one store call
+    // (a read per reference held every worker on the store's lock while a
+    // batch was written, and was a round trip each on PostgreSQL).
+    std::optional<Stored> stored;
   };
   // A successful check's row, written with others in one transaction.
   struct PendingWrite {
@@ -129,7 +134,6 @@ class Watcher {
     std::optional<db::MirrorState> mirror;  // the mirror's row, when it changed
     std::optional<db::CopyJob> job;         // a copy to queue
   };
-  using Stored = Result<std::optional<db::RefState>>;
   // The mirror's tag as a HEAD found it ("" absent), or why it could not be
   // asked; nullopt when the reference has no mirror or was not checked.
   using MirrorHead = std::optional<Result<std::string>>;
@@ -146,6 +150,14 @@ class Watcher {
   std::vector<Job> take_due(TimePoint now, bool all, bool dry_run);
   void enqueue(std::vector<Job> jobs);
   void work();
+  // A worker is done with a job of `registry` (under m_pool_mutex): its
+  // slot is free and the workers that can use it are woken.
+  void release_slot(const std::string& registry);
+  // Reads the rows of `job` and of up to k_prefetch - 1 jobs after it in
+  // its registry's queue (taken off the queue while they are read, then put
+  // back at its front). Called with `lock` (on m_pool_mutex) held; releases
+  // it for the read.
+  void prefetch(Job& job, std::unique_lock<std::mutex>& lock);
   // Applies the results that have arrived; with `wait`, until none is
   // outstanding.
   void drain(TimePoint now, bool wait, PollStats& stats, const ReportSink& sink);
@@ -169,6 +181,7 @@ class Watcher {
   std::map<std::string, int64_t> m_next_check;  // in-memory mirror of refs.next_check
   std::set<std::pair<int64_t, std::string>> m_due;  // (next check, key) of references not with the workers
   std::atomic<int64_t> m_last_poll{0};
+  bool m_last_poll_pending = false;  // m_last_poll goes to the store with the next batch (loop thread only)
 
   // The workers: persistent threads taking jobs from per-registry queues
   // (round robin, each registry within its share), under m_pool_mutex,
