@@ -263,9 +263,75 @@ struct SqliteStore::Statements {
   }
 };
 
+struct SqliteStore::ReadConn {
+  sqlite3* db = nullptr;
+  Statements statements;
+  std::mutex mutex;
+  ~ReadConn() {
+    for (auto& [sql, stmt] : statements.by_sql) sqlite3_finalize(stmt);
+    statements.by_sql.clear();
+    if (db) sqlite3_close_v2(db);
+  }
+};
+
+class SqliteStore::Reader {
+ public:
+  Reader(SqliteStore& store, ReadConn* conn, std::unique_lock<std::mutex> read_lock)
+      : m_store(store), m_conn(conn), m_read_lock(std::move(read_lock)) {}
+  explicit Reader(SqliteStore& store) : m_store(store), m_write_lock(store.m_mutex) {}
+  sqlite3* db() const { return m_conn ? m_conn->db : m_store.m_db; }
+  sqlite3_stmt* prepare(const std::string& sql) {
+    if (!m_conn) return m_store.prepare(sql);
+    auto& cache = m_conn->statements.by_sql;
+    if (auto it = cache.find(sql); it != cache.end()) return it->second;
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v3(m_conn->db, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
+      sqlite3_finalize(stmt);
+      return nullptr;
+    }
+    cache.emplace(sql, stmt);
+    return stmt;
+  }
+
+ private:
+  SqliteStore& m_store;
+  ReadConn* m_conn = nullptr;
+  std::unique_lock<std::mutex> m_read_lock;
+  std::unique_lock<std::recursive_mutex> m_write_lock;
+};
+
+SqliteStore::Reader SqliteStore::reader() {
+  if (m_readers.empty() || m_txn_thread.load() == std::this_thread::get_id()) return Reader(*this);
+  // A free one if there is; else wait for the next in turn.
+  size_t start = m_next_reader++;
+  for (size_t i = 0; i < m_readers.size(); ++i) {
+    ReadConn* c = m_readers[(start + i) % m_readers.size()].get();
+    std::unique_lock lock(c->mutex, std::try_to_lock);
+    if (lock.owns_lock()) return Reader(*this, c, std::move(lock));
+  }
+  ReadConn* c = m_readers[start % m_readers.size()].get();
+  return Reader(*this, c, std::unique_lock(c->mutex));
+}
+
+Status SqliteStore::open_readers(const std::string& path) {
+  // Four: the API's pages and the workers' reads seldom need more at once.
+  constexpr int k_readers = 4;
+  for (int i = 0; i < k_readers; ++i) {
+    auto c = std::make_unique<ReadConn>();
+    if (sqlite3_open_v2(path.c_str(), &c->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
+      std::string msg = c->db ? sqlite3_errmsg(c->db) : "out of memory";
+      return make_error(ErrorKind::io, "database " + path + ": " + msg);
+    }
+    sqlite3_busy_timeout(c->db, 5000);
+    m_readers.push_back(std::move(c));
+  }
+  return ok_status();
+}
+
 SqliteStore::SqliteStore() : m_statements(std::make_unique<Statements>()) {}
 
 SqliteStore::~SqliteStore() {
+  m_readers.clear();
   m_statements.reset();  // finalised before the connection closes
   if (m_db) sqlite3_close_v2(m_db);
 }
@@ -312,6 +378,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path, 
   (void)pragmas;
   BW_TRY(auto migrated, s->migrate(schema));
   (void)migrated;
+  if (path != ":memory:" && path.rfind("file:", 0) != 0) {
+    BW_TRY(auto readers, s->open_readers(path));
+    (void)readers;
+  }
   return s;
 }
 
@@ -346,6 +416,12 @@ Status SqliteStore::transaction(const std::function<Status()>& fn) {
   if (!sqlite3_get_autocommit(m_db)) return fn();  // already inside one: join it
   BW_TRY(auto began, exec("BEGIN IMMEDIATE"));
   (void)began;
+  // Its reads see its writes: on the writer, not a read connection.
+  m_txn_thread = std::this_thread::get_id();
+  struct Clear {
+    std::atomic<std::thread::id>& t;
+    ~Clear() { t = std::thread::id(); }
+  } clear{m_txn_thread};
   Status st = fn();
   if (!st) {
     exec("ROLLBACK");
@@ -360,8 +436,8 @@ Status SqliteStore::transaction(const std::function<Status()>& fn) {
 }
 
 Result<std::optional<RefState>> SqliteStore::get_ref(const std::string& ref) {
-  std::lock_guard lock(m_mutex);
-  Stmt s(m_db, prepare((std::string("SELECT ") + k_ref_columns + " FROM refs WHERE ref=?")));
+  auto r = reader();
+  Stmt s(r.db(), r.prepare((std::string("SELECT ") + k_ref_columns + " FROM refs WHERE ref=?")));
   if (!s.prepared()) return s.error("get ref");
   s.bind(1, ref);
   int rc = s.step();
@@ -371,8 +447,8 @@ Result<std::optional<RefState>> SqliteStore::get_ref(const std::string& ref) {
 }
 
 Result<std::vector<RefState>> SqliteStore::list_refs() {
-  std::lock_guard lock(m_mutex);
-  Stmt s(m_db, prepare((std::string("SELECT ") + k_ref_columns + " FROM refs ORDER BY ref")));
+  auto r = reader();
+  Stmt s(r.db(), r.prepare((std::string("SELECT ") + k_ref_columns + " FROM refs ORDER BY ref")));
   if (!s.prepared()) return s.error("list refs");
   std::vector<RefState> out;
   int rc;
@@ -382,12 +458,12 @@ Result<std::vector<RefState>> SqliteStore::list_refs() {
 }
 
 Result<std::vector<RefState>> SqliteStore::get_refs(const std::vector<std::string>& refs) {
-  std::lock_guard lock(m_mutex);
+  auto r = reader();
   const std::string sql = std::string("SELECT ") + k_ref_columns + " FROM refs WHERE ref=?";
   std::vector<RefState> out;
   out.reserve(refs.size());
   for (const auto& ref : refs) {
-    Stmt s(m_db, prepare(sql));
+    Stmt s(r.db(), r.prepare(sql));
     if (!s.prepared()) return s.error("get refs");
     s.bind(1, ref);
     int rc = s.step();
@@ -398,8 +474,8 @@ Result<std::vector<RefState>> SqliteStore::get_refs(const std::vector<std::strin
 }
 
 Result<std::set<std::string>> SqliteStore::failing_refs() {
-  std::lock_guard lock(m_mutex);
-  Stmt s(m_db, prepare("SELECT ref FROM refs WHERE last_error != ''"));
+  auto r = reader();
+  Stmt s(r.db(), r.prepare("SELECT ref FROM refs WHERE last_error != ''"));
   if (!s.prepared()) return s.error("failing refs");
   std::set<std::string> out;
   int rc;
@@ -420,8 +496,8 @@ Status SqliteStore::put_ref(const RefState& r) {
 }
 
 Result<std::map<std::string, int64_t>> SqliteStore::next_checks() {
-  std::lock_guard lock(m_mutex);
-  Stmt s(m_db, prepare("SELECT ref, next_check FROM refs"));
+  auto r = reader();
+  Stmt s(r.db(), r.prepare("SELECT ref, next_check FROM refs"));
   if (!s.prepared()) return s.error("next checks");
   std::map<std::string, int64_t> out;
   int rc;
@@ -467,8 +543,8 @@ Result<int64_t> SqliteStore::add_event(const Event& e) {
 }
 
 Result<std::vector<Event>> SqliteStore::list_events(int limit) {
-  std::lock_guard lock(m_mutex);
-  Stmt s(m_db, prepare("SELECT id, ref, old_digest, new_digest, platforms, outcome, source, detected_at, deliveries FROM events "
+  auto r = reader();
+  Stmt s(r.db(), r.prepare("SELECT id, ref, old_digest, new_digest, platforms, outcome, source, detected_at, deliveries FROM events "
                "ORDER BY detected_at DESC, id DESC LIMIT ?"));
   if (!s.prepared()) return s.error("list events");
   s.bind(1, limit);
@@ -541,8 +617,8 @@ Result<std::vector<Delivery>> SqliteStore::due_deliveries(int64_t now, int limit
 }
 
 Result<std::optional<Delivery>> SqliteStore::get_delivery(const std::string& id) {
-  std::lock_guard lock(m_mutex);
-  Stmt s(m_db, prepare((std::string("SELECT ") + k_delivery_columns + " FROM deliveries WHERE id=?")));
+  auto r = reader();
+  Stmt s(r.db(), r.prepare((std::string("SELECT ") + k_delivery_columns + " FROM deliveries WHERE id=?")));
   if (!s.prepared()) return s.error("get delivery");
   s.bind(1, id);
   int rc = s.step();
@@ -552,11 +628,11 @@ Result<std::optional<Delivery>> SqliteStore::get_delivery(const std::string& id)
 }
 
 Result<std::vector<Delivery>> SqliteStore::list_deliveries(std::optional<DeliveryState> state, int limit) {
-  std::lock_guard lock(m_mutex);
+  auto r = reader();
   std::string sql = std::string("SELECT ") + k_delivery_columns + " FROM deliveries";
   if (state) sql += " WHERE state=?";
   sql += " ORDER BY created_at DESC, id DESC LIMIT ?";
-  Stmt s(m_db, prepare(sql));
+  Stmt s(r.db(), r.prepare(sql));
   if (!s.prepared()) return s.error("list deliveries");
   int i = 1;
   if (state) s.bind(i++, std::string(to_string(*state)));
@@ -586,8 +662,8 @@ Status SqliteStore::record_attempt(const Attempt& a, DeliveryState new_state, in
 }
 
 Result<std::vector<Attempt>> SqliteStore::list_attempts(const std::string& delivery_id) {
-  std::lock_guard lock(m_mutex);
-  Stmt s(m_db, prepare("SELECT delivery_id, at, status, error, duration_ms, output_tail, pushed_digest FROM attempts "
+  auto r = reader();
+  Stmt s(r.db(), r.prepare("SELECT delivery_id, at, status, error, duration_ms, output_tail, pushed_digest FROM attempts "
                        "WHERE delivery_id=? ORDER BY id"));
   if (!s.prepared()) return s.error("list attempts");
   s.bind(1, delivery_id);
@@ -608,8 +684,8 @@ Status SqliteStore::requeue(const std::string& id, int64_t now) {
 }
 
 Result<std::map<std::string, int64_t>> SqliteStore::delivery_counts() {
-  std::lock_guard lock(m_mutex);
-  Stmt s(m_db, prepare("SELECT state, COUNT(*) FROM deliveries GROUP BY state"));
+  auto r = reader();
+  Stmt s(r.db(), r.prepare("SELECT state, COUNT(*) FROM deliveries GROUP BY state"));
   if (!s.prepared()) return s.error("delivery counts");
   std::map<std::string, int64_t> out{{"pending", 0}, {"delivered", 0}, {"failed", 0}, {"dead", 0}};
   int rc;
@@ -653,8 +729,8 @@ Status SqliteStore::release_delivery(const std::string& id, const std::string& p
 }
 
 Result<std::map<std::string, int64_t>> SqliteStore::waiting_by_mirror() {
-  std::lock_guard lock(m_mutex);
-  Stmt s(m_db, prepare("SELECT j.mirror, COUNT(*) FROM deliveries d JOIN copy_jobs j ON j.id=d.wait_job WHERE d.wait_job!=0 "
+  auto r = reader();
+  Stmt s(r.db(), r.prepare("SELECT j.mirror, COUNT(*) FROM deliveries d JOIN copy_jobs j ON j.id=d.wait_job WHERE d.wait_job!=0 "
                        "GROUP BY j.mirror"));
   if (!s.prepared()) return s.error("waiting by mirror");
   std::map<std::string, int64_t> out;
@@ -677,8 +753,8 @@ Status SqliteStore::put_mirror(const MirrorState& m) {
 }
 
 Result<std::optional<MirrorState>> SqliteStore::get_mirror(const std::string& mirror) {
-  std::lock_guard lock(m_mutex);
-  Stmt s(m_db, prepare(std::string("SELECT ") + k_mirror_columns + " FROM mirrors WHERE mirror=?"));
+  auto r = reader();
+  Stmt s(r.db(), r.prepare(std::string("SELECT ") + k_mirror_columns + " FROM mirrors WHERE mirror=?"));
   if (!s.prepared()) return s.error("get mirror");
   s.bind(1, mirror);
   int rc = s.step();
@@ -688,8 +764,8 @@ Result<std::optional<MirrorState>> SqliteStore::get_mirror(const std::string& mi
 }
 
 Result<std::vector<MirrorState>> SqliteStore::list_mirrors() {
-  std::lock_guard lock(m_mutex);
-  Stmt s(m_db, prepare(std::string("SELECT ") + k_mirror_columns + " FROM mirrors ORDER BY mirror"));
+  auto r = reader();
+  Stmt s(r.db(), r.prepare(std::string("SELECT ") + k_mirror_columns + " FROM mirrors ORDER BY mirror"));
   if (!s.prepared()) return s.error("list mirrors");
   std::vector<MirrorState> out;
   int rc;
@@ -717,8 +793,8 @@ Result<int64_t> SqliteStore::add_copy_job(const CopyJob& j) {
 }
 
 Result<std::optional<CopyJob>> SqliteStore::get_copy_job(int64_t id) {
-  std::lock_guard lock(m_mutex);
-  Stmt s(m_db, prepare(std::string("SELECT ") + k_job_columns + " FROM copy_jobs WHERE id=?"));
+  auto r = reader();
+  Stmt s(r.db(), r.prepare(std::string("SELECT ") + k_job_columns + " FROM copy_jobs WHERE id=?"));
   if (!s.prepared()) return s.error("get copy job");
   s.bind(1, id);
   int rc = s.step();
@@ -741,11 +817,11 @@ Result<std::vector<CopyJob>> SqliteStore::due_copy_jobs(int64_t now, int limit) 
 }
 
 Result<std::vector<CopyJob>> SqliteStore::pending_copy_jobs(const std::string& mirror) {
-  std::lock_guard lock(m_mutex);
+  auto r = reader();
   std::string sql = std::string("SELECT ") + k_job_columns + " FROM copy_jobs WHERE state='pending'";
   if (!mirror.empty()) sql += " AND mirror=?";
   sql += " ORDER BY id";
-  Stmt s(m_db, prepare(sql));
+  Stmt s(r.db(), r.prepare(sql));
   if (!s.prepared()) return s.error("pending copy jobs");
   if (!mirror.empty()) s.bind(1, mirror);
   std::vector<CopyJob> out;
@@ -785,8 +861,8 @@ Status SqliteStore::set_meta(const std::string& key, const std::string& value) {
 }
 
 Result<std::optional<std::string>> SqliteStore::get_meta(const std::string& key) {
-  std::lock_guard lock(m_mutex);
-  Stmt s(m_db, prepare("SELECT value FROM meta WHERE key=?"));
+  auto r = reader();
+  Stmt s(r.db(), r.prepare("SELECT value FROM meta WHERE key=?"));
   if (!s.prepared()) return s.error("get meta");
   s.bind(1, key);
   int rc = s.step();

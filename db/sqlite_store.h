@@ -1,14 +1,20 @@
-// The SQLite engine of the store (the default): one file, one connection in
-// WAL mode behind a recursive mutex, so every write goes through this object
-// (exactly one writer) and readers (the HTTP API) share it. The schema
+// The SQLite engine of the store (the default): one file in WAL mode. One
+// connection behind a recursive mutex writes (exactly one writer: every write
+// goes through this object); the reads the API and the watcher's workers make
+// go to a few read-only connections of their own, so a page of the API never
+// waits for a batch being written (WAL readers see the last commit). A thread
+// inside a transaction reads on the writer, and sees its own writes. The schema
 // version lives in PRAGMA user_version; open() migrates forward and refuses a
 // database newer than this binary knows. Statements are prepared once per
 // connection and reset after use.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "db/store.h"
 
@@ -95,6 +101,17 @@ class SqliteStore final : public Store {
   std::unique_ptr<Statements> m_statements;
   sqlite3* m_db = nullptr;
   std::recursive_mutex m_mutex;
+  std::atomic<std::thread::id> m_txn_thread{};  // the thread inside transaction(), if any
+
+  // A read-only connection with its own statements.
+  struct ReadConn;
+  std::vector<std::unique_ptr<ReadConn>> m_readers;  // empty for ":memory:"
+  std::atomic<size_t> m_next_reader{0};
+  // Where a read runs: a free read connection (locked), or the writer (under
+  // m_mutex) inside a transaction or when there is no read connection.
+  class Reader;
+  Reader reader();
+  Status open_readers(const std::string& path);
 };
 
 }  // namespace bw::db
