@@ -1,13 +1,15 @@
 #include "watcher/watcher.h"
 
+#include <malloc.h>
+
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <condition_variable>
-#include <unordered_map>
 #include <deque>
 #include <random>
+#include <unordered_map>
 #include <thread>
 
 #include "mirror/decide.h"
@@ -229,7 +231,7 @@ std::vector<Watcher::Job> Watcher::take_due(TimePoint now, bool all, bool dry_ru
     }
     if (auto it = m_next_check.find(key); it != m_next_check.end()) m_due.erase({it->second, key});
     m_in_flight.insert(key);
-    jobs.push_back(Job{model, cfg, &item->second, std::move(source), dry_run, std::nullopt});
+    jobs.push_back(Job{model, cfg, &item->second, std::move(source), dry_run, nullptr});
     return true;
   };
   const int64_t now_ms = to_unix_ms(now);
@@ -331,8 +333,8 @@ void Watcher::prefetch(Job& job, std::unique_lock<std::mutex>& lock) {
     if (it == by_ref.end()) return std::optional<db::RefState>();
     return std::optional<db::RefState>(std::move(it->second));
   };
-  job.stored = stored_of(keys[0]);
-  for (size_t i = 0; i < more.size(); ++i) more[i].stored = stored_of(keys[i + 1]);
+  job.stored = std::make_unique<Stored>(stored_of(keys[0]));
+  for (size_t i = 0; i < more.size(); ++i) more[i].stored = std::make_unique<Stored>(stored_of(keys[i + 1]));
   lock.lock();
   if (more.empty()) return;
   auto& q = m_queues[registry];
@@ -420,12 +422,18 @@ void Watcher::work() {
     done->job = std::move(*job);
     lock.lock();
     release_slot(registry);
+    // The loop is woken by the first answer it has not taken yet: it takes
+    // every one there is when it runs (a wake per answer was a convoy on
+    // this lock once the CPUs were busy).
+    bool first = m_done.empty();
     m_done.push_back(std::move(done));
     m_done_cv.notify_all();
-    auto notify = m_on_result;
-    lock.unlock();
-    if (notify) notify();
-    lock.lock();
+    if (first && m_on_result) {
+      auto notify = m_on_result;
+      lock.unlock();
+      notify();
+      lock.lock();
+    }
   }
 }
 
@@ -436,7 +444,11 @@ void Watcher::drain(TimePoint now, bool wait, PollStats& stats, const ReportSink
   constexpr size_t k_batch_max = 256;
   constexpr auto k_batch_wait = std::chrono::milliseconds(100);
   for (;;) {
-    std::unique_ptr<Done> d;
+    // Every answer there is, taken at once; applied; then all put back on
+    // the schedule at once (a lock of each kind per answer, with fifty
+    // workers waiting for the same lock, held a cycle to a fraction of what
+    // the registries answer).
+    std::deque<std::unique_ptr<Done>> ready;
     {
       std::unique_lock lock(m_pool_mutex);
       if (m_done.empty() && wait && !m_in_flight.empty()) {
@@ -452,44 +464,41 @@ void Watcher::drain(TimePoint now, bool wait, PollStats& stats, const ReportSink
         }
       }
       if (m_done.empty()) break;
-      d = std::move(m_done.front());
-      m_done.pop_front();
+      ready.swap(m_done);
     }
-    const WatchItem& item = *d->job.item;
-    const std::string key = item.ref.tag_ref();
-    if (d->skipped) {
-      std::lock_guard lock(m_mutex);
-      std::lock_guard pool(m_pool_mutex);
-      m_in_flight.erase(key);
-      auto it = m_next_check.find(key);
-      int64_t at = it == m_next_check.end() ? 0 : it->second;
-      if (!m_due.count({at, key})) m_due.emplace(at, key);
-      continue;
+    std::vector<std::string> back;  // the keys to put back on the schedule
+    back.reserve(ready.size());
+    for (auto& d : ready) {
+      const WatchItem& item = *d->job.item;
+      back.push_back(item.ref.tag_ref());
+      if (d->skipped) continue;
+      auto report = apply(*d->job.cfg, item, d->result, d->stored, d->mirror_head, d->job.source, now, d->job.dry_run, m_batch);
+      if (!m_batch.empty() && m_batch_due == std::chrono::steady_clock::time_point::max()) {
+        m_batch_due = std::chrono::steady_clock::now() + k_batch_wait;
+      }
+      if (m_batch.size() >= k_batch_max) {
+        flush(m_batch, now);
+        m_batch_due = std::chrono::steady_clock::time_point::max();
+      }
+      ++stats.checked;
+      if (d->result.ok()) stats.requests += d->result.value().requests;
+      if (report.outcome == "error") ++stats.errors;
+      if (report.outcome == "changed") ++stats.changed;
+      if (sink) sink(std::move(report));
+      else stats.reports.push_back(std::move(report));
     }
-    auto report = apply(*d->job.cfg, item, d->result, d->stored, d->mirror_head, d->job.source, now, d->job.dry_run, m_batch);
     {
       std::lock_guard lock(m_mutex);
       std::lock_guard pool(m_pool_mutex);
-      m_in_flight.erase(key);
-      // Back on the schedule: apply set its next check; a dry run keeps the
-      // one it had.
-      auto it = m_next_check.find(key);
-      int64_t at = it == m_next_check.end() ? 0 : it->second;
-      if (!m_due.count({at, key})) m_due.emplace(at, key);
+      for (const auto& key : back) {
+        m_in_flight.erase(key);
+        // Back on the schedule: apply set its next check; a dry run (or a
+        // job the closed gate skipped) keeps the one it had.
+        auto it = m_next_check.find(key);
+        int64_t at = it == m_next_check.end() ? 0 : it->second;
+        if (!m_due.count({at, key})) m_due.emplace(at, key);
+      }
     }
-    if (!m_batch.empty() && m_batch_due == std::chrono::steady_clock::time_point::max()) {
-      m_batch_due = std::chrono::steady_clock::now() + k_batch_wait;
-    }
-    if (m_batch.size() >= k_batch_max) {
-      flush(m_batch, now);
-      m_batch_due = std::chrono::steady_clock::time_point::max();
-    }
-    ++stats.checked;
-    if (d->result.ok()) stats.requests += d->result.value().requests;
-    if (report.outcome == "error") ++stats.errors;
-    if (report.outcome == "changed") ++stats.changed;
-    if (sink) sink(std::move(report));
-    else stats.reports.push_back(std::move(report));
   }
 }
 
@@ -519,6 +528,13 @@ PollStats Watcher::step(TimePoint now, const ReportSink& sink) {
   if (!m_batch.empty() && (idle || std::chrono::steady_clock::now() >= m_batch_due)) {
     flush(m_batch, now);
     m_batch_due = std::chrono::steady_clock::time_point::max();
+  }
+  m_checked_since_trim += stats.checked;
+  if (idle && m_checked_since_trim >= k_trim_after) {
+    // A big cycle is over: the queues, jobs and answers it held are free;
+    // give the pages back (glibc keeps them otherwise), a few ms at most.
+    malloc_trim(0);
+    m_checked_since_trim = 0;
   }
   if (stats.checked > 0) {
     m_last_poll = to_unix_ms(now);

@@ -125,7 +125,9 @@ class Watcher {
     // Its row, read with the next jobs of its registry in one store call
     // (a read per reference held every worker on the store's lock while a
     // batch was written, and was a round trip each on PostgreSQL).
-    std::optional<Stored> stored;
+    // On the heap: a job waits in a queue with up to every other reference
+    // (100,000 at once), most of them not read yet.
+    std::unique_ptr<Stored> stored;
   };
   // A successful check's row, written with others in one transaction.
   struct PendingWrite {
@@ -181,6 +183,8 @@ class Watcher {
   std::map<std::string, int64_t> m_next_check;  // in-memory mirror of refs.next_check
   std::set<std::pair<int64_t, std::string>> m_due;  // (next check, key) of references not with the workers
   std::atomic<int64_t> m_last_poll{0};
+  static constexpr size_t k_trim_after = 10'000;  // checks between two malloc_trim at idle
+  size_t m_checked_since_trim = 0;                // (loop thread only)
   bool m_last_poll_pending = false;  // m_last_poll goes to the store with the next batch (loop thread only)
 
   // The workers: persistent threads taking jobs from per-registry queues
