@@ -278,7 +278,7 @@ void Watcher::enqueue(std::vector<Job> jobs) {
   std::lock_guard lock(m_pool_mutex);
   for (auto& j : jobs) {
     std::string registry = j.item->ref.registry;
-    m_queues[registry].push_back(std::move(j));
+    m_lanes[registry].jobs.push_back(std::make_unique<Job>(std::move(j)));
   }
   // The pool grows to the largest poll.concurrency seen; a smaller one after
   // a reload caps how many work at once.
@@ -288,9 +288,9 @@ void Watcher::enqueue(std::vector<Job> jobs) {
 
 void Watcher::release_slot(const std::string& registry) {
   --m_busy_total;
-  auto busy = m_busy.find(registry);
-  bool gone = --busy->second == 0 && !m_queues.count(registry);
-  if (busy->second == 0) m_busy.erase(busy);
+  auto lane = m_lanes.find(registry);
+  bool gone = --lane->second.busy == 0 && lane->second.jobs.empty();
+  if (gone) m_lanes.erase(lane);
   // One slot is free: one job can start, and every worker would decide the
   // same, so one is woken (waking all 50 for each answer was most of a
   // cycle's CPU at 50 registries). When the registry has nothing left, the
@@ -302,19 +302,18 @@ void Watcher::release_slot(const std::string& registry) {
 void Watcher::prefetch(Job& job, std::unique_lock<std::mutex>& lock) {
   constexpr size_t k_prefetch = 64;
   const std::string registry = job.item->ref.registry;
-  std::vector<Job> more;
-  if (auto q = m_queues.find(registry); q != m_queues.end()) {
-    while (!q->second.empty() && more.size() + 1 < k_prefetch && !q->second.front().stored) {
-      more.push_back(std::move(q->second.front()));
-      q->second.pop_front();
-    }
-    if (q->second.empty()) m_queues.erase(q);
+  std::vector<std::unique_ptr<Job>> more;
+  // The lane stays (this job is busy in it) while they are off its queue.
+  auto& lane = m_lanes[registry];
+  while (!lane.jobs.empty() && more.size() + 1 < k_prefetch && !lane.jobs.front()->stored) {
+    more.push_back(std::move(lane.jobs.front()));
+    lane.jobs.pop_front();
   }
   lock.unlock();
   std::vector<std::string> keys;
   keys.reserve(more.size() + 1);
   keys.push_back(job.item->ref.tag_ref());
-  for (const auto& j : more) keys.push_back(j.item->ref.tag_ref());
+  for (const auto& j : more) keys.push_back(j->item->ref.tag_ref());
   Result<std::vector<db::RefState>> rows = std::vector<db::RefState>();
   if (keys.size() == 1) {
     auto one = m_store.get_ref(keys[0]);
@@ -334,10 +333,10 @@ void Watcher::prefetch(Job& job, std::unique_lock<std::mutex>& lock) {
     return std::optional<db::RefState>(std::move(it->second));
   };
   job.stored = std::make_unique<Stored>(stored_of(keys[0]));
-  for (size_t i = 0; i < more.size(); ++i) more[i].stored = std::make_unique<Stored>(stored_of(keys[i + 1]));
+  for (size_t i = 0; i < more.size(); ++i) more[i]->stored = std::make_unique<Stored>(stored_of(keys[i + 1]));
   lock.lock();
   if (more.empty()) return;
-  auto& q = m_queues[registry];
+  auto& q = m_lanes[registry].jobs;
   for (auto it = more.rbegin(); it != more.rend(); ++it) q.push_front(std::move(*it));
   m_work_cv.notify_all();  // they were off the queue while they were read
 }
@@ -345,34 +344,32 @@ void Watcher::prefetch(Job& job, std::unique_lock<std::mutex>& lock) {
 void Watcher::work() {
   std::unique_lock lock(m_pool_mutex);
   for (;;) {
-    std::optional<Job> job;
+    std::unique_ptr<Job> job;
     m_work_cv.wait(lock, [&] {
       if (m_stop) return true;
       if (m_busy_total >= m_concurrency.load()) return false;
       // When several registries have work, one holds at most its share of
       // the workers, so a slow or hung registry leaves workers for the others.
-      size_t active = 0;
-      for (const auto& [reg, q] : m_queues) active += !q.empty() || m_busy[reg] > 0;
-      for (const auto& [reg, n] : m_busy) active += n > 0 && !m_queues.count(reg);
+      const int active = static_cast<int>(m_lanes.size());
       int conc = m_concurrency.load();
-      int cap = conc > static_cast<int>(active) ? conc - (static_cast<int>(active) - 1) : 1;
+      int cap = conc > active ? conc - (active - 1) : 1;
       // Round robin over registries, from where the last take left off.
-      auto start = m_queues.upper_bound(m_next_registry);
+      auto start = m_lanes.upper_bound(m_next_registry);
       for (int pass = 0; pass < 2 && !job; ++pass) {
-        for (auto it = pass == 0 ? start : m_queues.begin(); it != (pass == 0 ? m_queues.end() : start); ++it) {
-          if (it->second.empty() || m_busy[it->first] >= cap) continue;
-          job = std::move(it->second.front());
-          it->second.pop_front();
+        for (auto it = pass == 0 ? start : m_lanes.begin(); it != (pass == 0 ? m_lanes.end() : start); ++it) {
+          Lane& lane = it->second;
+          if (lane.jobs.empty() || lane.busy >= cap) continue;
+          job = std::move(lane.jobs.front());
+          lane.jobs.pop_front();
+          ++lane.busy;
           m_next_registry = it->first;
-          if (it->second.empty()) m_queues.erase(it);
           break;
         }
       }
-      return job.has_value();
+      return job != nullptr;
     });
     if (m_stop) return;
     const std::string registry = job->item->ref.registry;
-    ++m_busy[registry];
     ++m_busy_total;
     if (!job->stored) prefetch(*job, lock);
     lock.unlock();
@@ -384,6 +381,7 @@ void Watcher::work() {
       // it goes back on the schedule as it was.
       done->skipped = true;
       done->job = std::move(*job);
+      job.reset();
       lock.lock();
       release_slot(registry);
       m_done.push_back(std::move(done));
@@ -420,6 +418,7 @@ void Watcher::work() {
       }
     }
     done->job = std::move(*job);
+    job.reset();  // freed here, not under the lock
     lock.lock();
     release_slot(registry);
     // The loop is woken by the first answer it has not taken yet: it takes

@@ -192,8 +192,14 @@ class Watcher {
   // which is taken after m_mutex, never before.
   std::mutex m_pool_mutex;
   std::condition_variable m_work_cv, m_done_cv;
-  std::map<std::string, std::deque<Job>> m_queues;  // registry -> waiting jobs
-  std::map<std::string, int> m_busy;                // registry -> jobs being worked on
+  // A registry's jobs: those waiting (each on the heap, so taking one frees
+  // nothing under the lock) and how many are with a worker. A lane exists
+  // while it has either; so the lanes are the registries with work.
+  struct Lane {
+    std::deque<std::unique_ptr<Job>> jobs;
+    int busy = 0;
+  };
+  std::map<std::string, Lane> m_lanes;  // registry -> its lane
   int m_busy_total = 0;
   std::string m_next_registry;                      // where the round robin goes on
   std::set<std::string> m_in_flight;                // keys queued, being worked on, or done but not applied

@@ -676,6 +676,8 @@ LocalRegistry::LocalRegistry(RegistryOptions options) : m_options(std::move(opti
   start();
 }
 
+pid_t LocalRegistry::pid() const { return m_process ? m_process->pid() : -1; }
+
 LocalRegistry::~LocalRegistry() { stop(); }
 
 std::string LocalRegistry::url() const { return "http://" + m_host; }

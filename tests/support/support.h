@@ -129,6 +129,7 @@ class LocalRegistry {
   ~LocalRegistry();
   const std::string& host() const { return m_host; }  // "127.0.0.1:PORT"
   int port() const { return m_port; }
+  pid_t pid() const;  // the docker-registry process (for benchmarks reading its CPU time)
   std::string log() const;
 
   // Pushes a single-platform image (a real tar layer holding one file whose
