@@ -181,7 +181,7 @@ std::string write_wrk_script(const TempDir& dir, const Registries& r) {
 
 // Requests/s the registries answer together, `connections` connections
 // spread over them (wrk: one thread per connection, each on one host).
-double wrk_capacity(const Registries& r, const std::string& script, int connections, int secs, long* total = nullptr) {
+double wrk_capacity(const Registries& r, const std::string& script, int connections, int secs) {
   RunResult w = run({"wrk", "-t", std::to_string(connections), "-c", std::to_string(connections), "-d",
                      std::to_string(secs) + "s", "-s", script, r.regs[0]->url()},
                     {}, "", std::chrono::seconds(secs + 60));
@@ -191,8 +191,6 @@ double wrk_capacity(const Registries& r, const std::string& script, int connecti
     return 0;
   }
   if (w.output.find("Non-2xx") != std::string::npos) std::cerr << "wrk saw non-2xx answers:\n" << w.output << "\n";
-  std::smatch n;
-  if (total && std::regex_search(w.output, n, std::regex(R"((\d+) requests in)"))) *total = std::stol(n[1]);
   return std::stod(m[1]);
 }
 
@@ -387,11 +385,8 @@ EngineResult measure(const Engine& engine, const TempDir& dir, const Registries&
     std::string load = load_average();
     // The registries' capacity just before and just after the cycle (it
     // drifts by half from one wrk run to the next here: 50 registries share
-    // two cores), and what their CPU costs per request under wrk.
-    double reg0 = registries_cpu();
-    long total0 = 0;
-    double cap_before = wrk_capacity(regs, wrk_script, concurrency, wrk_secs, &total0);
-    double wrk_cpu_per_request = total0 > 0 ? (registries_cpu() - reg0) / static_cast<double>(total0) : 0;
+    // two cores).
+    double cap_before = wrk_capacity(regs, wrk_script, concurrency, wrk_secs);
     std::unique_ptr<Process> perf;
     if (const char* prefix = std::getenv("BW_BENCH_PERF"); prefix && round == 0) {
       perf = std::make_unique<Process>(std::vector<std::string>{"perf", "record", "-g", "-p", std::to_string(serve.pid()), "-o",
@@ -401,7 +396,7 @@ EngineResult measure(const Engine& engine, const TempDir& dir, const Registries&
     }
     double reg1 = registries_cpu();
     Cycle c = run_cycle(serve, port, refs, engine);
-    double cycle_cpu_per_request = (registries_cpu() - reg1) / static_cast<double>(refs);
+    double cycle_registries_cpu = registries_cpu() - reg1;
     if (perf) {
       perf->signal(SIGINT);
       perf->wait(30s);
@@ -414,11 +409,11 @@ EngineResult measure(const Engine& engine, const TempDir& dir, const Registries&
     out.capacity.push_back(cap);
     if (cap > 0) out.ratio.push_back(rate / cap);
     std::printf("[%s] round %d (load %s): wrk %.0f req/s before, %.0f after; cycle %.1f s = %.0f req/s = %.2f of capacity; "
-                "serve CPU %.1f s (%.0f us per reference); registries' CPU per request: %.2f ms under wrk, %.2f ms in the "
-                "cycle; %ld rows recorded\n",
+                "serve CPU %.1f s (%.0f us per reference, %.2f cores); the registries' CPU %.1f s (%.2f ms per request, "
+                "%.2f cores); %ld rows recorded\n",
                 engine.name.c_str(), round + 1, load.c_str(), cap_before, cap_after, c.seconds, rate, cap > 0 ? rate / cap : 0,
-                c.cpu, c.cpu * 1e6 / static_cast<double>(refs), wrk_cpu_per_request * 1e3, cycle_cpu_per_request * 1e3,
-                c.recorded);
+                c.cpu, c.cpu * 1e6 / static_cast<double>(refs), c.cpu / c.seconds, cycle_registries_cpu,
+                cycle_registries_cpu * 1e3 / static_cast<double>(refs), cycle_registries_cpu / c.seconds, c.recorded);
     if (round == 0) {
       std::this_thread::sleep_for(1s);
       std::tie(out.rss_first, out.hwm_first) = rss_of(serve.pid());
