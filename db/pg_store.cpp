@@ -311,32 +311,59 @@ Status PgStore::connect() {
   return ok_status();
 }
 
+Result<pg::Rows> PgStore::execute(Connection& conn, const char* what, const std::string& sql, const Params& params,
+                                  bool* broken) {
+  *broken = false;
+  PGconn* c = conn.conn;
+  std::string name;
+  if (auto it = conn.prepared.find(sql); it != conn.prepared.end()) {
+    name = it->second;
+  } else {
+    name = "bw" + std::to_string(conn.prepared.size() + 1);
+    Rows prepared(PQprepare(c, name.c_str(), sql.c_str(), static_cast<int>(params.size()), nullptr));
+    if (!prepared.ok()) {
+      *broken = PQstatus(c) == CONNECTION_BAD;
+      return error(what, prepared.message(c));
+    }
+    conn.prepared.emplace(sql, name);
+  }
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  Rows rows(PQexecPrepared(c, name.c_str(), static_cast<int>(values.size()), values.data(), nullptr, nullptr, 0));
+  if (rows.ok()) return rows;
+  *broken = PQstatus(c) == CONNECTION_BAD;
+  return error(what, rows.message(c));
+}
+
 Result<pg::Rows> PgStore::run(const char* what, const std::string& sql, const Params& params) {
   std::lock_guard lock(m_mutex);
   for (int attempt = 0;; ++attempt) {
     BW_TRY(auto connected, connect());
     (void)connected;
-    PGconn* c = m_conn->conn;
-    std::string name;
-    if (auto it = m_conn->prepared.find(sql); it != m_conn->prepared.end()) {
-      name = it->second;
-    } else {
-      name = "bw" + std::to_string(m_conn->prepared.size() + 1);
-      Rows prepared(PQprepare(c, name.c_str(), sql.c_str(), static_cast<int>(params.size()), nullptr));
-      if (!prepared.ok()) {
-        if (PQstatus(c) == CONNECTION_BAD && m_tx_depth == 0 && attempt == 0) continue;
-        return error(what, prepared.message(c));
-      }
-      m_conn->prepared.emplace(sql, name);
-    }
-    std::vector<const char*> values;
-    values.reserve(params.size());
-    for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
-    Rows rows(PQexecPrepared(c, name.c_str(), static_cast<int>(values.size()), values.data(), nullptr, nullptr, 0));
-    if (rows.ok()) return rows;
+    bool broken = false;
+    auto rows = execute(*m_conn, what, sql, params, &broken);
     // Broken outside a transaction: once more, on a fresh connection.
-    if (PQstatus(c) == CONNECTION_BAD && m_tx_depth == 0 && attempt == 0) continue;
-    return error(what, rows.message(c));
+    if (!rows && broken && m_tx_depth == 0 && attempt == 0) continue;
+    return rows;
+  }
+}
+
+Result<pg::Rows> PgStore::read(const char* what, const std::string& sql, const Params& params) {
+  if (m_txn_thread.load() == std::this_thread::get_id()) return run(what, sql, params);
+  std::lock_guard lock(m_read_mutex);
+  for (int attempt = 0;; ++attempt) {
+    if (!m_reader || !m_reader->ok()) {
+      if (m_reader) ++m_reconnects;
+      m_reader.reset();
+      BW_TRY(PGconn* conn, pg::connect(m_uri, m_secrets));
+      m_reader = std::make_unique<Connection>();
+      m_reader->conn = conn;
+    }
+    bool broken = false;
+    auto rows = execute(*m_reader, what, sql, params, &broken);
+    if (!rows && broken && attempt == 0) continue;
+    return rows;
   }
 }
 
@@ -396,6 +423,11 @@ Status PgStore::transaction(const std::function<Status()>& fn) {
     explicit Depth(int& d) : depth(d) { ++depth; }
     ~Depth() { --depth; }
   };
+  m_txn_thread = std::this_thread::get_id();
+  struct Clear {
+    std::atomic<std::thread::id>& t;
+    ~Clear() { t = std::thread::id(); }
+  } clear{m_txn_thread};
   Status st = [&]() -> Status {
     Depth inside(m_tx_depth);
     if (m_fence.epoch != 0) {
@@ -462,13 +494,13 @@ int PgStore::schema_version() {
 }
 
 Result<std::optional<RefState>> PgStore::get_ref(const std::string& ref) {
-  BW_TRY(auto rows, run("get ref", std::string("SELECT ") + k_ref_columns + " FROM refs WHERE ref=$1", {ref}));
+  BW_TRY(auto rows, read("get ref", std::string("SELECT ") + k_ref_columns + " FROM refs WHERE ref=$1", {ref}));
   if (rows.size() == 0) return std::optional<RefState>();
   return std::optional<RefState>(read_ref(rows, 0));
 }
 
 Result<std::vector<RefState>> PgStore::list_refs() {
-  BW_TRY(auto rows, run("list refs", std::string("SELECT ") + k_ref_columns + " FROM refs ORDER BY ref COLLATE \"C\""));
+  BW_TRY(auto rows, read("list refs", std::string("SELECT ") + k_ref_columns + " FROM refs ORDER BY ref COLLATE \"C\""));
   std::vector<RefState> out;
   out.reserve(static_cast<size_t>(rows.size()));
   for (int i = 0; i < rows.size(); ++i) out.push_back(read_ref(rows, i));
@@ -479,7 +511,7 @@ Result<std::vector<RefState>> PgStore::get_refs(const std::vector<std::string>& 
   std::vector<RefState> out;
   if (refs.empty()) return out;
   // One round trip for the page, then in the order asked.
-  BW_TRY(auto rows, run("get refs", std::string("SELECT ") + k_ref_columns + " FROM refs WHERE ref = ANY($1::text[])",
+  BW_TRY(auto rows, read("get refs", std::string("SELECT ") + k_ref_columns + " FROM refs WHERE ref = ANY($1::text[])",
                         {text_array(refs)}));
   std::unordered_map<std::string, RefState> by_ref;
   for (int i = 0; i < rows.size(); ++i) {
@@ -494,14 +526,14 @@ Result<std::vector<RefState>> PgStore::get_refs(const std::vector<std::string>& 
 }
 
 Result<std::set<std::string>> PgStore::failing_refs() {
-  BW_TRY(auto rows, run("failing refs", "SELECT ref FROM refs WHERE last_error != ''"));
+  BW_TRY(auto rows, read("failing refs", "SELECT ref FROM refs WHERE last_error != ''"));
   std::set<std::string> out;
   for (int i = 0; i < rows.size(); ++i) out.insert(rows.text(i, 0));
   return out;
 }
 
 Result<std::map<std::string, int64_t>> PgStore::next_checks() {
-  BW_TRY(auto rows, run("next checks", "SELECT ref, next_check FROM refs"));
+  BW_TRY(auto rows, read("next checks", "SELECT ref, next_check FROM refs"));
   std::map<std::string, int64_t> out;
   for (int i = 0; i < rows.size(); ++i) out.emplace(rows.text(i, 0), rows.i64(i, 1));
   return out;
@@ -568,7 +600,7 @@ Result<int64_t> PgStore::add_event(const Event& e) {
 }
 
 Result<std::vector<Event>> PgStore::list_events(int limit) {
-  BW_TRY(auto rows, run("list events",
+  BW_TRY(auto rows, read("list events",
                         "SELECT id, ref, old_digest, new_digest, platforms, outcome, source, detected_at, deliveries FROM events "
                         "ORDER BY detected_at DESC, id DESC LIMIT $1",
                         {num(limit)}));
@@ -642,7 +674,7 @@ Result<std::vector<Delivery>> PgStore::due_deliveries(int64_t now, int limit) {
 }
 
 Result<std::optional<Delivery>> PgStore::get_delivery(const std::string& id) {
-  BW_TRY(auto rows, run("get delivery", std::string("SELECT ") + k_delivery_columns + " FROM deliveries WHERE id=$1", {id}));
+  BW_TRY(auto rows, read("get delivery", std::string("SELECT ") + k_delivery_columns + " FROM deliveries WHERE id=$1", {id}));
   if (rows.size() == 0) return std::optional<Delivery>();
   return std::optional<Delivery>(read_delivery(rows, 0));
 }
@@ -658,7 +690,7 @@ Result<std::vector<Delivery>> PgStore::list_deliveries(std::optional<DeliverySta
     sql += order + "$1";
     params = {num(limit)};
   }
-  BW_TRY(auto rows, run("list deliveries", sql, params));
+  BW_TRY(auto rows, read("list deliveries", sql, params));
   std::vector<Delivery> out;
   out.reserve(static_cast<size_t>(rows.size()));
   for (int i = 0; i < rows.size(); ++i) out.push_back(read_delivery(rows, i));
@@ -682,7 +714,7 @@ Status PgStore::record_attempt(const Attempt& a, DeliveryState new_state, int64_
 }
 
 Result<std::vector<Attempt>> PgStore::list_attempts(const std::string& delivery_id) {
-  BW_TRY(auto rows, run("list attempts",
+  BW_TRY(auto rows, read("list attempts",
                         "SELECT delivery_id, at, status, error, duration_ms, output_tail, pushed_digest FROM attempts "
                         "WHERE delivery_id=$1 ORDER BY id",
                         {delivery_id}));
@@ -707,7 +739,7 @@ Status PgStore::requeue(const std::string& id, int64_t now) {
 }
 
 Result<std::map<std::string, int64_t>> PgStore::delivery_counts() {
-  BW_TRY(auto rows, run("delivery counts", "SELECT state, COUNT(*) FROM deliveries GROUP BY state"));
+  BW_TRY(auto rows, read("delivery counts", "SELECT state, COUNT(*) FROM deliveries GROUP BY state"));
   std::map<std::string, int64_t> out{{"pending", 0}, {"delivered", 0}, {"failed", 0}, {"dead", 0}};
   for (int i = 0; i < rows.size(); ++i) out[rows.text(i, 0)] = rows.i64(i, 1);
   return out;
@@ -747,7 +779,7 @@ Status PgStore::release_delivery(const std::string& id, const std::string& paylo
 }
 
 Result<std::map<std::string, int64_t>> PgStore::waiting_by_mirror() {
-  BW_TRY(auto rows, run("waiting by mirror",
+  BW_TRY(auto rows, read("waiting by mirror",
                         "SELECT j.mirror, COUNT(*) FROM deliveries d JOIN copy_jobs j ON j.id=d.wait_job WHERE d.wait_job<>0 "
                         "GROUP BY j.mirror"));
   std::map<std::string, int64_t> out;
@@ -771,13 +803,13 @@ Status PgStore::put_mirror(const MirrorState& m) {
 }
 
 Result<std::optional<MirrorState>> PgStore::get_mirror(const std::string& mirror) {
-  BW_TRY(auto rows, run("get mirror", std::string("SELECT ") + k_mirror_columns + " FROM mirrors WHERE mirror=$1", {mirror}));
+  BW_TRY(auto rows, read("get mirror", std::string("SELECT ") + k_mirror_columns + " FROM mirrors WHERE mirror=$1", {mirror}));
   if (rows.size() == 0) return std::optional<MirrorState>();
   return std::optional<MirrorState>(read_mirror(rows, 0));
 }
 
 Result<std::vector<MirrorState>> PgStore::list_mirrors() {
-  BW_TRY(auto rows, run("list mirrors", std::string("SELECT ") + k_mirror_columns + " FROM mirrors ORDER BY mirror COLLATE \"C\""));
+  BW_TRY(auto rows, read("list mirrors", std::string("SELECT ") + k_mirror_columns + " FROM mirrors ORDER BY mirror COLLATE \"C\""));
   std::vector<MirrorState> out;
   for (int i = 0; i < rows.size(); ++i) out.push_back(read_mirror(rows, i));
   return out;
@@ -804,7 +836,7 @@ Result<int64_t> PgStore::add_copy_job(const CopyJob& j) {
 }
 
 Result<std::optional<CopyJob>> PgStore::get_copy_job(int64_t id) {
-  BW_TRY(auto rows, run("get copy job", std::string("SELECT ") + k_job_columns + " FROM copy_jobs WHERE id=$1", {num(id)}));
+  BW_TRY(auto rows, read("get copy job", std::string("SELECT ") + k_job_columns + " FROM copy_jobs WHERE id=$1", {num(id)}));
   if (rows.size() == 0) return std::optional<CopyJob>();
   return std::optional<CopyJob>(read_job(rows, 0));
 }
@@ -826,7 +858,7 @@ Result<std::vector<CopyJob>> PgStore::pending_copy_jobs(const std::string& mirro
     sql += " AND mirror=$1";
     params = {mirror};
   }
-  BW_TRY(auto rows, run("pending copy jobs", sql + " ORDER BY id", params));
+  BW_TRY(auto rows, read("pending copy jobs", sql + " ORDER BY id", params));
   std::vector<CopyJob> out;
   for (int i = 0; i < rows.size(); ++i) out.push_back(read_job(rows, i));
   return out;
@@ -868,7 +900,7 @@ Status PgStore::set_meta(const std::string& key, const std::string& value) {
 }
 
 Result<std::optional<std::string>> PgStore::get_meta(const std::string& key) {
-  BW_TRY(auto rows, run("get meta", "SELECT value FROM meta WHERE key=$1", {key}));
+  BW_TRY(auto rows, read("get meta", "SELECT value FROM meta WHERE key=$1", {key}));
   if (rows.size() == 0) return std::optional<std::string>();
   return std::optional<std::string>(rows.text(0, 0));
 }

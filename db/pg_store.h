@@ -19,10 +19,12 @@
 // redact_database and libpq's messages lose any password they quote.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "db/store.h"
@@ -124,6 +126,12 @@ class PgStore final : public Store {
   // m_mutex itself.
   using Params = std::vector<std::optional<std::string>>;  // nullopt is NULL
   Result<Rows> run(const char* what, const std::string& sql, const Params& params = {});
+  // run() for a read: on the read connection unless this thread is inside
+  // a transaction. Retried once on a fresh connection the same way.
+  Result<Rows> read(const char* what, const std::string& sql, const Params& params = {});
+  // Prepares (once per connection) and runs `sql` on `c`; *broken says the
+  // connection failed under it.
+  Result<Rows> execute(Connection& c, const char* what, const std::string& sql, const Params& params, bool* broken);
   // A simple-protocol statement (BEGIN, COMMIT, migrations, cursors); no
   // retry. query() returns its rows.
   Status exec(const char* what, const std::string& sql);
@@ -143,9 +151,16 @@ class PgStore final : public Store {
   std::vector<std::string> m_secrets;  // the URI's passwords, never shown
   std::unique_ptr<Connection> m_conn;
   int m_tx_depth = 0;  // transactions entered on the thread holding m_mutex
+  std::atomic<std::thread::id> m_txn_thread{};  // the thread inside transaction(), if any
+  // The reads made outside a transaction (the API's pages, the watcher's row
+  // reads) go to a connection of their own, so a page does not wait for a
+  // batch being written on the other; a transaction's own thread reads on
+  // its connection and sees its writes. Opened on first use.
+  std::unique_ptr<Connection> m_reader;
+  std::mutex m_read_mutex;
   Fence m_fence;        // epoch 0: none
   std::string m_session;  // SET statements every connection of this store runs first
-  int m_reconnects = 0;
+  std::atomic<int> m_reconnects{0};  // of either connection
   std::recursive_mutex m_mutex;
 };
 
