@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "db/copy.h"
@@ -975,4 +976,33 @@ TEST_CASE("a delivery that waits for a copy is not due until released", "[db][mi
   REQUIRE(s->record_attempt(attempt("d_wait", 40, 500, "down"), db::DeliveryState::failed, 50).ok());
   REQUIRE(s->release_delivery("d_wait", R"({"other":true})").ok());
   CHECK((*s->get_delivery("d_wait"))->payload == R"({"released":true})");
+}
+
+TEST_CASE("reads on other threads neither wait for a transaction nor see it; its own thread does", "[db]") {
+  auto s = open_new();
+  REQUIRE(s->put_ref(ref_state("r.io/a:1", 1000)).ok());
+  const std::string moved = "sha256:" + std::string(64, 'd');
+  std::atomic<bool> read_done{false};
+  std::string inside, outside;
+  std::thread reader;
+  auto st = s->transaction([&]() -> Status {
+    auto next = ref_state("r.io/a:1", 2000);
+    next.digest = moved;
+    BW_TRY(auto put, s->put_ref(next));
+    (void)put;
+    inside = s->get_ref("r.io/a:1").value()->digest;
+    // A read that needed this transaction's connection would wait for it to end.
+    reader = std::thread([&] {
+      outside = s->get_ref("r.io/a:1").value()->digest;
+      read_done = true;
+    });
+    for (int i = 0; i < 500 && !read_done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!read_done) return make_error(ErrorKind::internal, "the read waited for the transaction");
+    return ok_status();
+  });
+  reader.join();  // after the transaction: a read that waited for it ends now
+  REQUIRE(st.ok());
+  CHECK(inside == moved);                            // its own write
+  CHECK(outside == "sha256:" + std::string(64, 'a'));  // the last commit
+  CHECK(s->get_ref("r.io/a:1").value()->digest == moved);
 }

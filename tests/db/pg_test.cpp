@@ -5,8 +5,6 @@
 // migrating one new database at once.
 #include <catch2/catch.hpp>
 
-#include <atomic>
-#include <chrono>
 #include <thread>
 
 #include "db/pg_store.h"
@@ -226,31 +224,4 @@ TEST_CASE("a newer schema on PostgreSQL is refused as the user's to fix", "[db][
   CHECK(s.error().message == "database: schema version 7 is newer than this basewatch understands (" +
                                  std::to_string(db::k_schema_version) + "); use a newer basewatch or another database");
   CHECK(pg.query(name, "SELECT version FROM basewatch_schema") == "7");
-}
-
-TEST_CASE("reads on other threads neither wait for a transaction nor see it; its own thread does", "[db][pg]") {
-  auto& pg = shared_postgres();
-  std::string name = pg.create_database();
-  auto s = std::move(db::PgStore::open(pg.uri(name)).value());
-  REQUIRE(s->add_delivery(make_delivery("d_1", 1000)).ok());
-  std::atomic<bool> read_done{false};
-  bool inside = false, outside = true;
-  std::thread reader;
-  auto st = s->transaction([&]() -> Status {
-    BW_TRY(auto a, s->add_delivery(make_delivery("d_2", 2000)));
-    (void)a;
-    inside = s->get_delivery("d_2").value().has_value();
-    reader = std::thread([&] {
-      outside = s->get_delivery("d_2").value().has_value();
-      read_done = true;
-    });
-    for (int i = 0; i < 500 && !read_done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    if (!read_done) return make_error(ErrorKind::internal, "the read waited for the transaction");
-    return ok_status();
-  });
-  reader.join();
-  REQUIRE(st.ok());
-  CHECK(inside);        // its own write
-  CHECK_FALSE(outside);  // not committed yet
-  CHECK(s->get_delivery("d_2").value().has_value());
 }

@@ -4,10 +4,6 @@
 
 #include <sqlite3.h>
 
-#include <atomic>
-#include <chrono>
-#include <thread>
-
 #include "db/sqlite_store.h"
 #include "tests/support/support.h"
 
@@ -90,41 +86,4 @@ TEST_CASE("prepared statements are reused, and a query left unfinished does not 
   sqlite3_close(raw);
   CHECK_FALSE(s->get_delivery("d_0").value());
   CHECK(s->get_delivery("d_1").value());
-}
-
-TEST_CASE("reads on other threads neither wait for a transaction nor see it; its own thread does", "[unit][db][sqlite]") {
-  bw::testing::TempDir dir("bw-db-readers");
-  auto store = db::SqliteStore::open(dir.path() + "/state.db");
-  REQUIRE(store.ok());
-  auto& s = *store.value();
-  db::RefState before;
-  before.ref = "r.io/a:1";
-  before.digest = "sha256:" + std::string(64, '1');
-  REQUIRE(s.put_ref(before).ok());
-
-  std::atomic<bool> read_done{false};
-  std::string seen_inside, seen_outside;
-  std::thread reader;
-  auto st = s.transaction([&]() -> Status {
-    db::RefState after = before;
-    after.digest = "sha256:" + std::string(64, '2');
-    BW_TRY(auto put, s.put_ref(after));
-    (void)put;
-    seen_inside = s.get_ref("r.io/a:1").value()->digest;
-    // The writer's lock is held here: a read that needed it would not end
-    // until this transaction did.
-    reader = std::thread([&] {
-      seen_outside = s.get_ref("r.io/a:1").value()->digest;
-      read_done = true;
-    });
-    for (int i = 0; i < 500 && !read_done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    if (!read_done) return make_error(ErrorKind::internal, "the read waited for the transaction");
-    return ok_status();
-  });
-  reader.join();  // after the transaction: a read that waited for it ends now
-  REQUIRE(st.ok());
-  CHECK(seen_inside == "sha256:" + std::string(64, '2'));   // its own write
-  CHECK(seen_outside == "sha256:" + std::string(64, '1'));  // the last commit
-  CHECK(s.get_ref("r.io/a:1").value()->digest == "sha256:" + std::string(64, '2'));  // committed: every reader sees it
-  CHECK(s.delivery_counts().ok());
 }
