@@ -18,22 +18,6 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string config_for(const std::string& database, int api_port, const LocalRegistry& registry, const Receiver& receiver) {
-  return "database: \"" + database + "\"\n"
-         "listen: 127.0.0.1:" + std::to_string(api_port) + "\n"
-         "log: {level: debug}\n"
-         "poll: {interval: 1s, jitter: 0%, settle: 0s}\n"
-         "retry: {initial: 1s, max: 2s}\n"
-         "registries:\n"
-         "  " + registry.host() + ": {insecure: true}\n"
-         "projects:\n"
-         "  - name: web\n"
-         "    dockerfile: web/Dockerfile\n"
-         "    triggers: [ci]\n"
-         "triggers:\n"
-         "  ci: {type: webhook, url: \"" + receiver.url("/hooks/rebuild") + "\", timeout: 5s}\n";
-}
-
 void stop(Process& p) {
   p.signal(SIGTERM);
   auto code = p.wait(std::chrono::seconds(30));
@@ -88,9 +72,9 @@ TEST_CASE("db copy moves a serve's state from SQLite to PostgreSQL and back; ser
   int api_port = free_port();
   dir.write("web/Dockerfile", "FROM " + registry.host() + "/team/alpine:3.20\n");
   std::string sqlite_path = dir.path() + "/basewatch.db";
-  std::string sqlite_config = dir.write("sqlite.yaml", config_for(sqlite_path, api_port, registry, receiver));
+  std::string sqlite_config = dir.write("sqlite.yaml", web_config(sqlite_path, api_port, registry, receiver, "retry: {initial: 1s, max: 2s}\n"));
   std::string pg_uri = pg.uri(name);
-  std::string pg_config = dir.write("pg.yaml", config_for(pg_uri, api_port, registry, receiver));
+  std::string pg_config = dir.write("pg.yaml", web_config(pg_uri, api_port, registry, receiver, "retry: {initial: 1s, max: 2s}\n"));
 
   // serve on SQLite: a baseline, then a change whose delivery keeps failing.
   std::string id;
@@ -167,7 +151,7 @@ TEST_CASE("db copy moves a serve's state from SQLite to PostgreSQL and back; ser
   INFO(returned.output << returned.errors);
   REQUIRE(returned.status == 0);
   CHECK(sqlite_rows(back) == pg_rows(pg, name));
-  std::string back_config = dir.write("back.yaml", config_for(back, api_port, registry, receiver));
+  std::string back_config = dir.write("back.yaml", web_config(back, api_port, registry, receiver, "retry: {initial: 1s, max: 2s}\n"));
   auto from_pg = run({basewatch_binary(), "deliveries", "-c", pg_config, "--json"});
   auto from_back = run({basewatch_binary(), "deliveries", "-c", back_config, "--json"});
   REQUIRE(from_pg.status == 0);

@@ -25,6 +25,25 @@ inline nlohmann::json get_json(int port, const std::string& path, const std::str
   return nlohmann::json::parse(res->body, nullptr, false);
 }
 
+// A service on `database` polling every second: one project, web (its
+// Dockerfile at web/Dockerfile), whose ci trigger posts to `receiver`.
+// `extra` is more top-level YAML.
+inline std::string web_config(const std::string& database, int api_port, const LocalRegistry& registry,
+                              const Receiver& receiver, const std::string& extra = "") {
+  return "database: \"" + database + "\"\n"
+         "listen: 127.0.0.1:" + std::to_string(api_port) + "\n"
+         "log: {level: debug}\n"
+         "poll: {interval: 1s, jitter: 0%, settle: 0s}\n" + extra +
+         "registries:\n"
+         "  " + registry.host() + ": {insecure: true}\n"
+         "projects:\n"
+         "  - name: web\n"
+         "    dockerfile: web/Dockerfile\n"
+         "    triggers: [ci]\n"
+         "triggers:\n"
+         "  ci: {type: webhook, url: \"" + receiver.url("/hooks/rebuild") + "\", timeout: 5s}\n";
+}
+
 // Runs `basewatch serve -c config` and waits until /healthz answers.
 inline std::unique_ptr<Process> start_basewatch(const std::string& config, int api_port, const std::string& log,
                                                 std::map<std::string, std::string> env = {}) {

@@ -18,21 +18,6 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string config_for(const std::string& database, int api_port, const LocalRegistry& registry, const Receiver& receiver) {
-  return "database: \"" + database + "\"\n"
-         "listen: 127.0.0.1:" + std::to_string(api_port) + "\n"
-         "log: {level: debug}\n"
-         "poll: {interval: 1s, jitter: 0%, settle: 0s}\n"
-         "registries:\n"
-         "  " + registry.host() + ": {insecure: true}\n"
-         "projects:\n"
-         "  - name: web\n"
-         "    dockerfile: web/Dockerfile\n"
-         "    triggers: [ci]\n"
-         "triggers:\n"
-         "  ci: {type: webhook, url: \"" + receiver.url("/hooks/rebuild") + "\", timeout: 5s}\n";
-}
-
 std::string minimal_config(const std::string& database) {
   return "database: \"" + database + "\"\n"
          "watch: [{ref: \"127.0.0.1:1/team/alpine:3.20\"}]\n";
@@ -49,7 +34,7 @@ TEST_CASE("check and serve on PostgreSQL: a moved tag fires exactly one delivery
   TempDir dir("bw-pg-e2e");
   int api_port = free_port();
   dir.write("web/Dockerfile", "FROM " + registry.host() + "/team/alpine:3.20\n");
-  std::string config = dir.write("config.yaml", config_for(pg.uri(name), api_port, registry, receiver));
+  std::string config = dir.write("config.yaml", web_config(pg.uri(name), api_port, registry, receiver));
   std::string ref = registry.host() + "/team/alpine:3.20";
 
   // check: the first sight is a baseline, nothing is sent.
@@ -108,7 +93,7 @@ TEST_CASE("serve goes on after the PostgreSQL server restarts under it", "[integ
   TempDir dir("bw-pg-restart");
   int api_port = free_port();
   dir.write("web/Dockerfile", "FROM " + registry.host() + "/team/alpine:3.20\n");
-  std::string config = dir.write("config.yaml", config_for(pg.uri(name), api_port, registry, receiver));
+  std::string config = dir.write("config.yaml", web_config(pg.uri(name), api_port, registry, receiver));
   auto bw = start_basewatch(config, api_port, dir.path() + "/serve.log");
   REQUIRE(bw->running());
   REQUIRE(wait_until([&] { return pg.query(name, "SELECT count(*) FROM refs") == "1"; }, std::chrono::seconds(20)));
