@@ -258,6 +258,19 @@ static_assert(std::size(k_migrations) == k_schema_version, "one SQLite migration
 
 struct SqliteStore::Statements {
   std::unordered_map<std::string, sqlite3_stmt*> by_sql;
+  // The statement for `sql` on `db`, prepared on first use (parsing the SQL
+  // was a third of the CPU an unchanged poll cycle spent in SQLite), kept
+  // until close; nullptr when it does not compile.
+  sqlite3_stmt* get(sqlite3* db, const std::string& sql) {
+    if (auto it = by_sql.find(sql); it != by_sql.end()) return it->second;
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v3(db, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
+      sqlite3_finalize(stmt);
+      return nullptr;
+    }
+    by_sql.emplace(sql, stmt);
+    return stmt;
+  }
   ~Statements() {
     for (auto& [sql, stmt] : by_sql) sqlite3_finalize(stmt);
   }
@@ -281,16 +294,7 @@ class SqliteStore::Reader {
   explicit Reader(SqliteStore& store) : m_store(store), m_write_lock(store.m_mutex) {}
   sqlite3* db() const { return m_conn ? m_conn->db : m_store.m_db; }
   sqlite3_stmt* prepare(const std::string& sql) {
-    if (!m_conn) return m_store.prepare(sql);
-    auto& cache = m_conn->statements.by_sql;
-    if (auto it = cache.find(sql); it != cache.end()) return it->second;
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v3(m_conn->db, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
-      sqlite3_finalize(stmt);
-      return nullptr;
-    }
-    cache.emplace(sql, stmt);
-    return stmt;
+    return m_conn ? m_conn->statements.get(m_conn->db, sql) : m_store.prepare(sql);
   }
 
  private:
@@ -336,19 +340,7 @@ SqliteStore::~SqliteStore() {
   if (m_db) sqlite3_close_v2(m_db);
 }
 
-sqlite3_stmt* SqliteStore::prepare(const std::string& sql) {
-  // Prepared once per connection: parsing the SQL was a third of the CPU an
-  // unchanged poll cycle spent in SQLite.
-  auto it = m_statements->by_sql.find(sql);
-  if (it != m_statements->by_sql.end()) return it->second;
-  sqlite3_stmt* stmt = nullptr;
-  if (sqlite3_prepare_v3(m_db, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK) {
-    sqlite3_finalize(stmt);
-    return nullptr;
-  }
-  m_statements->by_sql.emplace(sql, stmt);
-  return stmt;
-}
+sqlite3_stmt* SqliteStore::prepare(const std::string& sql) { return m_statements->get(m_db, sql); }
 
 Status SqliteStore::exec(const char* sql) {
   char* err = nullptr;

@@ -314,14 +314,7 @@ void Watcher::prefetch(Job& job, std::unique_lock<std::mutex>& lock) {
   keys.reserve(more.size() + 1);
   keys.push_back(job.item->ref.tag_ref());
   for (const auto& j : more) keys.push_back(j->item->ref.tag_ref());
-  Result<std::vector<db::RefState>> rows = std::vector<db::RefState>();
-  if (keys.size() == 1) {
-    auto one = m_store.get_ref(keys[0]);
-    if (!one) rows = one.error();
-    else if (*one) rows->push_back(std::move(**one));
-  } else {
-    rows = m_store.get_refs(keys);
-  }
+  auto rows = m_store.get_refs(keys);
   std::unordered_map<std::string, db::RefState> by_ref;
   if (rows) {
     for (auto& r : *rows) by_ref.emplace(r.ref, std::move(r));
