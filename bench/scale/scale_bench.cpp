@@ -7,10 +7,13 @@
 // Per engine it reports:
 //   - the baseline cycle (first sight of every reference, right after start);
 //   - ROUNDS full unchanged cycles (POST /v1/check, every reference due),
-//     each against the registries' own capacity measured just before it by
+//     each against the registries' own capacity measured around it by
 //     wrk with the same manifest URLs, the same Accept header and the same
 //     concurrency (one connection per registry host, as serve's workers hold
-//     one request per registry when poll.concurrency equals HOSTS);
+//     one request per registry when poll.concurrency equals HOSTS), and
+//     before and after it: the requests/s the registries answered while wrk
+//     ran, counted in their access logs (not wrk's own figure, see
+//     wrk_capacity);
 //   - VmRSS and VmHWM of serve after the first full cycles and at the end;
 //   - one more cycle with wrk (16 connections) on /v1/status, then on
 //     /v1/images?limit=100, while the cycle runs: their p99;
@@ -29,6 +32,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -179,19 +184,83 @@ std::string write_wrk_script(const TempDir& dir, const Registries& r) {
   return dir.write("registries.lua", lua);
 }
 
+// The registries' access logs ("[01/Dec/2026:19:25:08 +0000] "GET /v2/..."):
+// where each log ends now, and the manifest requests they answered in each
+// wall-clock second since then.
+std::vector<uintmax_t> log_ends(const Registries& r) {
+  std::vector<uintmax_t> out;
+  for (const auto& reg : r.regs) out.push_back(std::filesystem::file_size(reg->log_path()));
+  return out;
+}
+
+std::map<int64_t, long> answered_per_second(const Registries& r, const std::vector<uintmax_t>& from) {
+  static const char* const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  std::map<int64_t, long> out;
+  for (size_t i = 0; i < r.regs.size(); ++i) {
+    std::ifstream in(r.regs[i]->log_path());
+    in.seekg(static_cast<std::streamoff>(from[i]));
+    for (std::string line; std::getline(in, line);) {
+      auto open = line.find(" - - [");
+      if (open == std::string::npos || line.find("/manifests/", open) == std::string::npos) continue;
+      std::tm tm{};
+      char mon[4] = {};
+      if (std::sscanf(line.c_str() + open + 6, "%2d/%3s/%4d:%2d:%2d:%2d", &tm.tm_mday, mon, &tm.tm_year, &tm.tm_hour,
+                      &tm.tm_min, &tm.tm_sec) != 6) {
+        continue;
+      }
+      tm.tm_year -= 1900;
+      tm.tm_mon = static_cast<int>(std::find_if(std::begin(months), std::end(months),
+                                                [&](const char* m) { return std::string(m) == mon; }) -
+                                   std::begin(months));
+      ++out[static_cast<int64_t>(timegm(&tm))];
+    }
+  }
+  return out;
+}
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Answers per second over the whole seconds [first, last].
+double rate_over(const std::map<int64_t, long>& per_second, int64_t first, int64_t last) {
+  if (last < first) return 0;
+  long n = 0;
+  for (auto it = per_second.lower_bound(first); it != per_second.end() && it->first <= last; ++it) n += it->second;
+  return static_cast<double>(n) / static_cast<double>(last - first + 1);
+}
+
+struct Capacity {
+  double rate = 0;      // requests/s the registries answered, counted by them
+  double wrk_says = 0;  // wrk's own Requests/sec
+};
+
 // Requests/s the registries answer together, `connections` connections
 // spread over them (wrk: one thread per connection, each on one host).
-double wrk_capacity(const Registries& r, const std::string& script, int connections, int secs) {
+// Counted by the registries, not by wrk: wrk starts its clock after it has
+// made all its threads, and the threads made first are already sending. At
+// load 25-60 on two cores making fifty threads takes seconds, and wrk said
+// 1.7 times what the registries answered (bench/scale/README.md). The
+// registries' access logs count the answers of each wall-clock second; the
+// whole seconds of the last WRK_SECONDS before wrk ended (all threads
+// running) are the window: WRK_SECONDS - 1 of them.
+Capacity wrk_capacity(const Registries& r, const std::string& script, int connections, int secs) {
+  auto from = log_ends(r);
   RunResult w = run({"wrk", "-t", std::to_string(connections), "-c", std::to_string(connections), "-d",
                      std::to_string(secs) + "s", "-s", script, r.regs[0]->url()},
                     {}, "", std::chrono::seconds(secs + 60));
+  int64_t ended = unix_now();
+  std::this_thread::sleep_for(1s);  // the registries' last log lines
+  Capacity out;
   std::smatch m;
   if (!std::regex_search(w.output, m, std::regex(R"(Requests/sec:\s+([\d.]+))"))) {
     std::cerr << "wrk said: " << w.output << w.errors << "\n";
-    return 0;
+    return out;
   }
   if (w.output.find("Non-2xx") != std::string::npos) std::cerr << "wrk saw non-2xx answers:\n" << w.output << "\n";
-  return std::stod(m[1]);
+  out.wrk_says = std::stod(m[1]);
+  out.rate = rate_over(answered_per_second(r, from), ended - secs + 1, ended - 1);
+  return out;
 }
 
 // VmRSS / VmHWM of a running process, in KB.
@@ -386,7 +455,7 @@ EngineResult measure(const Engine& engine, const TempDir& dir, const Registries&
     // The registries' capacity just before and just after the cycle (it
     // drifts by half from one wrk run to the next here: 50 registries share
     // two cores).
-    double cap_before = wrk_capacity(regs, wrk_script, concurrency, wrk_secs);
+    Capacity before = wrk_capacity(regs, wrk_script, concurrency, wrk_secs);
     std::unique_ptr<Process> perf;
     if (const char* prefix = std::getenv("BW_BENCH_PERF"); prefix && round == 0) {
       perf = std::make_unique<Process>(std::vector<std::string>{"perf", "record", "-g", "-p", std::to_string(serve.pid()), "-o",
@@ -395,23 +464,32 @@ EngineResult measure(const Engine& engine, const TempDir& dir, const Registries&
       std::this_thread::sleep_for(500ms);
     }
     double reg1 = registries_cpu();
+    auto logs = log_ends(regs);
+    int64_t cycle_start = unix_now();
     Cycle c = run_cycle(serve, port, refs, engine);
+    int64_t cycle_end = unix_now();
     double cycle_registries_cpu = registries_cpu() - reg1;
     if (perf) {
       perf->signal(SIGINT);
       perf->wait(30s);
     }
-    double cap_after = wrk_capacity(regs, wrk_script, concurrency, wrk_secs);
-    double cap = (cap_before + cap_after) / 2;
+    std::this_thread::sleep_for(1s);
+    // The same count for the cycle, over its whole seconds (the first and
+    // last are partial): a check on the cycle's own figure.
+    double counted = rate_over(answered_per_second(regs, logs), cycle_start + 1, cycle_end - 1);
+    Capacity after = wrk_capacity(regs, wrk_script, concurrency, wrk_secs);
+    double cap = (before.rate + after.rate) / 2;
     double rate = static_cast<double>(refs) / c.seconds;
     out.cycle.push_back(c.seconds);
     out.cpu.push_back(c.cpu);
     out.capacity.push_back(cap);
     if (cap > 0) out.ratio.push_back(rate / cap);
-    std::printf("[%s] round %d (load %s): wrk %.0f req/s before, %.0f after; cycle %.1f s = %.0f req/s = %.2f of capacity; "
+    std::printf("[%s] round %d (load %s): capacity %.0f req/s before, %.0f after (counted by the registries; wrk said %.0f "
+                "and %.0f); cycle %.1f s = %.0f req/s (the registries counted %.0f/s) = %.2f of capacity; "
                 "serve CPU %.1f s (%.0f us per reference, %.2f cores); the registries' CPU %.1f s (%.2f ms per request, "
                 "%.2f cores); %ld rows recorded\n",
-                engine.name.c_str(), round + 1, load.c_str(), cap_before, cap_after, c.seconds, rate, cap > 0 ? rate / cap : 0,
+                engine.name.c_str(), round + 1, load.c_str(), before.rate, after.rate, before.wrk_says, after.wrk_says,
+                c.seconds, rate, counted, cap > 0 ? rate / cap : 0,
                 c.cpu, c.cpu * 1e6 / static_cast<double>(refs), c.cpu / c.seconds, cycle_registries_cpu,
                 cycle_registries_cpu * 1e3 / static_cast<double>(refs), cycle_registries_cpu / c.seconds, c.recorded);
     if (round == 0) {
@@ -497,7 +575,7 @@ int main(int argc, char** argv) {
 
   std::printf("\n== summary: %ld references, %d registries, poll.concurrency %d ==\n", refs, hosts, concurrency);
   for (const auto& r : results) {
-    std::printf("%s: baseline %.1f s; unchanged cycles %s s (median %.1f); of capacity %s (median %.2f); wrk %s req/s; "
+    std::printf("%s: baseline %.1f s; unchanged cycles %s s (median %.1f); of capacity %s (median %.2f); capacity %s req/s; "
                 "serve CPU per cycle %s s\n",
                 r.name.c_str(), r.baseline, listed(r.cycle, 1).c_str(), median(r.cycle), listed(r.ratio).c_str(),
                 median(r.ratio), listed(r.capacity, 0).c_str(), listed(r.cpu, 1).c_str());
