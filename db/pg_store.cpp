@@ -351,17 +351,29 @@ Result<pg::Rows> PgStore::run(const char* what, const std::string& sql, const Pa
 
 Result<pg::Rows> PgStore::read(const char* what, const std::string& sql, const Params& params) {
   if (m_txn_thread.load() == std::this_thread::get_id()) return run(what, sql, params);
-  std::lock_guard lock(m_read_mutex);
+  ReadSlot* slot = nullptr;
+  std::unique_lock<std::mutex> lock;
+  for (auto& r : m_readers) {
+    lock = std::unique_lock(r.mutex, std::try_to_lock);
+    if (lock.owns_lock()) {
+      slot = &r;
+      break;
+    }
+  }
+  if (!slot) {
+    slot = &m_readers[m_next_reader++ % k_readers];
+    lock = std::unique_lock(slot->mutex);
+  }
   for (int attempt = 0;; ++attempt) {
-    if (!m_reader || !m_reader->ok()) {
-      if (m_reader) ++m_reconnects;
-      m_reader.reset();
+    if (!slot->conn || !slot->conn->ok()) {
+      if (slot->conn) ++m_reconnects;
+      slot->conn.reset();
       BW_TRY(PGconn* conn, pg::connect(m_uri, m_secrets));
-      m_reader = std::make_unique<Connection>();
-      m_reader->conn = conn;
+      slot->conn = std::make_unique<Connection>();
+      slot->conn->conn = conn;
     }
     bool broken = false;
-    auto rows = execute(*m_reader, what, sql, params, &broken);
+    auto rows = execute(*slot->conn, what, sql, params, &broken);
     if (!rows && broken && attempt == 0) continue;
     return rows;
   }

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <string_view>
 
 namespace bw {
 
@@ -14,15 +15,13 @@ Metrics& Metrics::global() {
 
 namespace {
 
-std::string escape_label(const std::string& v) {
-  std::string out;
+void append_escaped(std::string& out, const std::string& v) {
   for (char c : v) {
     if (c == '\\') out += "\\\\";
     else if (c == '"') out += "\\\"";
     else if (c == '\n') out += "\\n";
     else out += c;
   }
-  return out;
 }
 
 std::string number(double v) {
@@ -36,13 +35,22 @@ std::string number(double v) {
 
 std::string Metrics::render_labels(const Labels& labels, const std::string& extra) {
   if (labels.empty() && extra.empty()) return "";
-  std::string out = "{";
+  std::string out;
+  out.reserve(64);
+  out += '{';
   for (size_t i = 0; i < labels.size(); ++i) {
-    if (i) out += ",";
-    out += labels[i].first + "=\"" + escape_label(labels[i].second) + "\"";
+    if (i) out += ',';
+    out += labels[i].first;
+    out += "=\"";
+    append_escaped(out, labels[i].second);
+    out += '"';
   }
-  if (!extra.empty()) out += (labels.empty() ? "" : ",") + extra;
-  return out + "}";
+  if (!extra.empty()) {
+    if (!labels.empty()) out += ',';
+    out += extra;
+  }
+  out += '}';
+  return out;
 }
 
 Metrics::Family& Metrics::family(const std::string& name, const std::string& type, const std::string& help) {
@@ -54,20 +62,25 @@ Metrics::Family& Metrics::family(const std::string& name, const std::string& typ
   return f;
 }
 
+// The labels are rendered before the lock is taken: fifty workers count
+// every request, and the lock is the one /metrics renders under.
 void Metrics::counter_add(const std::string& name, const std::string& help, const Labels& labels, double by) {
+  std::string key = render_labels(labels);
   std::lock_guard lock(m_mutex);
-  family(name, "counter", help).values[render_labels(labels)] += by;
+  family(name, "counter", help).values[key] += by;
 }
 
 void Metrics::gauge_set(const std::string& name, const std::string& help, const Labels& labels, double value) {
+  std::string key = render_labels(labels);
   std::lock_guard lock(m_mutex);
-  family(name, "gauge", help).values[render_labels(labels)] = value;
+  family(name, "gauge", help).values[key] = value;
 }
 
 void Metrics::histogram_observe(const std::string& name, const std::string& help, const Labels& labels, double value,
                                 const std::vector<double>& buckets) {
+  std::string key = render_labels(labels);
   std::lock_guard lock(m_mutex);
-  auto& h = family(name, "histogram", help).histograms[render_labels(labels)];
+  auto& h = family(name, "histogram", help).histograms[key];
   if (h.buckets.empty()) {
     h.buckets = buckets;
     h.counts.assign(buckets.size(), 0);
@@ -83,19 +96,36 @@ void Metrics::histogram_observe(const std::string& name, const std::string& help
 }
 
 double Metrics::counter_value(const std::string& name, const Labels& labels) const {
+  std::string key = render_labels(labels);
   std::lock_guard lock(m_mutex);
   auto f = m_families.find(name);
   if (f == m_families.end()) return 0;
-  auto v = f->second.values.find(render_labels(labels));
+  auto v = f->second.values.find(key);
   return v == f->second.values.end() ? 0 : v->second;
 }
 
 std::string Metrics::render() const {
-  std::lock_guard lock(m_mutex);
+  // A copy taken under the lock, written out after it: the workers count
+  // every request under this lock, and a scrape every 50 ms held them while
+  // a thousand lines were formatted.
+  std::map<std::string, Family> families;
+  {
+    std::lock_guard lock(m_mutex);
+    families = m_families;
+  }
   std::string out;
-  for (const auto& [name, f] : m_families) {
+  out.reserve(128 * families.size() + 4096);
+  auto line = [&out](const std::string& name, std::string_view suffix, std::string_view labels, const std::string& value) {
+    out += name;
+    out += suffix;
+    out += labels;
+    out += ' ';
+    out += value;
+    out += '\n';
+  };
+  for (const auto& [name, f] : families) {
     out += "# HELP " + name + " " + f.help + "\n# TYPE " + name + " " + f.type + "\n";
-    for (const auto& [labels, v] : f.values) out += name + labels + " " + number(v) + "\n";
+    for (const auto& [labels, v] : f.values) line(name, "", labels, number(v));
     for (const auto& [labels, h] : f.histograms) {
       // Re-open the rendered label set to add `le`.
       std::string inner = labels.empty() ? "" : labels.substr(1, labels.size() - 2);
@@ -105,11 +135,11 @@ std::string Metrics::render() const {
       uint64_t cumulative = 0;
       for (size_t i = 0; i < h.buckets.size(); ++i) {
         cumulative += h.counts[i];
-        out += name + "_bucket" + with_le(number(h.buckets[i])) + " " + std::to_string(cumulative) + "\n";
+        line(name, "_bucket", with_le(number(h.buckets[i])), std::to_string(cumulative));
       }
-      out += name + "_bucket" + with_le("+Inf") + " " + std::to_string(h.count) + "\n";
-      out += name + "_sum" + labels + " " + number(h.sum) + "\n";
-      out += name + "_count" + labels + " " + std::to_string(h.count) + "\n";
+      line(name, "_bucket", with_le("+Inf"), std::to_string(h.count));
+      line(name, "_sum", labels, number(h.sum));
+      line(name, "_count", labels, std::to_string(h.count));
     }
   }
   return out;

@@ -5,6 +5,7 @@
 // migrating one new database at once.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <thread>
 
 #include "db/pg_store.h"
@@ -45,6 +46,36 @@ TEST_CASE("the schema version is kept in basewatch_schema, next to the tables", 
   // The session names itself in pg_stat_activity.
   CHECK(pg.query(name, "SELECT count(*) FROM pg_stat_activity WHERE application_name='basewatch' AND datname='" + name + "'") ==
         "1");
+}
+
+TEST_CASE("reads outside a transaction share a pool of at most four connections", "[db][pg]") {
+  auto& pg = shared_postgres();
+  std::string name = pg.create_database();
+  auto s = std::move(db::Store::open(pg.uri(name)).value());
+  auto sessions = [&] {
+    return std::stoi(pg.query(name, "SELECT count(*) FROM pg_stat_activity WHERE application_name='basewatch' AND "
+                                    "datname='" + name + "'"));
+  };
+  REQUIRE(s->add_delivery(make_delivery("d_1", 1000)).ok());
+  // One reader at a time: the first connection of the pool only.
+  for (int i = 0; i < 20; ++i) REQUIRE(s->get_delivery("d_1").value());
+  CHECK(sessions() == 2);  // the writer's and one reader's
+  // Sixteen at once (the API's threads): more connections, never above four.
+  std::atomic<int> failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 16; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 200; ++i) {
+        auto got = s->get_delivery("d_1");
+        if (!got || !*got) ++failed;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(failed == 0);
+  int now = sessions();
+  CHECK(now > 2);
+  CHECK(now <= 1 + 4);
 }
 
 TEST_CASE("two instances opening one new database at once migrate it once", "[db][pg]") {
