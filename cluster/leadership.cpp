@@ -89,15 +89,17 @@ Status LeaseKeeper::ask(const db::Ask& a) { return m_api.ask(a); }
 Status LeaseKeeper::nudge(const std::string& topic) { return m_api.notify(topic); }
 
 View LeaseKeeper::view() {
-  View v;
-  v.instance = m_self.id;
-  v.lease = m_timing.lease;
-  if (auto lease = m_api.lease(); lease && lease->epoch > 0 && lease->expires_in > 0) {
-    v.leader = lease->holder;
-    v.leader_since = lease->since;
-  }
-  if (auto listed = m_api.instances()) v.instances = std::move(*listed);
-  return v;
+  return m_view.get([this] {
+    View v;
+    v.instance = m_self.id;
+    v.lease = m_timing.lease;
+    if (auto lease = m_api.lease(); lease && lease->epoch > 0 && lease->expires_in > 0) {
+      v.leader = lease->holder;
+      v.leader_since = lease->since;
+    }
+    if (auto listed = m_api.instances()) v.instances = std::move(*listed);
+    return v;
+  });
 }
 
 void LeaseKeeper::trouble(const char* what, const Error& e) {

@@ -1,8 +1,15 @@
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
 #include "util/crypto.h"
 #include "util/files.h"
 #include "util/ids.h"
+#include "util/shared_read.h"
 #include "util/time.h"
 
 using namespace bw;
@@ -98,4 +105,57 @@ TEST_CASE("Sha256 over pieces equals the digest of the whole", "[unit][util]") {
     h.update("x");
     CHECK(h.digest() == sha256_digest(whole + "x"));
   }
+}
+
+TEST_CASE("callers that arrive while a shared read runs wait for it and take its answer", "[unit][util]") {
+  SharedRead<int> shared;
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool entered = false, open = false;
+  std::atomic<int> reads{0};
+  // The first read holds until the test opens it.
+  std::thread first([&] {
+    int got = shared.get([&] {
+      ++reads;
+      std::unique_lock lock(mutex);
+      entered = true;
+      cv.notify_all();
+      cv.wait(lock, [&] { return open; });
+      return 42;
+    });
+    CHECK(got == 42);
+  });
+  {
+    std::unique_lock lock(mutex);
+    cv.wait(lock, [&] { return entered; });
+  }
+  std::vector<int> answers(4, 0);
+  std::vector<std::thread> others;
+  for (int i = 0; i < 4; ++i) {
+    others.emplace_back([&, i] {
+      answers[static_cast<size_t>(i)] = shared.get([&] {
+        ++reads;
+        return 7;
+      });
+    });
+  }
+  // All four are waiting (not reading on their own) before the read ends.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (shared.waiting() < 4 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  CHECK(shared.waiting() == 4);
+  {
+    std::lock_guard lock(mutex);
+    open = true;
+    cv.notify_all();
+  }
+  first.join();
+  for (auto& t : others) t.join();
+  CHECK(reads == 1);
+  CHECK(answers == std::vector<int>{42, 42, 42, 42});
+  // A caller after it reads anew.
+  CHECK(shared.get([&] {
+    ++reads;
+    return 9;
+  }) == 9);
+  CHECK(reads == 2);
 }
