@@ -77,17 +77,6 @@ Timed timed_check(const std::string& config) {
   return t;
 }
 
-// VmRSS / VmHWM of a running process, in KB.
-std::pair<long, long> rss_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  long rss = 0, hwm = 0;
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) rss = std::stol(line.substr(6));
-    if (line.rfind("VmHWM:", 0) == 0) hwm = std::stol(line.substr(6));
-  }
-  return {rss, hwm};
-}
-
 struct Served {
   long rss_kb = 0;   // after the first cycle and a second one
   long peak_kb = 0;  // VmHWM: the high-water mark since start (config parse included)
@@ -137,9 +126,9 @@ Served serve_rss(const TempDir& dir, const LocalRegistry& reg, int n, int concur
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // last_poll has second resolution
   if (!cycle()) std::cerr << "serve did not finish a second cycle\n";
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  auto [rss, hwm] = rss_of(p.pid());
-  out.rss_kb = rss;
-  out.peak_kb = hwm;
+  Memory m = memory_of(p.pid());
+  out.rss_kb = m.rss_kb;
+  out.peak_kb = m.hwm_kb;
   p.signal(SIGTERM);
   p.wait(std::chrono::seconds(30));
   return out;

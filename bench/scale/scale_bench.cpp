@@ -263,33 +263,6 @@ Capacity wrk_capacity(const Registries& r, const std::string& script, int connec
   return out;
 }
 
-// VmRSS / VmHWM of a running process, in KB.
-std::pair<long, long> rss_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  long rss = 0, hwm = 0;
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) rss = std::stol(line.substr(6));
-    if (line.rfind("VmHWM:", 0) == 0) hwm = std::stol(line.substr(6));
-  }
-  return {rss, hwm};
-}
-
-// CPU seconds (user + system) a process has used, from /proc/PID/stat.
-double cpu_of(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto close = all.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream rest(all.substr(close + 2));
-  std::string field;
-  long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14) utime = std::stol(field);
-    if (i == 15) stime = std::stol(field);
-  }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
 // The references resolved since the start (basewatch_check_duration_seconds
 // counts, all registries), from /metrics; -1 when it does not answer.
 long checks_done(int port) {
@@ -372,7 +345,7 @@ Cycle run_cycle(Process& serve, int port, long refs, const Engine& engine, const
   Cycle c;
   long before = checks_done(port);
   int64_t started_ms = now_ms();
-  double cpu0 = cpu_of(serve.pid());
+  double cpu0 = cpu_seconds_of(serve.pid());
   auto t0 = steady::now();
   httplib::Client api("127.0.0.1", port);
   auto res = api.Post("/v1/check", "", "application/json");
@@ -390,7 +363,7 @@ Cycle run_cycle(Process& serve, int port, long refs, const Engine& engine, const
     poll_pause(before + refs - seen);
   }
   c.seconds = seconds_since(t0);
-  c.cpu = cpu_of(serve.pid()) - cpu0;
+  c.cpu = cpu_seconds_of(serve.pid()) - cpu0;
   if (side.joinable()) side.join();
   // Written in batches of up to 256 or 100 ms: give the last batch a moment.
   for (int i = 0; i < 50 && (c.recorded = engine.recorded_since(started_ms)) < refs; ++i) std::this_thread::sleep_for(100ms);
@@ -444,14 +417,14 @@ EngineResult measure(const Engine& engine, const TempDir& dir, const Registries&
     poll_pause(refs - done);
   }
   out.baseline = seconds_since(t0) - out.start_seconds;
-  out.baseline_cpu = cpu_of(serve.pid());
+  out.baseline_cpu = cpu_seconds_of(serve.pid());
   std::this_thread::sleep_for(1s);  // the last batch
   std::printf("[%s] ready after %.2f s; baseline cycle of %ld references %.1f s (%.0f/s), serve CPU since start %.1f s\n",
               engine.name.c_str(), out.start_seconds, refs, out.baseline, static_cast<double>(refs) / out.baseline,
               out.baseline_cpu);
   auto registries_cpu = [&] {
     double sum = 0;
-    for (const auto& r : regs.regs) sum += cpu_of(r->pid());
+    for (const auto& r : regs.regs) sum += cpu_seconds_of(r->pid());
     return sum;
   };
   for (int round = 0; round < rounds; ++round) {
@@ -498,7 +471,9 @@ EngineResult measure(const Engine& engine, const TempDir& dir, const Registries&
                 cycle_registries_cpu * 1e3 / static_cast<double>(refs), cycle_registries_cpu / c.seconds, c.recorded);
     if (round == 0) {
       std::this_thread::sleep_for(1s);
-      std::tie(out.rss_first, out.hwm_first) = rss_of(serve.pid());
+      Memory m = memory_of(serve.pid());
+      out.rss_first = m.rss_kb;
+      out.hwm_first = m.hwm_kb;
       std::printf("[%s] after the baseline and one full cycle: VmRSS %ld KB, VmHWM %ld KB\n", engine.name.c_str(),
                   out.rss_first, out.hwm_first);
     }
@@ -521,7 +496,9 @@ EngineResult measure(const Engine& engine, const TempDir& dir, const Registries&
     if (c.seconds < 2 + 2.0 * api_secs) std::printf("  (the cycle ended before the API runs did: they ran partly after it)\n");
   }
   std::this_thread::sleep_for(1s);
-  std::tie(out.rss_end, out.hwm_end) = rss_of(serve.pid());
+  Memory m = memory_of(serve.pid());
+  out.rss_end = m.rss_kb;
+  out.hwm_end = m.hwm_kb;
   std::printf("[%s] at the end (%d more cycles): VmRSS %ld KB, VmHWM %ld KB\n", engine.name.c_str(), rounds, out.rss_end,
               out.hwm_end);
   serve.signal(SIGTERM);

@@ -510,6 +510,32 @@ std::string Process::log() const { return read_file(m_log_path); }
 // ===========================================================================
 // run
 
+Memory memory_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  Memory m;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) m.rss_kb = std::stol(line.substr(6));
+    if (line.rfind("VmHWM:", 0) == 0) m.hwm_kb = std::stol(line.substr(6));
+  }
+  return m;
+}
+
+double cpu_seconds_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The command may hold spaces and parentheses: the fields start after the last ')'.
+  auto close = all.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(all.substr(close + 2));
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) stime = std::stol(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 RunResult run(const std::vector<std::string>& argv, const std::map<std::string, std::string>& extra_env,
               const std::string& stdin_data, std::chrono::milliseconds timeout) {
   RunResult result;

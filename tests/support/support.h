@@ -83,6 +83,14 @@ struct RunResult {
 RunResult run(const std::vector<std::string>& argv, const std::map<std::string, std::string>& extra_env = {},
               const std::string& stdin_data = "", std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
+// What a running process holds and has used, from /proc (benchmarks):
+// VmRSS and VmHWM in KB, and its CPU seconds (user + system, all threads).
+struct Memory {
+  long rss_kb = 0, hwm_kb = 0;
+};
+Memory memory_of(pid_t pid);
+double cpu_seconds_of(pid_t pid);
+
 // Polls `pred` every 20 ms until it is true or the timeout passes.
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
 

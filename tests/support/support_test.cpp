@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <ctime>
+#include <vector>
 #include <filesystem>
 #include <fstream>
 #include <httplib.h>
@@ -155,6 +157,29 @@ TEST_CASE("Process logs, signals, waits and cleans up its group", "[support]") {
   CHECK(run({"pgrep", "-f", "sleep 32"}).output.empty());
 
   CHECK_THROWS_AS(Process({"/nonexistent/program"}, {}, log), std::runtime_error);
+}
+
+TEST_CASE("memory_of and cpu_seconds_of read a process from /proc", "[support]") {
+  Memory before = memory_of(getpid());
+  CHECK(before.rss_kb > 0);
+  CHECK(before.hwm_kb >= before.rss_kb);
+  // 64 MiB touched: the resident set and its high-water mark grow by it.
+  std::vector<char> block(64u << 20, 1);
+  Memory after = memory_of(getpid());
+  CHECK(after.rss_kb >= before.rss_kb + 60'000);
+  CHECK(after.hwm_kb >= after.rss_kb);
+  // 0.2 s of CPU by the C library's count (however loaded the machine):
+  // /proc says the same, to its 10 ms ticks.
+  double cpu0 = cpu_seconds_of(getpid());
+  std::clock_t c0 = std::clock();
+  auto t0 = std::chrono::steady_clock::now();
+  volatile uint64_t spin = 0;
+  while (std::clock() - c0 < CLOCKS_PER_SEC / 5 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30)) {
+    spin = spin + static_cast<uint64_t>(block[spin % block.size()]);
+  }
+  CHECK(cpu_seconds_of(getpid()) - cpu0 >= 0.17);
+  CHECK(memory_of(-1).rss_kb == 0);  // no such process: nothing read
+  CHECK(cpu_seconds_of(-1) == 0);
 }
 
 TEST_CASE("wait_until", "[support]") {
