@@ -63,7 +63,7 @@ Metrics::Family& Metrics::family(const std::string& name, const std::string& typ
 }
 
 // The labels are rendered before the lock is taken: fifty workers count
-// every request, and the lock is the one /metrics renders under.
+// every request under it, and /metrics takes it to copy every series.
 void Metrics::counter_add(const std::string& name, const std::string& help, const Labels& labels, double by) {
   std::string key = render_labels(labels);
   std::lock_guard lock(m_mutex);

@@ -7,13 +7,12 @@
 // Per engine it reports:
 //   - the baseline cycle (first sight of every reference, right after start);
 //   - ROUNDS full unchanged cycles (POST /v1/check, every reference due),
-//     each against the registries' own capacity measured around it by
-//     wrk with the same manifest URLs, the same Accept header and the same
+//     each against the registries' own capacity: the requests/s they
+//     answered, counted in their access logs (not wrk's own figure, see
+//     wrk_capacity), while wrk ran just before and just after the cycle with
+//     the same manifest URLs, the same Accept header and the same
 //     concurrency (one connection per registry host, as serve's workers hold
-//     one request per registry when poll.concurrency equals HOSTS), and
-//     before and after it: the requests/s the registries answered while wrk
-//     ran, counted in their access logs (not wrk's own figure, see
-//     wrk_capacity);
+//     one request per registry when poll.concurrency equals HOSTS);
 //   - VmRSS and VmHWM of serve after the first full cycles and at the end;
 //   - one more cycle with wrk (16 connections) on /v1/status, then on
 //     /v1/images?limit=100, while the cycle runs: their p99;
@@ -240,7 +239,7 @@ struct Capacity {
 // Counted by the registries, not by wrk: wrk starts its clock after it has
 // made all its threads, and the threads made first are already sending. At
 // load 25-60 on two cores making fifty threads takes seconds, and wrk said
-// 1.7 times what the registries answered (bench/scale/README.md). The
+// 1.3-2.6 times what the registries answered (bench/scale/README.md). The
 // registries' access logs count the answers of each wall-clock second; the
 // whole seconds of the last WRK_SECONDS before wrk ended (all threads
 // running) are the window: WRK_SECONDS - 1 of them.
@@ -430,8 +429,8 @@ EngineResult measure(const Engine& engine, const TempDir& dir, const Registries&
   for (int round = 0; round < rounds; ++round) {
     std::string load = load_average();
     // The registries' capacity just before and just after the cycle (it
-    // drifts by half from one wrk run to the next here: 50 registries share
-    // two cores).
+    // drifts by up to a sixth from one wrk run to the next here: 50
+    // registries share two cores).
     Capacity before = wrk_capacity(regs, wrk_script, concurrency, wrk_secs);
     std::unique_ptr<Process> perf;
     if (const char* prefix = std::getenv("BW_BENCH_PERF"); prefix && round == 0) {
