@@ -291,12 +291,13 @@ void Watcher::release_slot(const std::string& registry) {
   auto lane = m_lanes.find(registry);
   bool gone = --lane->second.busy == 0 && lane->second.jobs.empty();
   if (gone) m_lanes.erase(lane);
-  // One slot is free: one job can start, and every worker would decide the
-  // same, so one is woken (waking all 50 for each answer was most of a
-  // cycle's CPU at 50 registries). When the registry has nothing left, the
-  // others' shares grow: all are woken.
+  // One slot is free, so one job can start, and the caller is a worker that
+  // looks for one before it waits again (work()): it takes that job itself,
+  // and no other worker is woken (waking one per answer, only to find the
+  // slot taken, was two context switches per request; waking all 50 was
+  // most of a cycle's CPU at 50 registries). When the registry has nothing
+  // left, the others' shares grow and more than one can start: all are woken.
   if (gone) m_work_cv.notify_all();
-  else m_work_cv.notify_one();
 }
 
 void Watcher::prefetch(Job& job, std::unique_lock<std::mutex>& lock) {

@@ -153,7 +153,8 @@ class Watcher {
   void enqueue(std::vector<Job> jobs);
   void work();
   // A worker is done with a job of `registry` (under m_pool_mutex): its
-  // slot is free and the workers that can use it are woken.
+  // slot is free. The caller looks for a job before it waits again; other
+  // workers are woken only when more than one can start (the lane is gone).
   void release_slot(const std::string& registry);
   // Reads the rows of `job` and of up to k_prefetch - 1 jobs after it in
   // its registry's queue (taken off the queue while they are read, then put

@@ -232,7 +232,14 @@ double rate_over(const std::map<int64_t, long>& per_second, int64_t first, int64
 struct Capacity {
   double rate = 0;      // requests/s the registries answered, counted by them
   double wrk_says = 0;  // wrk's own Requests/sec
+  double cpu_ms = 0;    // the registries' CPU per answer over the whole wrk run
 };
+
+double registries_cpu(const Registries& r) {
+  double sum = 0;
+  for (const auto& reg : r.regs) sum += cpu_seconds_of(reg->pid());
+  return sum;
+}
 
 // Requests/s the registries answer together, `connections` connections
 // spread over them (wrk: one thread per connection, each on one host).
@@ -245,10 +252,12 @@ struct Capacity {
 // running) are the window: WRK_SECONDS - 1 of them.
 Capacity wrk_capacity(const Registries& r, const std::string& script, int connections, int secs) {
   auto from = log_ends(r);
+  double cpu0 = registries_cpu(r);
   RunResult w = run({"wrk", "-t", std::to_string(connections), "-c", std::to_string(connections), "-d",
                      std::to_string(secs) + "s", "-s", script, r.regs[0]->url()},
                     {}, "", std::chrono::seconds(secs + 60));
   int64_t ended = unix_now();
+  double cpu = registries_cpu(r) - cpu0;
   std::this_thread::sleep_for(1s);  // the registries' last log lines
   Capacity out;
   std::smatch m;
@@ -258,7 +267,11 @@ Capacity wrk_capacity(const Registries& r, const std::string& script, int connec
   }
   if (w.output.find("Non-2xx") != std::string::npos) std::cerr << "wrk saw non-2xx answers:\n" << w.output << "\n";
   out.wrk_says = std::stod(m[1]);
-  out.rate = rate_over(answered_per_second(r, from), ended - secs + 1, ended - 1);
+  auto answered = answered_per_second(r, from);
+  out.rate = rate_over(answered, ended - secs + 1, ended - 1);
+  long all = 0;
+  for (const auto& [second, n] : answered) all += n;
+  if (all > 0) out.cpu_ms = cpu * 1e3 / static_cast<double>(all);
   return out;
 }
 
@@ -421,11 +434,6 @@ EngineResult measure(const Engine& engine, const TempDir& dir, const Registries&
   std::printf("[%s] ready after %.2f s; baseline cycle of %ld references %.1f s (%.0f/s), serve CPU since start %.1f s\n",
               engine.name.c_str(), out.start_seconds, refs, out.baseline, static_cast<double>(refs) / out.baseline,
               out.baseline_cpu);
-  auto registries_cpu = [&] {
-    double sum = 0;
-    for (const auto& r : regs.regs) sum += cpu_seconds_of(r->pid());
-    return sum;
-  };
   for (int round = 0; round < rounds; ++round) {
     std::string load = load_average();
     // The registries' capacity just before and just after the cycle (it
@@ -439,12 +447,12 @@ EngineResult measure(const Engine& engine, const TempDir& dir, const Registries&
                                        std::map<std::string, std::string>{}, dir.path() + "/perf.log");
       std::this_thread::sleep_for(500ms);
     }
-    double reg1 = registries_cpu();
+    double reg1 = registries_cpu(regs);
     auto logs = log_ends(regs);
     int64_t cycle_start = unix_now();
     Cycle c = run_cycle(serve, port, refs, engine);
     int64_t cycle_end = unix_now();
-    double cycle_registries_cpu = registries_cpu() - reg1;
+    double cycle_registries_cpu = registries_cpu(regs) - reg1;
     if (perf) {
       perf->signal(SIGINT);
       perf->wait(30s);
@@ -463,11 +471,11 @@ EngineResult measure(const Engine& engine, const TempDir& dir, const Registries&
     std::printf("[%s] round %d (load %s): capacity %.0f req/s before, %.0f after (counted by the registries; wrk said %.0f "
                 "and %.0f); cycle %.1f s = %.0f req/s (the registries counted %.0f/s) = %.2f of capacity; "
                 "serve CPU %.1f s (%.0f us per reference, %.2f cores); the registries' CPU %.1f s (%.2f ms per request, "
-                "%.2f cores); %ld rows recorded\n",
+                "%.2f cores; under wrk %.2f and %.2f ms per request); %ld rows recorded\n",
                 engine.name.c_str(), round + 1, load.c_str(), before.rate, after.rate, before.wrk_says, after.wrk_says,
                 c.seconds, rate, counted, cap > 0 ? rate / cap : 0,
                 c.cpu, c.cpu * 1e6 / static_cast<double>(refs), c.cpu / c.seconds, cycle_registries_cpu,
-                cycle_registries_cpu * 1e3 / static_cast<double>(refs), cycle_registries_cpu / c.seconds, c.recorded);
+                cycle_registries_cpu * 1e3 / static_cast<double>(refs), cycle_registries_cpu / c.seconds, before.cpu_ms, after.cpu_ms, c.recorded);
     if (round == 0) {
       std::this_thread::sleep_for(1s);
       Memory m = memory_of(serve.pid());
