@@ -12,7 +12,8 @@
 //     wrk_capacity), while wrk ran just before and just after the cycle with
 //     the same manifest URLs, the same Accept header and the same
 //     concurrency (one connection per registry host, as serve's workers hold
-//     one request per registry when poll.concurrency equals HOSTS);
+//     one request per registry when poll.concurrency equals HOSTS), with
+//     the registries' CPU per request in the cycle and under each wrk run;
 //   - VmRSS and VmHWM of serve after the first full cycles and at the end;
 //   - one more cycle with wrk (16 connections) on /v1/status, then on
 //     /v1/images?limit=100, while the cycle runs: their p99;
