@@ -293,10 +293,10 @@ void Watcher::release_slot(const std::string& registry) {
   if (gone) m_lanes.erase(lane);
   // One slot is free, so one job can start, and the caller is a worker that
   // looks for one before it waits again (work()): it takes that job itself,
-  // and no other worker is woken (waking one per answer, only to find the
-  // slot taken, was two context switches per request; waking all 50 was
-  // most of a cycle's CPU at 50 registries). When the registry has nothing
-  // left, the others' shares grow and more than one can start: all are woken.
+  // and no other worker is woken (an idle one woken here would find the slot
+  // taken; waking all 50 for each answer was most of a cycle's CPU at 50
+  // registries). When the registry has nothing left, the others' shares
+  // grow and more than one can start: all are woken.
   if (gone) m_work_cv.notify_all();
 }
 
