@@ -23,7 +23,7 @@
 // then uses that many connections, spread over the hosts),
 // BW_BENCH_API_SECONDS (each API wrk, default 15), BW_BENCH_HOLD=1 (stop
 // after the registries are filled: print the config and wait for Enter),
-// BW_BENCH_PERF=PREFIX (`perf record -g` of serve during the first
+// BW_BENCH_PERF=PREFIX (`perf record --call-graph dwarf` of serve during the first
 // unchanged cycle, to PREFIX.ENGINE.data).
 #include <sys/resource.h>
 
@@ -443,7 +443,7 @@ EngineResult measure(const Engine& engine, const TempDir& dir, const Registries&
     Capacity before = wrk_capacity(regs, wrk_script, concurrency, wrk_secs);
     std::unique_ptr<Process> perf;
     if (const char* prefix = std::getenv("BW_BENCH_PERF"); prefix && round == 0) {
-      perf = std::make_unique<Process>(std::vector<std::string>{"perf", "record", "-g", "-p", std::to_string(serve.pid()), "-o",
+      perf = std::make_unique<Process>(std::vector<std::string>{"perf", "record", "--call-graph", "dwarf,16384", "-F", "499", "-p", std::to_string(serve.pid()), "-o",
                                                                 std::string(prefix) + "." + engine.name + ".data"},
                                        std::map<std::string, std::string>{}, dir.path() + "/perf.log");
       std::this_thread::sleep_for(500ms);
@@ -527,6 +527,11 @@ int main(int argc, char** argv) {
   int api_secs = std::getenv("BW_BENCH_API_SECONDS") ? std::atoi(std::getenv("BW_BENCH_API_SECONDS")) : 15;
   if (hosts < 1 || refs < hosts || rounds < 1 || concurrency < 1) {
     std::fprintf(stderr, "usage: bench_scale [REFS] [HOSTS] [ROUNDS] [WRK_SECONDS] [ENGINES]\n");
+    return 2;
+  }
+  // Every figure is against wrk's: without it the run would print zeros.
+  if (run({"wrk", "--version"}).status == 127) {
+    std::fprintf(stderr, "bench_scale: wrk is not installed (apt-get install wrk)\n");
     return 2;
   }
   // 50 registries, wrk's threads and serve's sockets: more than 1,024 files.
