@@ -217,7 +217,7 @@ Result<Response> HttplibClient::send(const Request& request) {
   }
   Response out;
   out.status = res->status;
-  for (const auto& [k, v] : res->headers) out.headers.emplace(to_lower(k), v);
+  for (auto& [k, v] : res->headers) out.headers.emplace(to_lower(k), std::move(v));
   out.body = request.body_sink ? std::move(kept) : std::move(res->body);
   bool reusable = to_lower(out.header("connection")) != "close";
   if (reusable) {

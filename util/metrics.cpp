@@ -15,7 +15,7 @@ Metrics& Metrics::global() {
 
 namespace {
 
-void append_escaped(std::string& out, const std::string& v) {
+void append_escaped(std::string& out, std::string_view v) {
   for (char c : v) {
     if (c == '\\') out += "\\\\";
     else if (c == '"') out += "\\\"";
@@ -33,8 +33,8 @@ std::string number(double v) {
 
 }  // namespace
 
-std::string Metrics::render_labels(const Labels& labels, const std::string& extra) {
-  if (labels.empty() && extra.empty()) return "";
+std::string Metrics::render_labels(const Labels& labels) {
+  if (labels.empty()) return "";
   std::string out;
   out.reserve(64);
   out += '{';
@@ -45,42 +45,50 @@ std::string Metrics::render_labels(const Labels& labels, const std::string& extr
     append_escaped(out, labels[i].second);
     out += '"';
   }
-  if (!extra.empty()) {
-    if (!labels.empty()) out += ',';
-    out += extra;
-  }
   out += '}';
   return out;
 }
 
-Metrics::Family& Metrics::family(const std::string& name, const std::string& type, const std::string& help) {
-  auto& f = m_families[name];
-  if (f.type.empty()) {
-    f.type = type;
-    f.help = help;
+Metrics::Family& Metrics::family(std::string_view name, std::string_view type, std::string_view help) {
+  auto f = m_families.find(name);
+  if (f == m_families.end()) {
+    f = m_families.emplace(std::string(name), Family{}).first;
+    f->second.type = type;
+    f->second.help = help;
   }
-  return f;
+  return f->second;
 }
 
-// The labels are rendered before the lock is taken: fifty workers count
-// every request under it, and /metrics takes it to copy every series.
-void Metrics::counter_add(const std::string& name, const std::string& help, const Labels& labels, double by) {
+namespace {
+
+// The entry for a rendered label set: looked up first, so that an update of
+// an existing series (nearly every one) copies nothing.
+template <typename Map>
+typename Map::mapped_type& entry(Map& m, std::string&& key) {
+  auto it = m.find(key);
+  if (it == m.end()) it = m.emplace(std::move(key), typename Map::mapped_type{}).first;
+  return it->second;
+}
+
+}  // namespace
+
+void Metrics::counter_add(std::string_view name, std::string_view help, const Labels& labels, double by) {
   std::string key = render_labels(labels);
   std::lock_guard lock(m_mutex);
-  family(name, "counter", help).values[key] += by;
+  entry(family(name, "counter", help).values, std::move(key)) += by;
 }
 
-void Metrics::gauge_set(const std::string& name, const std::string& help, const Labels& labels, double value) {
+void Metrics::gauge_set(std::string_view name, std::string_view help, const Labels& labels, double value) {
   std::string key = render_labels(labels);
   std::lock_guard lock(m_mutex);
-  family(name, "gauge", help).values[key] = value;
+  entry(family(name, "gauge", help).values, std::move(key)) = value;
 }
 
-void Metrics::histogram_observe(const std::string& name, const std::string& help, const Labels& labels, double value,
+void Metrics::histogram_observe(std::string_view name, std::string_view help, const Labels& labels, double value,
                                 const std::vector<double>& buckets) {
   std::string key = render_labels(labels);
   std::lock_guard lock(m_mutex);
-  auto& h = family(name, "histogram", help).histograms[key];
+  auto& h = entry(family(name, "histogram", help).histograms, std::move(key));
   if (h.buckets.empty()) {
     h.buckets = buckets;
     h.counts.assign(buckets.size(), 0);
@@ -95,7 +103,7 @@ void Metrics::histogram_observe(const std::string& name, const std::string& help
   h.sum += value;
 }
 
-double Metrics::counter_value(const std::string& name, const Labels& labels) const {
+double Metrics::counter_value(std::string_view name, const Labels& labels) const {
   std::string key = render_labels(labels);
   std::lock_guard lock(m_mutex);
   auto f = m_families.find(name);
@@ -108,7 +116,7 @@ std::string Metrics::render() const {
   // A copy taken under the lock, written out after it: the workers count
   // every request under this lock, and a scrape every 50 ms held them while
   // a thousand lines were formatted.
-  std::map<std::string, Family> families;
+  std::map<std::string, Family, std::less<>> families;
   {
     std::lock_guard lock(m_mutex);
     families = m_families;

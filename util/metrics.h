@@ -6,12 +6,15 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 namespace bw {
 
-using Labels = std::vector<std::pair<std::string, std::string>>;
+// Names and values are views: a label set is built at the call and read
+// there (an update allocates only the rendered key it looks up).
+using Labels = std::vector<std::pair<std::string_view, std::string_view>>;
 
 class Metrics {
  public:
@@ -19,12 +22,12 @@ class Metrics {
   static Metrics& global();
 
   // `help` is recorded on first use of a name.
-  void counter_add(const std::string& name, const std::string& help, const Labels& labels, double by = 1);
-  void gauge_set(const std::string& name, const std::string& help, const Labels& labels, double value);
+  void counter_add(std::string_view name, std::string_view help, const Labels& labels, double by = 1);
+  void gauge_set(std::string_view name, std::string_view help, const Labels& labels, double value);
   // Buckets are upper bounds in the histogram's unit (seconds by convention).
-  void histogram_observe(const std::string& name, const std::string& help, const Labels& labels, double value,
+  void histogram_observe(std::string_view name, std::string_view help, const Labels& labels, double value,
                          const std::vector<double>& buckets = k_default_buckets);
-  double counter_value(const std::string& name, const Labels& labels) const;
+  double counter_value(std::string_view name, const Labels& labels) const;
 
   // Text exposition format 0.0.4, families sorted by name.
   std::string render() const;
@@ -42,14 +45,14 @@ class Metrics {
   struct Family {
     std::string type;  // counter | gauge | histogram
     std::string help;
-    std::map<std::string, double> values;          // rendered labels -> value
-    std::map<std::string, Histogram> histograms;   // rendered labels -> histogram
+    std::map<std::string, double, std::less<>> values;         // rendered labels -> value
+    std::map<std::string, Histogram, std::less<>> histograms;  // rendered labels -> histogram
   };
-  static std::string render_labels(const Labels& labels, const std::string& extra = "");
-  Family& family(const std::string& name, const std::string& type, const std::string& help);
+  static std::string render_labels(const Labels& labels);
+  Family& family(std::string_view name, std::string_view type, std::string_view help);
 
   mutable std::mutex m_mutex;
-  std::map<std::string, Family> m_families;
+  std::map<std::string, Family, std::less<>> m_families;
 };
 
 }  // namespace bw
