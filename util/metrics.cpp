@@ -72,6 +72,8 @@ typename Map::mapped_type& entry(Map& m, std::string&& key) {
 
 }  // namespace
 
+// The labels are rendered before the lock is taken: fifty workers count
+// every request under it, and /metrics takes it to copy every series.
 void Metrics::counter_add(std::string_view name, std::string_view help, const Labels& labels, double by) {
   std::string key = render_labels(labels);
   std::lock_guard lock(m_mutex);

@@ -23,8 +23,8 @@
 // then uses that many connections, spread over the hosts),
 // BW_BENCH_API_SECONDS (each API wrk, default 15), BW_BENCH_HOLD=1 (stop
 // after the registries are filled: print the config and wait for Enter),
-// BW_BENCH_PERF=PREFIX (`perf record --call-graph dwarf` of serve during the first
-// unchanged cycle, to PREFIX.ENGINE.data).
+// BW_BENCH_PERF=PREFIX (`perf record --call-graph dwarf` of serve during
+// the first unchanged cycle, to PREFIX.ENGINE.data).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -443,7 +443,9 @@ EngineResult measure(const Engine& engine, const TempDir& dir, const Registries&
     Capacity before = wrk_capacity(regs, wrk_script, concurrency, wrk_secs);
     std::unique_ptr<Process> perf;
     if (const char* prefix = std::getenv("BW_BENCH_PERF"); prefix && round == 0) {
-      perf = std::make_unique<Process>(std::vector<std::string>{"perf", "record", "--call-graph", "dwarf,16384", "-F", "499", "-p", std::to_string(serve.pid()), "-o",
+      // DWARF call graphs: the build has no frame pointers.
+      perf = std::make_unique<Process>(std::vector<std::string>{"perf", "record", "--call-graph", "dwarf,16384", "-F", "499",
+                                                                "-p", std::to_string(serve.pid()), "-o",
                                                                 std::string(prefix) + "." + engine.name + ".data"},
                                        std::map<std::string, std::string>{}, dir.path() + "/perf.log");
       std::this_thread::sleep_for(500ms);
