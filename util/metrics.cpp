@@ -59,38 +59,25 @@ Metrics::Family& Metrics::family(std::string_view name, std::string_view type, s
   return f->second;
 }
 
-namespace {
-
-// The entry for a rendered label set: looked up first, so that an update of
-// an existing series (nearly every one) copies nothing.
-template <typename Map>
-typename Map::mapped_type& entry(Map& m, std::string&& key) {
-  auto it = m.find(key);
-  if (it == m.end()) it = m.emplace(std::move(key), typename Map::mapped_type{}).first;
-  return it->second;
-}
-
-}  // namespace
-
 // The labels are rendered before the lock is taken: fifty workers count
 // every request under it, and /metrics takes it to copy every series.
 void Metrics::counter_add(std::string_view name, std::string_view help, const Labels& labels, double by) {
   std::string key = render_labels(labels);
   std::lock_guard lock(m_mutex);
-  entry(family(name, "counter", help).values, std::move(key)) += by;
+  family(name, "counter", help).values[std::move(key)] += by;
 }
 
 void Metrics::gauge_set(std::string_view name, std::string_view help, const Labels& labels, double value) {
   std::string key = render_labels(labels);
   std::lock_guard lock(m_mutex);
-  entry(family(name, "gauge", help).values, std::move(key)) = value;
+  family(name, "gauge", help).values[std::move(key)] = value;
 }
 
 void Metrics::histogram_observe(std::string_view name, std::string_view help, const Labels& labels, double value,
                                 const std::vector<double>& buckets) {
   std::string key = render_labels(labels);
   std::lock_guard lock(m_mutex);
-  auto& h = entry(family(name, "histogram", help).histograms, std::move(key));
+  auto& h = family(name, "histogram", help).histograms[std::move(key)];
   if (h.buckets.empty()) {
     h.buckets = buckets;
     h.counts.assign(buckets.size(), 0);
