@@ -342,6 +342,7 @@ void Watcher::work() {
     m_work_cv.wait(lock, [&] {
       if (m_stop) return true;
       if (m_busy_total >= m_concurrency.load()) return false;
+      if (m_unapplied >= m_unapplied_max) return false;  // drain() wakes them
       // When several registries have work, one holds at most its share of
       // the workers, so a slow or hung registry leaves workers for the others.
       const int active = static_cast<int>(m_lanes.size());
@@ -379,6 +380,7 @@ void Watcher::work() {
       lock.lock();
       release_slot(registry);
       m_done.push_back(std::move(done));
+      ++m_unapplied;
       m_done_cv.notify_all();
       continue;
     }
@@ -420,6 +422,7 @@ void Watcher::work() {
     // this lock once the CPUs were busy).
     bool first = m_done.empty();
     m_done.push_back(std::move(done));
+    ++m_unapplied;
     m_done_cv.notify_all();
     if (first && m_on_result) {
       auto notify = m_on_result;
@@ -480,9 +483,12 @@ void Watcher::drain(TimePoint now, bool wait, PollStats& stats, const ReportSink
       if (sink) sink(std::move(report));
       else stats.reports.push_back(std::move(report));
     }
+    bool held_back;
     {
       std::lock_guard lock(m_mutex);
       std::lock_guard pool(m_pool_mutex);
+      held_back = m_unapplied >= m_unapplied_max;
+      m_unapplied -= ready.size();
       for (const auto& key : back) {
         m_in_flight.erase(key);
         // Back on the schedule: apply set its next check; a dry run (or a
@@ -492,6 +498,7 @@ void Watcher::drain(TimePoint now, bool wait, PollStats& stats, const ReportSink
         if (!m_due.count({at, key})) m_due.emplace(at, key);
       }
     }
+    if (held_back) m_work_cv.notify_all();
   }
 }
 

@@ -6,6 +6,7 @@
 // causes, all in one transaction.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <thread>
@@ -108,6 +109,9 @@ class Watcher {
   // Unset, it is always open (basewatch check, SQLite). Set it before
   // polling starts.
   void set_gate(std::function<bool()> open) { m_gate = std::move(open); }
+  // How many answers may wait to be applied before the workers stop taking
+  // jobs (default k_unapplied_max). Set it before polling starts (tests).
+  void set_unapplied_max(size_t n) { m_unapplied_max = std::max<size_t>(1, n); }
   // Reads each reference's next check and the last poll time from the
   // store again: what the leader before this one wrote (on taking the
   // lease, and now and then on a follower, whose API shows them).
@@ -184,6 +188,7 @@ class Watcher {
   std::map<std::string, int64_t> m_next_check;  // in-memory mirror of refs.next_check
   std::set<std::pair<int64_t, std::string>> m_due;  // (next check, key) of references not with the workers
   std::atomic<int64_t> m_last_poll{0};
+  static constexpr size_t k_unapplied_max = 1024;  // four write batches
   static constexpr size_t k_trim_after = 10'000;  // checks between two malloc_trim at idle
   size_t m_checked_since_trim = 0;                // (loop thread only)
   bool m_last_poll_pending = false;  // m_last_poll goes to the store with the next batch (loop thread only)
@@ -205,6 +210,12 @@ class Watcher {
   std::string m_next_registry;                      // where the round robin goes on
   std::set<std::string> m_in_flight;                // keys queued, being worked on, or done but not applied
   std::deque<std::unique_ptr<Done>> m_done;
+  // Answers not yet applied (in m_done or being applied). While there are
+  // m_unapplied_max, no worker takes another job: when the store writes
+  // slower than the registries answer (PostgreSQL's round trips), the
+  // answers waited in memory without a bound (bench/scale/README).
+  size_t m_unapplied = 0;
+  size_t m_unapplied_max = k_unapplied_max;
   std::vector<std::thread> m_workers;
   std::atomic<int> m_concurrency{8};
   bool m_stop = false;

@@ -2,6 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
+#include <thread>
+
 #include "tests/unit/fake_registry.h"
 #include "watcher/watcher.h"
 
@@ -336,4 +339,38 @@ TEST_CASE("a request for a reference the model does not watch is ignored, and le
   CHECK(f.w->next_due(f.clock.now()) == f.clock.now());
   CHECK(f.w->poll_once(f.clock.now()).checked == 0);
   CHECK(f.w->next_due(f.clock.now()) > f.clock.now());
+}
+
+TEST_CASE("workers stop taking jobs while the answers not yet applied reach the bound; none is lost", "[unit][watcher]") {
+  Fixture f;
+  const int n = 40;
+  for (int i = 0; i < n; ++i) {
+    f.reg.put_manifest("team/base" + std::to_string(i), "1", "v1");
+    f.add_project("p" + std::to_string(i), {{"registry.example.com/team/base" + std::to_string(i) + ":1", ""}});
+  }
+  f.cfg.poll_concurrency = 2;
+  f.build();
+  f.w->set_unapplied_max(5);
+  std::atomic<int> results{0};
+  f.w->on_result([&] { ++results; });
+  f.w->step(f.clock.now());  // every reference is due: all go to the workers, nothing is applied
+  // The workers answer 5 (and finish the jobs they hold, one each), then wait
+  // for the loop: without the bound they answered all 40 in a few ms.
+  auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  while (std::chrono::steady_clock::now() < until && f.http.requests().size() < static_cast<size_t>(n))
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(results.load() >= 1);
+  CHECK(f.http.requests().size() <= 5 + 2);
+  CHECK(f.store->list_refs().value().empty());
+  // The loop applies what waits; the workers go on; in the end every
+  // reference is checked and recorded once.
+  size_t checked = 0;
+  for (int i = 0; i < 1000 && checked < static_cast<size_t>(n); ++i) {
+    checked += f.w->step(f.clock.now()).checked;
+    if (checked < static_cast<size_t>(n)) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK(checked == static_cast<size_t>(n));
+  CHECK(f.http.requests().size() == static_cast<size_t>(n));
+  f.w->step(f.clock.now());
+  CHECK(f.store->list_refs().value().size() == static_cast<size_t>(n));
 }
