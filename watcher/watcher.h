@@ -111,7 +111,10 @@ class Watcher {
   void set_gate(std::function<bool()> open) { m_gate = std::move(open); }
   // How many answers may wait to be applied before the workers stop taking
   // jobs (default k_unapplied_max). Set it before polling starts (tests).
-  void set_unapplied_max(size_t n) { m_unapplied_max = std::max<size_t>(1, n); }
+  void set_unapplied_max(size_t n) {
+    std::lock_guard lock(m_pool_mutex);  // the workers read it under this lock
+    m_unapplied_max = std::max<size_t>(1, n);
+  }
   // Reads each reference's next check and the last poll time from the
   // store again: what the leader before this one wrote (on taking the
   // lease, and now and then on a follower, whose API shows them).
